@@ -1,0 +1,530 @@
+"""Spectral metrics: plain PyTorch reference (DESIGN.md §4, "Spectral metrics").
+
+A randomly initialised candidate network is scored by how well the power
+spectrum of its output ``o`` matches that of the corrupted image ``y``
+(similarity metrics), or by how low-pass its output is (image-independent
+metrics). Every score is *lower is better*.
+
+This module is the readable reference twin of the fused Triton kernel planned
+in DESIGN §7: everything is computed in float64, batched over the candidate
+outputs, and the corrupted image's spectrum is computed once per call.
+
+Conventions shared by every function here:
+
+* ``psd(a)`` is per channel ``fftshift(|fft2(a, norm="forward")|**2)``.
+* ``db(a) = 10 * log10(max(a, 1e-30))``: the floor ``1e-30`` (-300 dB) guards
+  ``log(0)``; a PSD value that small is rounding noise (for example the DC bin
+  after ``nodc``), and flooring it keeps that noise out of the scores.
+* Frequency grid (cycles per pixel, zero frequency where ``fftshift`` puts it,
+  at index ``n // 2``): for an even size ``n`` the coordinate of index ``i`` is
+  ``i / n - 1/2`` evaluated in exactly that form (as DESIGN §4 and the paper's
+  code do); for an odd size it is ``(i - n // 2) / n`` (DESIGN's form would put
+  the zero frequency half a bin off centre there). The two are equal in exact
+  arithmetic for even ``n`` but *not* bit-for-bit (``48/80 - 1/2`` is
+  ``0.09999999999999998`` while ``8/80`` is ``0.1``), and boundary pixels such
+  as ``fx = 0.1`` at ``W = 80`` fall in or out of the masks depending on it, so
+  the even form is kept literally. Masks are built on the CPU in float64 with
+  ``r2 = fx*fx + fy*fy`` and the thresholds ``(d/2)**2`` as Python floats, so
+  they are the same on every device.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import InputError
+
+__all__ = [
+    "METRICS",
+    "PARAMETRIC_METRICS",
+    "DB_FLOOR",
+    "HIST_BINS",
+    "canonical_metric",
+    "spectral_scores",
+    "psd",
+    "db",
+    "strip_mask",
+    "circle_mask",
+    "density_histogram",
+    "hist_emd",
+    "per_bandwidth",
+    "db_bandwidth",
+]
+
+#: Fixed-name metrics, canonical spelling (lower case, underscores).
+METRICS: tuple[str, ...] = (
+    "psd_db_strip_mse",
+    "psd_strip_hist_emd",
+    "psd_db_mse",
+    "nodc_psd_db_strip_mse",
+    "nodc_psd_strip_hist_emd",
+    "nodc_psd_db_mse",
+    "random",
+)
+#: Parametrised metric families; ``<p>`` in (0, 1), ``<cut>`` > 0 dB.
+PARAMETRIC_METRICS: tuple[str, ...] = ("per_bw_<p>", "db_bw_<cut>")
+
+#: PSD values below this are floored before taking dB (guards log 0).
+DB_FLOOR = 1e-30
+#: Bins of the strip histogram (DESIGN §4).
+HIST_BINS = 100
+
+# Strip (annulus) diameter ratios and the per_bw circles (DESIGN §4).
+_STRIP_INNER = 0.1
+_STRIP_OUTER = 0.2
+_N_CIRCLES = 99  # diameters linspace(0, sqrt(2), 100)[1:]
+
+_SIMILARITY_BASES = ("psd_db_strip_mse", "psd_strip_hist_emd", "psd_db_mse")
+
+
+# --------------------------------------------------------------------------- #
+# Metric names
+# --------------------------------------------------------------------------- #
+def _valid_names() -> str:
+    return ", ".join(METRICS + PARAMETRIC_METRICS)
+
+
+def _format_number(x: float) -> str:
+    """Shortest round-tripping text for ``x``, without a trailing ``.0``."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+_PARAMETRIC_RE = re.compile(
+    r"(per|db)[\s_-]*bw\s*(?:\(\s*(?P<paren>[^()]*?)\s*\)|[\s_-](?P<suffix>\S+))"
+)
+
+
+def canonical_metric(name: str) -> str:
+    """Canonical spelling of a spectral metric name.
+
+    Case-insensitive; spaces, hyphens and underscores are interchangeable
+    (``"psd db strip mse"``, ``"PSD-DB-Strip-MSE"`` -> ``"psd_db_strip_mse"``).
+    Parametrised metrics take their parameter after a separator or in
+    parentheses: ``"per_bw(0.9)"`` / ``"per_bw_0.9"`` -> ``"per_bw_0.9"``,
+    ``"db_bw(10)"`` / ``"db bw 10.0"`` -> ``"db_bw_10"``.
+
+    Raises:
+        InputError: the name is not a known metric, or its parameter is out of
+            range (``per_bw`` needs 0 < p < 1, ``db_bw`` needs cut > 0 dB).
+    """
+    if not isinstance(name, str):
+        raise InputError(f"metric name must be a string, got {type(name).__name__}")
+    text = name.strip().lower()
+    fixed = re.sub(r"[\s_-]+", "_", text)
+    if fixed in METRICS:
+        return fixed
+
+    match = _PARAMETRIC_RE.fullmatch(text)
+    if match is None:
+        raise InputError(f"unknown spectral metric {name!r}; valid: {_valid_names()}")
+    family = match.group(1) + "_bw"
+    raw = match.group("paren") if match.group("paren") is not None else match.group("suffix")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(
+            f"unknown spectral metric {name!r}: {family} needs a number, got {raw!r}; "
+            f"valid: {_valid_names()}"
+        ) from None
+    if family == "per_bw" and not 0.0 < value < 1.0:
+        raise InputError(f"metric {name!r}: per_bw takes an energy fraction p in (0, 1), got {raw}")
+    if family == "db_bw" and not (value > 0.0 and math.isfinite(value)):
+        raise InputError(f"metric {name!r}: db_bw takes a finite cut > 0 dB, got {raw}")
+    return f"{family}_{_format_number(value)}"
+
+
+def _parameter(canonical: str) -> float:
+    """The number in a canonical ``per_bw_<p>`` / ``db_bw_<cut>`` name."""
+    return float(canonical.rsplit("_", 1)[1])
+
+
+# --------------------------------------------------------------------------- #
+# Building blocks
+# --------------------------------------------------------------------------- #
+def psd(a: Tensor) -> Tensor:
+    """Power spectral density over the last two dimensions.
+
+    ``fftshift(|fft2(a, norm="forward")|**2)``: zero frequency at index
+    ``(H // 2, W // 2)``; by Parseval the values sum to ``mean(a**2)`` per 2-D
+    slice (units: squared intensity).
+
+    Computed from the real-input FFT (``rfft2``, about 3x cheaper than ``fft2``
+    on the CPU, DESIGN §7) as ``re**2 + im**2`` (no ``abs``/``sqrt``); the
+    missing half follows from Hermitian symmetry of a real image's spectrum,
+    ``P[i, j] = P[-i mod H, -j mod W]``.
+
+    Args:
+        a: real tensor ``(..., H, W)``; computed in float64.
+
+    Returns:
+        float64 tensor ``(..., H, W)``, non-negative.
+    """
+    if a.is_complex():
+        raise InputError("psd needs a real image, got a complex tensor")
+    a = a.to(torch.float64)
+    h, w = a.shape[-2], a.shape[-1]
+    half = torch.fft.rfft2(a, norm="forward")  # (..., H, W//2 + 1)
+    half_power = half.real.square() + half.imag.square()
+
+    # Columns j <= W//2 are stored; column j > W//2 is the mirror of row -i,
+    # column W - j.
+    rows = torch.arange(h, device=a.device)
+    cols = torch.arange(w, device=a.device)
+    stored = cols <= w // 2
+    src_col = torch.where(stored, cols, w - cols)  # (W,)
+    src_row = torch.where(stored[None, :], rows[:, None], (-rows[:, None]) % h)  # (H, W)
+    power = half_power[..., src_row, src_col.expand(h, w)]
+    return torch.fft.fftshift(power, dim=(-2, -1))
+
+
+def db(a: Tensor) -> Tensor:
+    """Decibels: ``10 * log10(max(a, DB_FLOOR))`` with ``DB_FLOOR = 1e-30``.
+
+    DESIGN §4 notes the paper used ``10 * ln``; rankings are identical.
+    Shape-preserving; float64 in, float64 out.
+    """
+    return 10.0 * torch.log10(a.to(torch.float64).clamp_min(DB_FLOOR))
+
+
+def _frequencies(n: int) -> list[float]:
+    """Frequency (cycles/pixel) of each fftshifted index ``0..n-1`` (see module doc)."""
+    if n % 2 == 0:
+        return [i / n - 1 / 2 for i in range(n)]  # DESIGN's form, kept bit-exact
+    return [(i - n // 2) / n for i in range(n)]
+
+
+def _radius2(h: int, w: int) -> Tensor:
+    """``fx**2 + fy**2`` on the (H, W) fftshifted grid, float64, CPU."""
+    fy = torch.tensor(_frequencies(h), dtype=torch.float64)[:, None]
+    fx = torch.tensor(_frequencies(w), dtype=torch.float64)[None, :]
+    return fx * fx + fy * fy  # separate multiply and add: no fused rounding
+
+
+def circle_mask(
+    h: int, w: int, diameter: float, device: torch.device | str | None = None
+) -> Tensor:
+    """Disc of diameter ratio ``diameter`` around the zero frequency.
+
+    ``r2 < (diameter / 2) ** 2`` in float64 on the fftshifted grid (module doc).
+
+    Returns:
+        bool tensor ``(H, W)`` on ``device`` (CPU by default).
+    """
+    return (_radius2(h, w) < (diameter / 2) ** 2).to(device)
+
+
+def strip_mask(
+    h: int,
+    w: int,
+    inner: float = _STRIP_INNER,
+    outer: float = _STRIP_OUTER,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Annulus ``(r2 < (outer/2)**2) & ~(r2 < (inner/2)**2)`` (DESIGN §4).
+
+    Diameter ratios default to 0.1 (inner) and 0.2 (outer); float64 arithmetic
+    exactly in DESIGN's form, because grid points on the boundary (e.g.
+    ``fx = 0.1`` when ``W = 80``) move in or out under float32.
+
+    Returns:
+        bool tensor ``(H, W)`` on ``device`` (CPU by default).
+    """
+    r2 = _radius2(h, w)
+    return ((r2 < (outer / 2) ** 2) & ~(r2 < (inner / 2) ** 2)).to(device)
+
+
+def density_histogram(values: Tensor, bins: int = HIST_BINS) -> Tensor:
+    """Row-wise ``numpy.histogram(v, bins, density=True)[0]``, replicated exactly.
+
+    Each row is binned over its own ``[min, max]`` (widened to
+    ``[min - 0.5, max + 0.5]`` when ``min == max``, as numpy does). Edges are
+    numpy's ``linspace``: ``edge[i] = i * step + min`` with
+    ``step = (max - min) / bins`` and the last edge exactly ``max``. A value's
+    bin is ``floor((v - min) / (max - min) * bins)``, then corrected by one
+    where rounding put it on the wrong side of an edge; the last bin is closed
+    on the right. Heights are ``count / width / n`` (``width`` per bin from the
+    edges).
+
+    Args:
+        values: ``(..., N)`` real, finite, ``N >= 1``.
+        bins: number of equal-width bins.
+
+    Returns:
+        float64 ``(..., bins)``.
+    """
+    v = values.to(torch.float64)
+    lead, n = v.shape[:-1], v.shape[-1]
+    v = v.reshape(-1, n)  # (R, N)
+    first = v.amin(dim=1, keepdim=True)
+    last = v.amax(dim=1, keepdim=True)
+    flat = first == last
+    first = torch.where(flat, first - 0.5, first)
+    last = torch.where(flat, last + 0.5, last)
+
+    span = last - first  # (R, 1)
+    steps = torch.arange(bins + 1, dtype=torch.float64, device=v.device)
+    edges = steps * (span / bins) + first  # (R, bins + 1)
+    edges[:, -1] = last[:, 0]
+
+    index = ((v - first) / span * bins).to(torch.int64)  # truncation == floor, v >= first
+    index = index.clamp_max(bins - 1)  # v == last lands in the last bin
+    index = index - (v < edges.gather(1, index)).to(torch.int64)
+    index = index + ((v >= edges.gather(1, index + 1)) & (index != bins - 1)).to(torch.int64)
+
+    counts = torch.zeros(v.shape[0], bins, dtype=torch.float64, device=v.device)
+    counts.scatter_add_(1, index, torch.ones_like(v))
+    widths = edges.diff(dim=1)
+    heights = counts / widths / n
+    return heights.reshape(*lead, bins)
+
+
+def hist_emd(a_vals: Tensor, b_vals: Tensor, bins: int = HIST_BINS) -> Tensor:
+    """Wasserstein-1 distance between the bin heights of two density histograms.
+
+    Each set of values is histogrammed by :func:`density_histogram` (100 bins
+    over its own range); the ``bins`` heights of each are then treated as
+    equally weighted 1-D samples, whose W1 distance is
+    ``mean(|sort(h_a) - sort(h_b)|)`` (equal to
+    ``scipy.stats.wasserstein_distance(h_a, h_b)``).
+
+    Args:
+        a_vals: ``(..., N)``; b_vals: ``(..., M)``; the leading dimensions
+            broadcast (e.g. ``(N,)`` against ``(B, M)`` gives ``(B,)``).
+
+    Returns:
+        float64 tensor of the broadcast leading shape; units: 1 / value units.
+    """
+    h_a = density_histogram(a_vals, bins).sort(dim=-1).values
+    h_b = density_histogram(b_vals, bins).sort(dim=-1).values
+    return (h_a - h_b).abs().mean(dim=-1)
+
+
+def _circle_thresholds() -> list[float]:
+    """``(d_k / 2) ** 2`` for the 99 per_bw circles, d = linspace(0, sqrt(2), 100)[1:].
+
+    The diameters are numpy.linspace's values: ``k * (sqrt(2) / 99)``, and the
+    last one exactly ``sqrt(2)``.
+    """
+    stop = math.sqrt(2)
+    step = stop / _N_CIRCLES
+    diameters = [k * step for k in range(1, _N_CIRCLES)] + [stop]
+    return [(d / 2) ** 2 for d in diameters]
+
+
+def per_bandwidth(power: Tensor, p: float) -> Tensor:
+    """Fractional energy bandwidth (``per_bw_<p>``), DESIGN §4.
+
+    ``E_k`` (k = 1..99) is the energy of ``power`` strictly inside circle k
+    (``r2 < (d_k / 2)**2``, d = linspace(0, sqrt(2), 100)[1:]), ``E_0 = 0``,
+    and ``total`` is the sum over all pixels. With ``k`` the first circle
+    where ``E_k >= p * total`` the score is::
+
+        ((k - 1) + (p * total - E_{k-1}) / (E_k - E_{k-1})) / 99
+
+    in [0, 1]. The last circle holds every pixel (the corner's r2 = 0.5 is
+    below ``(sqrt(2)/2)**2``, which rounds to 0.5000000000000001), so for
+    p < 1 some circle is reached; should rounding of the sums ever prevent
+    it, the score is 1.0. An all-zero spectrum (no energy) scores 0.0.
+
+    Args:
+        power: ``(B, H, W)`` a (channel-averaged) PSD, fftshifted.
+        p: energy fraction in (0, 1).
+
+    Returns:
+        float64 ``(B,)``.
+    """
+    power = power.to(torch.float64)
+    b, h, w = power.shape
+    thresholds = torch.tensor(_circle_thresholds(), dtype=torch.float64)
+    # ring[pixel] = index of the first circle (0-based) that holds it, or 99:
+    # the first threshold strictly greater than r2.
+    ring = torch.searchsorted(thresholds, _radius2(h, w).flatten(), right=True).to(power.device)
+    ring_energy = torch.zeros(b, _N_CIRCLES + 1, dtype=torch.float64, device=power.device)
+    ring_energy.scatter_add_(1, ring.expand(b, -1), power.reshape(b, -1))
+    enclosed = ring_energy[:, :_N_CIRCLES].cumsum(dim=1)  # (B, 99): E_1 .. E_99
+    total = power.sum(dim=(1, 2))
+    target = p * total
+
+    reached = enclosed >= target[:, None]
+    first = reached.to(torch.int8).argmax(dim=1)  # 0-based k - 1
+    e_k = enclosed.gather(1, first[:, None])[:, 0]
+    e_prev = torch.where(
+        first > 0, enclosed.gather(1, (first - 1).clamp_min(0)[:, None])[:, 0], 0.0
+    )
+    fractional = first.to(torch.float64) + (target - e_prev) / (e_k - e_prev)
+    score = fractional / _N_CIRCLES
+    score = torch.where(reached.any(dim=1), score, 1.0)
+    return torch.where(total > 0, score, 0.0)
+
+
+def db_bandwidth(power: Tensor, cut: float) -> Tensor:
+    """Fraction of pixels within ``cut`` dB of the peak (``db_bw_<cut>``), DESIGN §4.
+
+    ``mean(db(power) > max(db(power)) - cut)`` over (H, W).
+
+    Args:
+        power: ``(B, H, W)`` a (channel-averaged) PSD.
+        cut: dB below the peak, > 0.
+
+    Returns:
+        float64 ``(B,)`` in (0, 1].
+    """
+    level = db(power)
+    peak = level.amax(dim=(1, 2), keepdim=True)
+    return (level > peak - cut).to(torch.float64).mean(dim=(1, 2))
+
+
+# --------------------------------------------------------------------------- #
+# Scores
+# --------------------------------------------------------------------------- #
+def _validate(corrupted: Tensor, outputs: Tensor) -> None:
+    for label, t, ndim, shape in (
+        ("corrupted", corrupted, 3, "(C, H, W)"),
+        ("outputs", outputs, 4, "(B, C, H, W)"),
+    ):
+        if not isinstance(t, Tensor):
+            raise InputError(f"{label} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_complex() or t.dtype == torch.bool:
+            raise InputError(f"{label} must be a real-valued tensor, got {t.dtype}")
+        if t.dim() != ndim:
+            raise InputError(f"{label} must be {shape}, got shape {tuple(t.shape)}")
+    if tuple(outputs.shape[1:]) != tuple(corrupted.shape):
+        raise InputError(
+            f"outputs (B, C, H, W) = {tuple(outputs.shape)} do not match "
+            f"corrupted (C, H, W) = {tuple(corrupted.shape)}"
+        )
+    if min(corrupted.shape) < 1:
+        raise InputError(f"corrupted image is empty: shape {tuple(corrupted.shape)}")
+    if not bool(torch.isfinite(corrupted).all()):
+        raise InputError("corrupted image has non-finite values (NaN or inf)")
+    if outputs.numel() and not bool(torch.isfinite(outputs).all()):
+        raise InputError("outputs have non-finite values (NaN or inf)")
+
+
+def _nodc(a: Tensor) -> Tensor:
+    """Subtract the mean over the last three dimensions (C, H, W)."""
+    return a - a.mean(dim=(-3, -2, -1), keepdim=True)
+
+
+class _Spectra:
+    """Lazily computed, shared intermediates of one scoring call."""
+
+    def __init__(self, y: Tensor, o: Tensor) -> None:
+        self.y, self.o = y, o  # (C, H, W), (B, C, H, W), float64
+        self._cache: dict[str, Tensor] = {}
+
+    def get(self, key: str) -> Tensor:
+        if key not in self._cache:
+            self._cache[key] = self._compute(key)
+        return self._cache[key]
+
+    def _compute(self, key: str) -> Tensor:
+        h, w = self.y.shape[-2:]
+        if key == "strip":
+            mask = strip_mask(h, w, device=self.y.device)
+            if not bool(mask.any()):
+                raise InputError(
+                    f"image {h}x{w} is too small for the strip metrics: "
+                    "the 0.1-0.2 frequency annulus holds no pixel"
+                )
+            return mask
+        # "psd_y", "psd_o", "nodc_psd_y", "db_nodc_psd_o", ...
+        if key.startswith("db_"):
+            return db(self.get(key[3:]))
+        nodc, which = key.startswith("nodc_"), key[-1]
+        image = self.y if which == "y" else self.o
+        return psd(_nodc(image) if nodc else image)
+
+
+def _similarity(base: str, prefix: str, spectra: _Spectra) -> Tensor:
+    """One similarity metric between y and each output, ``(B,)``."""
+    if base == "psd_db_mse":
+        diff = spectra.get(f"db_{prefix}psd_o") - spectra.get(f"db_{prefix}psd_y")
+        return diff.square().mean(dim=(1, 2, 3))
+    strip = spectra.get("strip")
+    if base == "psd_db_strip_mse":
+        # Boolean indexing of the trailing (H, W) dims: (C, S) and (B, C, S).
+        db_o = spectra.get(f"db_{prefix}psd_o")[..., strip]
+        db_y = spectra.get(f"db_{prefix}psd_y")[..., strip]
+        diff = db_o - db_y
+        return diff.square().mean(dim=(1, 2))
+    if base == "psd_strip_hist_emd":
+        y_vals = spectra.get(f"{prefix}psd_y")[..., strip].reshape(-1)  # all channels together
+        o_vals = spectra.get(f"{prefix}psd_o")[..., strip]
+        return hist_emd(y_vals, o_vals.reshape(o_vals.shape[0], -1))
+    raise AssertionError(base)
+
+
+def spectral_scores(
+    corrupted: Tensor,
+    outputs: Tensor,
+    metrics: Sequence[str],
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Score candidate outputs against the corrupted image (lower is better).
+
+    Metrics (any spelling :func:`canonical_metric` accepts), DESIGN §4:
+
+    * ``psd_db_strip_mse``: mean over the strip pixels of all channels of
+      ``(db(psd(y)) - db(psd(o)))**2`` (dB²).
+    * ``psd_db_mse``: the same over all pixels.
+    * ``psd_strip_hist_emd``: strip values of ``psd(y)`` (all channels
+      together, linear power) and of ``psd(o)`` -> 100-bin density histograms
+      -> :func:`hist_emd` of the two sets of bin heights.
+    * ``nodc_<any of the above>``: each image minus its mean over (C, H, W)
+      first.
+    * ``per_bw_<p>``: :func:`per_bandwidth` of the output's channel-averaged
+      PSD (image independent), in [0, 1].
+    * ``db_bw_<cut>``: :func:`db_bandwidth` of the output's channel-averaged
+      PSD (image independent), in (0, 1].
+    * ``random``: uniform in [0, 1) from ``generator`` (a CPU
+      ``torch.Generator``; a fresh one seeded with 0 if None), one draw per
+      candidate; the control.
+
+    Args:
+        corrupted: ``(C, H, W)`` the corrupted image ``y``; its spectra are
+            computed once and reused for every output.
+        outputs: ``(B, C, H, W)`` candidate outputs ``o`` of the same (C, H, W).
+        metrics: names; one column each, in order.
+        generator: random source for ``random``.
+
+    Returns:
+        float64 ``(B, len(metrics))`` on ``outputs``' device.
+
+    Raises:
+        InputError: wrong dimensions or mismatched shapes, non-finite values,
+            unknown metric, or an image too small to hold the strip.
+    """
+    names = [canonical_metric(m) for m in metrics]
+    _validate(corrupted, outputs)
+    device = outputs.device
+    y = corrupted.to(device=device, dtype=torch.float64)
+    o = outputs.to(torch.float64)
+    batch = o.shape[0]
+    if batch == 0 or not names:
+        return torch.empty(batch, len(names), dtype=torch.float64, device=device)
+    spectra = _Spectra(y, o)
+
+    columns = []
+    for name in names:
+        if name == "random":
+            gen = generator
+            if gen is None:
+                gen = torch.Generator()
+                gen.manual_seed(0)
+            column = torch.rand(batch, generator=gen, dtype=torch.float64, device=gen.device)
+        elif name.startswith("per_bw_"):
+            column = per_bandwidth(spectra.get("psd_o").mean(dim=1), _parameter(name))
+        elif name.startswith("db_bw_"):
+            column = db_bandwidth(spectra.get("psd_o").mean(dim=1), _parameter(name))
+        else:
+            prefix = "nodc_" if name.startswith("nodc_") else ""
+            column = _similarity(name.removeprefix("nodc_"), prefix, spectra)
+        columns.append(column.to(device))
+    return torch.stack(columns, dim=1)
