@@ -67,6 +67,7 @@ class RestoreResult:
     ssim: Optional[float] = None
     notices: list[str] = field(default_factory=list)
     search_info: dict = field(default_factory=dict)
+    ground_truth: Optional[Tensor] = field(default=None, repr=False)  # cropped, for reports/export only
 
     def report(self) -> dict:
         """A JSON-able report of the run."""
@@ -288,6 +289,7 @@ def restore(
         image=to_like(out.cpu(), image), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
         task=tk, observation=obs, dip=final, settings=settings, device=str(dev), seed=seed,
         in_channels=in_ch, psnr=p, ssim=s_, notices=notices, search_info=search_info,
+        ground_truth=gt.cpu() if gt is not None else None,
     )
 
 

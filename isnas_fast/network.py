@@ -261,10 +261,9 @@ def resolve_architecture(arch: Architecture) -> Union[Genotype, str]:
         return name
     if name in BASELINES:
         return BASELINES[name]
-    try:
+    if "," in name or "_skip_" in name:
         return Genotype.parse(arch)
-    except InputError as e:
-        raise InputError(f"unknown architecture {arch!r}: not one of {', '.join(BASELINE_NAMES)} and {e}") from None
+    raise InputError(f"unknown architecture {arch!r}: use one of {', '.join(BASELINE_NAMES)} or a genotype 'u,bits'")
 
 
 def build_network(

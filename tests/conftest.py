@@ -1,0 +1,22 @@
+"""Shared fixtures: small images cut from the bundled sample (no downloads)."""
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+
+from isnas_fast.imageio import load_image
+
+
+@pytest.fixture(scope="session")
+def sample() -> torch.Tensor:
+    """The bundled 128x128 RGB sample, (1, 3, 128, 128) in [0, 1]."""
+    with resources.as_file(resources.files("isnas_fast").joinpath("data/sample.png")) as p:
+        return load_image(p)
+
+
+@pytest.fixture(scope="session")
+def small(sample: torch.Tensor) -> torch.Tensor:
+    """A 64x64 crop of the sample, (1, 3, 64, 64)."""
+    return sample[..., 32:96, 32:96].clone()
