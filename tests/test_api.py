@@ -1,0 +1,111 @@
+"""Public API: input kinds, result contents, size rules (DESIGN §1, §2)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import isnas_fast
+from isnas_fast import Genotype, InputError
+from isnas_fast.tasks import Denoise, Inpaint, SuperResolve
+
+TINY = dict(num_candidates=3, cohort_size=2, cohort_iterations=3, iterations=3, quiet=True)
+
+
+def test_public_names():
+    for name in ("restore", "score", "build_network", "spectral_scores", "Genotype"):
+        assert hasattr(isnas_fast, name)
+    assert isnas_fast.Genotype.parse("1,0000000000000000000000000").upsample == 1
+
+
+def test_restore_returns_same_kind_and_report(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    arr = noisy[0].permute(1, 2, 0).numpy()
+    r = isnas_fast.restore(arr, "denoise", sigma=25, ground_truth=small, **TINY)
+    assert isinstance(r.image, np.ndarray) and r.image.shape == (64, 64, 3) and r.image.dtype == np.float32
+    assert isinstance(r.genotype, Genotype) and len(r.cohort) == 2
+    rep = r.report()
+    for key in ("task", "params", "genotype", "cohort", "timings_s", "device", "versions", "psnr", "ssim"):
+        assert key in rep
+    assert rep["params"] == {"sigma": 25.0} and rep["device"] == "cpu"
+    assert np.isfinite(rep["psnr"]) and 0 < rep["ssim"] <= 1
+    pil = Image.fromarray((arr * 255).round().astype(np.uint8))
+    r2 = isnas_fast.restore(pil, "denoise", **TINY)
+    assert isinstance(r2.image, Image.Image) and r2.image.size == (64, 64)
+    assert "psnr" not in r2.report()
+    r3 = isnas_fast.restore(noisy[0], "denoise", **TINY)
+    assert isinstance(r3.image, torch.Tensor) and r3.image.shape == (3, 64, 64)
+
+
+def test_restore_is_deterministic(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    a = isnas_fast.restore(noisy, "denoise", seed=5, **TINY)
+    b = isnas_fast.restore(noisy, "denoise", seed=5, **TINY)
+    assert a.genotype == b.genotype and torch.equal(a.tensor, b.tensor)
+
+
+def test_restore_fixed_arch_and_dip_skip(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    r = isnas_fast.restore(noisy, "denoise", arch="nasdip-denoise", iterations=2, quiet=True)
+    assert r.cohort == [] and r.in_channels == 32 and str(r.genotype).startswith("158,")
+    r = isnas_fast.restore(noisy, "denoise", arch="64,0001010110110101110010111", iterations=2, quiet=True)
+    assert r.in_channels == 3
+    r = isnas_fast.restore(noisy, "denoise", arch="dip-skip", iterations=2, quiet=True)
+    assert r.genotype == "dip-skip" and r.report()["width"] == 128
+
+
+def test_restore_inpaint_with_mask_and_sr_sizes(sample):
+    x = sample[..., :70, :100]
+    obs = Inpaint(p=50).corrupt(x, seed=0)
+    r = isnas_fast.restore(obs.y, "inpaint", mask=obs.mask[0, 0].numpy(), ground_truth=x, **TINY)
+    assert r.tensor.shape == (1, 3, 64, 96)
+    assert any("cropped" in n for n in r.notices)
+    lr = SuperResolve(4).corrupt(sample, seed=0).y[..., :18, :21]  # crops to 16x16 -> 64x64 output
+    r = isnas_fast.restore(lr, "sr", factor=4, **TINY)
+    assert r.tensor.shape == (1, 3, 64, 64) and r.task.params() == {"factor": 4}
+
+
+def test_sr_ground_truth_is_cropped_consistently(sample):
+    lr = SuperResolve(2).corrupt(sample[..., :68, :68], seed=0).y  # 34x34 -> crop 32x32 -> 64x64
+    gt = sample[..., :68, :68]
+    r = isnas_fast.restore(lr, "sr", factor=2, ground_truth=gt, **TINY)
+    assert r.ground_truth.shape == (1, 3, 64, 64)
+    assert torch.equal(r.ground_truth, gt[..., 2:66, 2:66])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: isnas_fast.restore(x[..., :40, :64], "denoise", **TINY), "at least 64"),
+    (lambda x: isnas_fast.restore(x, "denoise", sigma=0, **TINY), "sigma"),
+    (lambda x: isnas_fast.restore(x, "inpaint", **TINY), "mask"),
+    (lambda x: isnas_fast.restore(x, "sr", factor=3, **TINY), "factor"),
+    (lambda x: isnas_fast.restore(x, "denoise", ground_truth=x[..., :64, :64], **TINY), "ground truth"),
+    (lambda x: isnas_fast.restore(x * float("nan"), "denoise", **TINY), "NaN"),
+    (lambda x: isnas_fast.restore(x, "deblur", **TINY), "unknown task"),
+    (lambda x: isnas_fast.restore(x, "denoise", preset="fast", **TINY), "preset"),
+    (lambda x: isnas_fast.restore(x, "denoise", device="cuda:0" if not torch.cuda.is_available() else "tpu",
+                                  **TINY), "device|cuda"),
+])
+def test_bad_input_is_one_clear_error(sample, call, match):
+    with pytest.raises(InputError, match=match) as e:
+        call(sample[..., :96, :96])
+    assert "\n" not in str(e.value)
+
+
+def test_score_api(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    rows = isnas_fast.score(noisy, ["64,0001010110110101110010111"], "denoise",
+                            ["psd db strip mse", "random"], width=16, quiet=True)
+    assert list(rows[0]) == ["genotype", "psd_db_strip_mse", "random"]
+    with pytest.raises(InputError, match="metric"):
+        isnas_fast.score(noisy, ["64,0001010110110101110010111"], "denoise", ["ssim"], width=16, quiet=True)
+
+
+def test_spectral_scores_public_entry():
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 64, 64, generator=g)
+    outs = torch.rand(4, 3, 64, 64, generator=g)
+    s = isnas_fast.spectral_scores(y, outs, ["psd_db_strip_mse", "psd_strip_hist_emd"], backend="reference")
+    assert s.shape == (4, 2) and s.dtype == torch.float64 and bool(torch.isfinite(s).all())
+    with pytest.raises(InputError, match="backend"):
+        isnas_fast.spectral_scores(y, outs, ["psd_db_mse"], backend="cuda-magic")
