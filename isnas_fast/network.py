@@ -114,8 +114,23 @@ class UpsampleBlock(nn.Module):
             if cell.conv != "identity":
                 ops.append(_act(act))
         self.ops = nn.Sequential(*[m for m in ops if not isinstance(m, nn.Identity)])
+        # "bilinear|nearest -> conv k x k" cells can run as one fused kernel
+        # (DESIGN §7 (b)); a plain int, so parameters and state_dict keys are unchanged.
+        self._fused_conv: int | None = None
+        if not cell.conv_first and cell.primitive in ("bilinear", "nearest") and cell.conv == "conv":
+            self._fused_conv = next(i for i, m in enumerate(self.ops) if isinstance(m, nn.Conv2d))
 
     def forward(self, x: Tensor) -> Tensor:
+        fused = getattr(self, "_fused_conv", None)
+        # Compiled, traced and exported graphs keep the plain ops: Inductor fuses
+        # them itself, and exporters cannot look inside a Triton kernel.
+        if fused is not None and not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            from . import kernels  # the one dispatcher decides (DESIGN §2)
+
+            if kernels.backend(device=x.device) == "triton":
+                return kernels.upsample_conv(
+                    x, self.ops[fused].weight, self.cell.primitive, self.cell.activation, backend="triton"
+                )
         return self.ops(x)
 
 

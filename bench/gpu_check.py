@@ -1,0 +1,438 @@
+"""One-command GPU check of the Triton kernels: correctness, then timings (DESIGN §7).
+
+    python bench/gpu_check.py                   # on a CUDA machine (< 8 min on an H100)
+    python bench/gpu_check.py --only env,spectral_timing
+    python bench/gpu_check.py --dry-run         # CPU, TRITON_INTERPRET=1, tiny sizes
+
+Sections (run in this order; ``--only`` picks a subset):
+
+* ``env``: GPU name, capability, memory, versions.
+* ``correctness_spectral``: fused scores vs the float32 and float64 PyTorch
+  references on fresh random inputs (criteria of tests/kernels; the
+  ``fft_dtype=float64`` option within 1e-6 of float64), and exact histogram
+  counts vs numpy.
+* ``correctness_upsample_conv``: fused upsample + conv vs a float64 reference
+  for k in {1,3,5,7}, both modes, all activations, fp32 (<= 1e-5) and bf16
+  (<= 2x PyTorch bf16's error + 1e-3); gradients; UpsampleBlock's fused
+  path; bf16 autocast.
+* ``copy_bandwidth``: a big device-to-device copy (GB/s, read + write).
+* ``matmul``: big fp32 (no TF32), TF32 and bf16 matmuls (TFLOP/s).
+* ``spectral_timing``: B candidates of C x S x S (default 256 x 3 x 512^2):
+  float64 reference, float32 PyTorch reference and fused (float32 FFT, and
+  float64 FFT), medians after warm-up; the ratios; the rfft2 share;
+  effective GB/s.
+* ``upsample_conv_timing``: 128 channels, 256^2 -> 512^2, k = 3 and 5,
+  fp32 and bf16, vs F.interpolate + F.conv2d (cuDNN; fp32 both with its
+  default TF32 and with TF32 off), with TFLOP/s and GB/s next to the
+  measured matmul rate and copy bandwidth.
+
+Writes one JSON file ``$OUT/gpu_check-<gpu>.json`` (``$OUT`` defaults to
+./bench/results; ``--out-dir`` overrides).  Exit status: 0 all sections
+passed, 1 a section failed (its error is in the JSON), 2 no CUDA device
+(without ``--dry-run``).  A later issue adds sections as ``section_<name>(ctx)``
+functions and lists them in ``SECTIONS``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if "--dry-run" in sys.argv:  # before anything imports Triton kernels
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+
+
+@dataclass
+class Context:
+    device: torch.device
+    dry_run: bool
+    args: argparse.Namespace
+    results: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+
+    def size(self, real, tiny):
+        """``real`` on a GPU, ``tiny`` in a dry run."""
+        return tiny if self.dry_run else real
+
+    def time(self, fn, warmup=3, reps=10) -> float:
+        if self.dry_run:
+            warmup, reps = 0, 1
+        return common.time_ms(fn, self.device, warmup, reps)
+
+
+def _rel(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    a, e = actual.detach().double(), expected.detach().double()
+    if not (torch.isfinite(a).all() and torch.isfinite(e).all()):
+        return float("inf")
+    scale = e.abs().max().item()
+    return (a - e).abs().max().item() / scale if scale > 0 else (a - e).abs().max().item()
+
+
+# --------------------------------------------------------------------------- #
+# Sections
+# --------------------------------------------------------------------------- #
+def section_env(ctx: Context) -> dict:
+    import triton
+
+    info = {
+        "device": common.device_label(ctx.device),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "dry_run": ctx.dry_run,
+    }
+    if ctx.device.type == "cuda":
+        props = torch.cuda.get_device_properties(ctx.device)
+        info.update(capability=f"{props.major}.{props.minor}", sms=props.multi_processor_count,
+                    memory_gib=round(props.total_memory / 2**30, 1))
+    return {"ok": True, **info}
+
+
+def section_correctness_spectral(ctx: Context) -> dict:
+    import numpy as np
+
+    from bench_spectral import make_inputs
+    from isnas_fast import spectral as ref
+    from isnas_fast.kernels import spectral as ks
+
+    fused = list(ks.FUSED_METRICS)
+    mse = {"psd_db_strip_mse", "psd_db_mse", "nodc_psd_db_strip_mse", "nodc_psd_db_mse"}
+    shapes = ctx.size(
+        [(6, 3, 40, 56), (6, 1, 33, 47), (6, 2, 80, 80), (6, 3, 256, 256), (4, 3, 512, 512)],
+        [(2, 3, 40, 56)],
+    )
+    cases, ok = [], True
+    for i, (b, c, h, w) in enumerate(shapes):
+        y, o = make_inputs(b, c, h, w, ctx.device, seed=1000 + i)
+        o[0] = torch.rand(o[0].shape, device=ctx.device)  # one rough output too
+        fast = ks.triton_spectral_scores(y, o, fused)
+        r32 = ks.spectral_scores_reference(y, o, fused, dtype=torch.float32)
+        r64 = ref.spectral_scores(y, o, fused)
+        for k, name in enumerate(fused):
+            e32, e64, e_ref = _rel(fast[:, k], r32[:, k]), _rel(fast[:, k], r64[:, k]), _rel(r32[:, k], r64[:, k])
+            passed = e32 <= 1e-5 and e64 <= 2 * e_ref + 1e-6
+            ok &= passed
+            cases.append({"shape": [b, c, h, w], "metric": name, "vs_f32_ref": e32, "vs_f64_ref": e64,
+                          "f32_ref_vs_f64": e_ref, "passed": bool(passed)})
+        mse_names = [n for n in fused if n in mse]
+        fast64 = ks.triton_spectral_scores(y, o, mse_names, fft_dtype=torch.float64)
+        e_fft64 = _rel(fast64, r64[:, [fused.index(n) for n in mse_names]])
+        ok &= e_fft64 <= 1e-6
+        cases.append({"shape": [b, c, h, w], "metric": "mse metrics, fft_dtype=float64", "vs_f64_ref": e_fft64,
+                      "passed": bool(e_fft64 <= 1e-6)})
+
+    # Histogram counts: exact against numpy on the same float32 power values.
+    b, c, h, w = ctx.size((4, 3, 256, 256), (2, 3, 40, 56))
+    _, o = make_inputs(b, c, h, w, ctx.device, seed=77)
+    o_ri = torch.view_as_real(torch.fft.rfft2(o, norm="forward")).contiguous()
+    table = ks.strip_intervals(h, w, ctx.device)
+    zeros = torch.zeros(b, c, device=ctx.device)
+    stats, split = ks._launch_stats(o_ri, o_ri[0], table, w, zeros, zeros[0], need_mse=False, need_range=True)
+    counts, _ = ks._launch_strip_counts(o_ri, table, w, stats[..., 2].amin(1), stats[..., 3].amax(1), split)
+    counts = counts.sum(1)[:, : ref.HIST_BINS].cpu()
+    power = o_ri[..., 0].square() + o_ri[..., 1].square()
+    vals = torch.fft.fftshift(ks._full_grid(power, h, w), dim=(-2, -1))[..., ref.strip_mask(h, w).to(ctx.device)]
+    vals = vals.reshape(b, -1).double().cpu().numpy()
+    expected = torch.tensor(np.stack([np.histogram(v, bins=ref.HIST_BINS)[0] for v in vals]))
+    hist_exact = bool(torch.equal(counts, expected))
+    ok &= hist_exact
+    worst = max(cases, key=lambda r: r.get("vs_f32_ref", 0))
+    return {"ok": bool(ok), "histogram_counts_exact": hist_exact, "worst_vs_f32_ref": worst, "cases": cases}
+
+
+def section_correctness_upsample_conv(ctx: Context) -> dict:
+    import torch.nn.functional as F
+
+    from isnas_fast import kernels
+    from isnas_fast.genotype import decode_upsample
+    from isnas_fast.kernels.upsample_conv import upsample_conv_forward, upsample_conv_reference
+    from isnas_fast.network import UpsampleBlock
+
+    g = torch.Generator(device=ctx.device)
+    g.manual_seed(4242)
+    cases, ok = [], True
+
+    def check(n, c_in, c_out, h, w, k, mode, act, dtype, tune):
+        nonlocal ok
+        x = torch.randn(n, c_in, h, w, generator=g, device=ctx.device).to(dtype)
+        wt = (torch.randn(c_out, c_in, k, k, generator=g, device=ctx.device) / (c_in * k * k) ** 0.5).to(dtype)
+        out = torch.full((n, c_out, 2 * h, 2 * w), float("nan"), dtype=dtype, device=ctx.device)
+        upsample_conv_forward(x, wt, mode, act, out=out, tune=tune)
+        if ctx.device.type == "cuda":
+            want = upsample_conv_reference(x.double(), wt.double(), mode, act)
+        else:
+            want = upsample_conv_reference(x.float(), wt.float(), mode, act)
+        with _no_tf32():
+            plain = upsample_conv_reference(x, wt, mode, act)  # PyTorch in the same dtype
+        err, err_torch = _rel(out, want), _rel(plain, want)
+        bound = 1e-5 if dtype == torch.float32 else 2 * err_torch + 1e-3
+        passed = err <= bound
+        ok &= passed
+        cases.append({"shape": [n, c_in, c_out, h, w], "k": k, "mode": mode, "act": act, "dtype": str(dtype),
+                      "tuned": tune, "rel_err": err, "torch_rel_err": err_torch, "bound": bound,
+                      "passed": bool(passed)})
+
+    # Every (k, mode, dtype) with leaky_relu, and every activation at k = 3: each
+    # variant is a separate compile (k = 7 unrolls 49 taps), so the sweep is
+    # kept to what the CPU tests do not already pin down.
+    modes, acts = ["bilinear", "nearest"], [None, "relu", "leaky_relu"]
+    for k in ctx.size([1, 3, 5, 7], [3]):
+        for mode in modes:
+            for act in (acts if k == 3 and not ctx.dry_run else ["leaky_relu"]):
+                check(1, 8, 8, 5, 7, k, mode, act, torch.float32, False)
+                check(1, 8, 8, 5, 7, k, mode, act, torch.bfloat16, False)
+    if not ctx.dry_run:
+        for mode in modes:
+            for dtype in (torch.float32, torch.bfloat16):
+                check(2, 40, 72, 9, 13, 3, mode, "leaky_relu", dtype, False)
+                check(1, 128, 128, 64, 64, 3, mode, "leaky_relu", dtype, True)  # autotuned path
+
+    # Gradients (backward = reference) and the network's fused path.
+    x = torch.randn(2, 8, 5, 4, generator=g, device=ctx.device, requires_grad=True)
+    wt = torch.randn(12, 8, 3, 3, generator=g, device=ctx.device, requires_grad=True)
+    go = torch.randn(2, 12, 10, 8, generator=g, device=ctx.device)
+    with _no_tf32():
+        grads = []
+        for be in ("triton", "reference"):
+            y = kernels.upsample_conv(x, wt, "bilinear", "relu", backend=be)
+            grads.append(torch.autograd.grad(y, (x, wt), go))
+    grad_err = max(_rel(a, b) for a, b in zip(*grads))
+    block = UpsampleBlock(decode_upsample(4), 16, 16).to(ctx.device)
+    z = torch.rand(1, 16, 8, 8, generator=g, device=ctx.device)
+    old = os.environ.get("ISNAS_FAST_BACKEND")
+    os.environ["ISNAS_FAST_BACKEND"] = "triton"
+    try:
+        with torch.no_grad(), _no_tf32():
+            block_err = _rel(block(z), block.ops(z))
+    finally:
+        if old is None:
+            os.environ.pop("ISNAS_FAST_BACKEND")
+        else:
+            os.environ["ISNAS_FAST_BACKEND"] = old
+    # Autocast bf16 (the DIP loop's bf16 mode): float32 input and weight.
+    xa = torch.randn(1, 32, 16, 16, generator=g, device=ctx.device)
+    wa = torch.randn(32, 32, 3, 3, generator=g, device=ctx.device) / 17
+    with _no_tf32():
+        exact = upsample_conv_reference(xa.double(), wa.double(), "bilinear", "leaky_relu")
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16):
+        fused_ac = kernels.upsample_conv(xa, wa, "bilinear", "leaky_relu", backend="triton")
+        plain_ac = upsample_conv_reference(xa, wa, "bilinear", "leaky_relu")
+    autocast_err, autocast_torch_err = _rel(fused_ac, exact), _rel(plain_ac, exact)
+    autocast_ok = fused_ac.dtype == torch.bfloat16 and autocast_err <= 2 * autocast_torch_err + 1e-3
+
+    ok &= grad_err <= 1e-5 and block_err <= 1e-5 and autocast_ok
+    failed = [c for c in cases if not c["passed"]]
+    worst = max(cases, key=lambda r: r["rel_err"] / r["bound"])
+    return {"ok": bool(ok), "n_cases": len(cases), "failed": failed, "worst": worst,
+            "grad_rel_err": grad_err, "upsample_block_rel_err": block_err,
+            "autocast_rel_err": autocast_err, "autocast_torch_rel_err": autocast_torch_err,
+            "cases": cases}
+
+
+class _no_tf32:
+    """cuDNN / cuBLAS in exact fp32 inside the block (PyTorch's conv default allows TF32)."""
+
+    def __enter__(self):
+        self.saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+def section_copy_bandwidth(ctx: Context) -> dict:
+    n = ctx.size(1 << 28, 1 << 22)  # 1 GiB of float32 on a GPU
+    src = torch.empty(n, dtype=torch.float32, device=ctx.device).uniform_()
+    dst = torch.empty_like(src)
+    ms = ctx.time(lambda: dst.copy_(src), warmup=3, reps=20)
+    gbs = 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
+    ctx.results.setdefault("_peaks", {})["copy_gbs"] = gbs
+    return {"ok": True, "bytes": 2 * src.numel() * 4, "ms": ms, "gb_per_s": round(gbs, 1)}
+
+
+def section_matmul(ctx: Context) -> dict:
+    n = ctx.size(8192, 256)
+    out = {"ok": True, "n": n}
+    for label, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                               ("bf16", torch.bfloat16, False)):
+        a = torch.randn(n, n, device=ctx.device).to(dtype)
+        b = torch.randn(n, n, device=ctx.device).to(dtype)
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            ms = ctx.time(lambda: a @ b, warmup=3, reps=10)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+        tflops = 2 * n**3 / (ms * 1e-3) / 1e12
+        out[f"{label}_tflops"] = round(tflops, 2)
+        ctx.results.setdefault("_peaks", {})[f"matmul_{label}_tflops"] = tflops
+    return out
+
+
+def section_spectral_timing(ctx: Context) -> dict:
+    from bench_spectral import METRIC_SETS, make_inputs
+    from isnas_fast import spectral as ref
+    from isnas_fast.kernels.spectral import spectral_scores_reference, triton_spectral_scores
+
+    b, c, s = ctx.size((ctx.args.spectral_batch, 3, ctx.args.spectral_size), (2, 3, 40))
+    y, o = make_inputs(b, c, s, s, ctx.device, seed=5)
+    out = {"ok": True, "shape": [b, c, s, s], "sets": {}}
+    fft_ms = ctx.time(lambda: torch.fft.rfft2(o, norm="forward"), warmup=3, reps=10)
+    out["rfft2_outputs_ms"] = fft_ms
+    for set_name in ("strip", "all"):
+        metrics = METRIC_SETS[set_name]
+        fast = ctx.time(lambda: triton_spectral_scores(y, o, metrics), warmup=3, reps=10)
+        fast64 = ctx.time(lambda: triton_spectral_scores(y, o, metrics, fft_dtype=torch.float64), warmup=2, reps=5)
+        r32 = ctx.time(lambda: spectral_scores_reference(y, o, metrics, dtype=torch.float32), warmup=1, reps=3)
+        torch.cuda.empty_cache() if ctx.device.type == "cuda" else None
+        r64 = ctx.time(lambda: ref.spectral_scores(y, o, metrics), warmup=1, reps=3)
+        torch.cuda.empty_cache() if ctx.device.type == "cuda" else None
+        # Minimum traffic of the fused path: read the outputs, write + read the
+        # half spectra once per pass (two passes with the histogram).
+        passes = 2 if set_name == "all" else 1
+        half = b * c * s * (s // 2 + 1) * 8
+        traffic = b * c * s * s * 4 + half * (1 + passes)
+        entry = {"metrics": metrics, "float64_ref_ms": r64, "float32_ref_ms": r32, "fused_ms": fast,
+                 "fused_fft64_ms": fast64, "ratio_fft64_vs_float64": r64 / fast64,
+                 "ratio_vs_float64": r64 / fast, "ratio_vs_float32": r32 / fast,
+                 "fft_share": fft_ms / fast, "effective_gb_per_s": traffic / (fast * 1e-3) / 1e9,
+                 "copy_gb_per_s": ctx.results.get("_peaks", {}).get("copy_gbs")}
+        out["sets"][set_name] = entry
+        shape = f"B{b}xC{c}x{s}x{s}"
+        ctx.rows.append(common.row(f"spectral/{set_name}/{shape}", r64, fast, ctx.device, reference="float64"))
+        ctx.rows.append(common.row(f"spectral-f32ref/{set_name}/{shape}", r32, fast, ctx.device, reference="float32"))
+    return out
+
+
+def section_upsample_conv_timing(ctx: Context) -> dict:
+    from bench_upsample_conv import make_inputs
+    from isnas_fast.kernels.upsample_conv import upsample_conv_forward, upsample_conv_reference
+
+    c, s = ctx.size((128, 256), (16, 8))
+    peaks = ctx.results.get("_peaks", {})
+    out = {"ok": True, "channels": c, "input": s, "output": 2 * s, "cases": []}
+    for k in (3, 5):
+        for dtype in (torch.float32, torch.bfloat16):
+            for mode in ("bilinear",) if k == 5 else ("bilinear", "nearest"):
+                x, w = make_inputs(1, c, c, s, k, dtype, ctx.device)
+                act = "leaky_relu"
+                with torch.no_grad():
+                    upsample_conv_forward(x, w, mode, act)  # autotune outside the timing
+                    fast = ctx.time(lambda: upsample_conv_forward(x, w, mode, act), warmup=5, reps=20)
+                    ref_default = ctx.time(lambda: upsample_conv_reference(x, w, mode, act), warmup=5, reps=20)
+                    with _no_tf32():
+                        ref_exact = ctx.time(lambda: upsample_conv_reference(x, w, mode, act), warmup=5, reps=20)
+                flops = 2 * c * c * k * k * (2 * s) ** 2
+                size = x.element_size()
+                fused_bytes = (x.numel() + c * (2 * s) ** 2) * size  # read x, write y
+                label = "bf16" if dtype == torch.bfloat16 else "fp32"
+                case = {
+                    "k": k, "mode": mode, "dtype": label, "fused_ms": fast,
+                    "reference_ms": ref_default, "reference_no_tf32_ms": ref_exact,
+                    "ratio": ref_default / fast, "ratio_vs_no_tf32": ref_exact / fast,
+                    "fused_tflops": flops / (fast * 1e-3) / 1e12,
+                    "fused_gb_per_s": fused_bytes / (fast * 1e-3) / 1e9,
+                    "matmul_peak_tflops": peaks.get("matmul_bf16_tflops" if label == "bf16" else "matmul_fp32_tflops"),
+                    "copy_gb_per_s": peaks.get("copy_gbs"),
+                }
+                out["cases"].append(case)
+                name = f"upsample_conv/{mode}/k{k}/{act}/{label}/N1xC{c}x{s}x{s}"
+                ctx.rows.append(common.row(name, ref_default, fast, ctx.device, reference="cudnn default"))
+                if label == "fp32":
+                    ctx.rows.append(common.row(name + "/no-tf32-ref", ref_exact, fast, ctx.device,
+                                               reference="cudnn, TF32 off"))
+    return out
+
+
+SECTIONS = {
+    "env": section_env,
+    "correctness_spectral": section_correctness_spectral,
+    "correctness_upsample_conv": section_correctness_upsample_conv,
+    "copy_bandwidth": section_copy_bandwidth,
+    "matmul": section_matmul,
+    "spectral_timing": section_spectral_timing,
+    "upsample_conv_timing": section_upsample_conv_timing,
+}
+
+
+# --------------------------------------------------------------------------- #
+# Driver
+# --------------------------------------------------------------------------- #
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=None, help=f"comma-separated sections of: {', '.join(SECTIONS)}")
+    p.add_argument("--dry-run", action="store_true", help="CPU + TRITON_INTERPRET=1 at tiny sizes")
+    p.add_argument("--out-dir", default=None, help="folder for the JSON file (default $OUT or ./bench/results)")
+    p.add_argument("--spectral-batch", type=int, default=256)
+    p.add_argument("--spectral-size", type=int, default=512)
+    args = p.parse_args(argv)
+
+    if args.dry_run:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print("gpu_check: --dry-run needs TRITON_INTERPRET=1 set before Triton kernels are defined",
+                  file=sys.stderr)
+            return 2
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print("gpu_check: no CUDA device found; this check needs a GPU "
+              "(use --dry-run for a tiny CPU rehearsal under TRITON_INTERPRET=1)", file=sys.stderr)
+        return 2
+    else:
+        device = torch.device("cuda")
+
+    names = list(SECTIONS) if args.only is None else common.words(args.only)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        print(f"gpu_check: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}",
+              file=sys.stderr)
+        return 2
+
+    ctx = Context(device=device, dry_run=args.dry_run, args=args)
+    failed = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            result = SECTIONS[name](ctx)
+        except Exception as e:  # record and go on: one broken section must not hide the others
+            result = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        ctx.results[name] = result
+        if not result.get("ok"):
+            failed.append(name)
+        print(f"[{'ok' if result.get('ok') else 'FAIL'}] {name} ({result['seconds']} s)"
+              + (f": {result['error']}" if "error" in result else ""), flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    report = {
+        "device": common.device_label(device),
+        "dry_run": args.dry_run,
+        "sections": {k: v for k, v in ctx.results.items() if not k.startswith("_")},
+        "peaks": ctx.results.get("_peaks", {}),
+        "rows": ctx.rows,
+        "failed": failed,
+    }
+    out_dir = Path(args.out_dir or os.environ.get("OUT") or Path("bench") / "results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label = "dry-run-cpu" if args.dry_run else common.device_label(device)
+    path = out_dir / f"gpu_check-{common.slug(label)}.json"
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    common.print_rows(ctx.rows)
+    print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

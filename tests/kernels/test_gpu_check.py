@@ -1,0 +1,48 @@
+"""bench/gpu_check.py stays importable and its correctness sections run (CPU dry run, interpreter)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("gpu_check", None)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
+def test_dry_run_correctness_sections(gpu_check, tmp_path):
+    only = "env,correctness_spectral,correctness_upsample_conv"
+    assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("gpu_check-*.json")
+    report = json.loads(path.read_text())
+    assert report["dry_run"] and report["failed"] == []
+    assert set(report["sections"]) == set(only.split(","))
+    assert report["sections"]["correctness_spectral"]["histogram_counts_exact"]
+    assert report["sections"]["correctness_upsample_conv"]["n_cases"] >= 4
+
+
+def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--out-dir", str(tmp_path)]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    assert gpu_check.main(["--dry-run", "--only", "nope", "--out-dir", str(tmp_path)]) == 2
+    assert list(gpu_check.SECTIONS)[0] == "env"
