@@ -1,0 +1,146 @@
+"""CLI subcommands ``export`` and ``run`` (DESIGN §1 step 6); wired into the main CLI by ``register``.
+
+    isnas-fast export RUN_DIR --format onnx|pt2 -o OUT
+    isnas-fast run MODEL.onnx|MODEL.pt2 -o OUT.png [--provider auto|cpu|cuda] [--json REPORT]
+
+Each handler returns an exit code and raises :class:`InputError` for bad input
+(the main CLI prints ``error: <message>`` and exits 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["register", "cmd_export", "cmd_run"]
+
+_FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``export`` and ``run`` subcommands to an argparse subparsers object.
+
+    Each sets ``func`` (``args.func(args) -> int``) with ``set_defaults``.
+    """
+    p = subparsers.add_parser(
+        "export", help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
+        description="Export the trained network of a run bundle. The model reproduces the network's final "
+                    "output f(z) with no input (DIP's restored image is the smoothed average of the outputs).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run bundle folder written by restore --save-run")
+    p.add_argument("--format", choices=sorted(set(_FORMATS.values())), default=None,
+                   help="onnx (ONNX Runtime; optional input z with dynamic size) or pt2 (AOTInductor package, "
+                        "compiles for a minute or more on a CPU); default: from the suffix of -o")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.onnx or .pt2)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (11-20, default 17)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_export)
+
+    r = subparsers.add_parser(
+        "run", help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
+        description="Run an exported model and save its output image.")
+    r.add_argument("model", metavar="MODEL", help="exported model: .onnx or .pt2")
+    r.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png, .jpg, ...)")
+    r.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="ONNX Runtime execution provider (default auto: CUDA when available, else CPU)")
+    r.add_argument("--json", metavar="REPORT", default=None, help="also write a JSON report here")
+    r.add_argument("--quiet", action="store_true", help="print nothing on success")
+    r.set_defaults(func=cmd_run)
+
+
+def _format_of(path: Path, given: str | None) -> str:
+    by_suffix = _FORMATS.get(path.suffix.lower())
+    if given is None:
+        if by_suffix is None:
+            raise InputError(f"cannot tell the export format from {path.name!r}; use .onnx or .pt2, or --format")
+        return given or by_suffix
+    if by_suffix is not None and by_suffix != given:
+        raise InputError(f"--format {given} does not match the output name {path.name!r}")
+    return given
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``isnas-fast export RUN_DIR --format onnx|pt2 -o OUT``."""
+    from .bundle import load_run
+
+    out = Path(args.output)
+    fmt = _format_of(out, args.format)
+    run = load_run(args.run_dir)
+    t = time.perf_counter()
+    if fmt == "onnx":
+        from .export.onnx_export import to_onnx
+
+        to_onnx(run, out, opset=args.opset)
+    else:
+        from .export.aoti import to_pt2
+
+        if not args.quiet:
+            print("compiling with AOTInductor (a minute or more on a CPU)...", flush=True)
+        to_pt2(run, out)
+    if not args.quiet:
+        h, w = run.size
+        print(f"wrote {out} ({fmt}, {run.genotype}, {w}x{h}, {time.perf_counter() - t:.1f} s); "
+              "it reproduces the network's final output f(z)")
+    return 0
+
+
+def _check_image_path(out: Path) -> None:
+    from PIL import Image
+
+    if Image.registered_extensions().get(out.suffix.lower()) is None:
+        raise InputError(f"unknown image file type {out.suffix or '(none)'!r} for {out}; use .png or .jpg")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``isnas-fast run MODEL -o OUT.png [--provider ...] [--json REPORT]``."""
+    import numpy as np
+    import torch
+
+    from .imageio import atomic_write_text, save_image
+
+    model = Path(args.model)
+    out = Path(args.output)
+    _check_image_path(out)
+    if args.json is not None and not Path(args.json).parent.is_dir():
+        raise InputError(f"output folder does not exist: {Path(args.json).parent}")
+    t = time.perf_counter()
+    if model.suffix.lower() == ".pt2":
+        from .export.aoti import load_pt2
+
+        compiled = load_pt2(model)
+        metadata = dict(compiled.get_metadata())
+        with torch.no_grad():
+            image = compiled()
+        image = image[0] if isinstance(image, (list, tuple)) else image
+        # A .pt2 runs on the device it was compiled for; --provider applies to ONNX models.
+        provider = f"TorchInductor AOT ({image.device.type})"
+        image = image.float().cpu()
+        fmt = "pt2"
+    else:
+        from .export.serve import _run_session, open_session
+
+        sess = open_session(model, provider=args.provider)
+        arr, provider = _run_session(sess, model, None)
+        metadata = dict(sess.get_modelmeta().custom_metadata_map)
+        image = torch.from_numpy(np.ascontiguousarray(arr))
+        fmt = "onnx"
+    seconds = time.perf_counter() - t
+    save_image(image, out)
+    if not args.quiet:
+        print(f"provider: {provider}")
+        print(f"wrote {out} ({image.shape[3]}x{image.shape[2]}, {seconds:.2f} s)")
+    if args.json is not None:
+        report = {
+            "model": str(model), "format": fmt, "provider": provider, "output": str(out),
+            "channels": int(image.shape[1]), "size": {"height": int(image.shape[2]), "width": int(image.shape[3])},
+            "seconds": round(seconds, 4),
+            "genotype": metadata.get("isnas_fast.genotype"),
+            "reproduces": metadata.get("isnas_fast.reproduces"),
+        }
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    return 0
