@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from .api import RestoreResult, restore, score
-from .dip import DIPSettings, EarlyStopping, fit_dip
+from .bundle import LoadedRun, export_report, load_run, save_run
+from .dip import DIPSettings, EarlyStopping, fit_dip, fit_dip_group
 from .errors import InputError
 from .genotype import BASELINES, Genotype, builtin_genotypes, random_genotypes, read_genotypes
 from .imageio import load_image, save_image
@@ -43,5 +44,6 @@ __all__ = [
     "__version__", "restore", "score", "RestoreResult", "spectral_scores", "build_network", "count_parameters",
     "Genotype", "BASELINES", "builtin_genotypes", "random_genotypes", "read_genotypes", "Task", "Denoise",
     "Inpaint", "SuperResolve", "make_task", "psnr", "ssim", "load_image", "save_image", "fit_dip",
-    "DIPSettings", "EarlyStopping", "SearchSettings", "PRESETS", "run_search", "InputError",
+    "DIPSettings", "EarlyStopping", "SearchSettings", "PRESETS", "run_search", "InputError", "fit_dip_group",
+    "save_run", "load_run", "LoadedRun", "export_report",
 ]

@@ -83,6 +83,9 @@ class RestoreResult:
             "search": self.search_info,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "iterations": {"requested": self._requested_iterations(), "run": d.iterations_run},
+            "compiled": d.compiled,
+            "compile_seconds": round(d.compile_seconds, 3),
+            "precision": d.precision,
             "early_stopping": None,
             "size": {"height": int(self.tensor.shape[2]), "width": int(self.tensor.shape[3])},
             "seed": self.seed,
@@ -103,10 +106,12 @@ class RestoreResult:
                 "stopped_early": d.early_stopped,
             }
             if d.psnr_curve:
-                es["psnr_at_detected"] = round(d.psnr_curve[d.stopped_at - 1], 4)
-                best = int(np.argmax(d.psnr_curve))
-                es["best_psnr"] = round(d.psnr_curve[best], 4)
-                es["best_iteration"] = best + 1
+                # The best the run passed through, smoothed or raw, vs what the detector returned.
+                best_s, best_r = max(d.psnr_curve), max(d.psnr_raw_curve)
+                es["psnr_at_detected"] = round(d.psnr_at_stop, 4)
+                es["best_psnr"] = round(max(best_s, best_r), 4)
+                curve = d.psnr_curve if best_s >= best_r else d.psnr_raw_curve
+                es["best_iteration"] = int(np.argmax(curve)) + 1
             rep["early_stopping"] = es
         if self.psnr is not None:
             rep["psnr"] = round(self.psnr, 4)
@@ -211,6 +216,9 @@ def restore(
     metric: Optional[str] = None,
     models: Union[str, Path, None] = None,
     early_stopping: Union[bool, EarlyStopping, None] = None,
+    compile: Optional[bool] = None,
+    precision: Optional[str] = None,
+    cohort_together: Optional[bool] = None,
     device: Union[str, torch.device, None] = "auto",
     quiet: bool = False,
     log: Any = None,
@@ -230,8 +238,13 @@ def restore(
     the search and runs DIP with a fixed architecture (a baseline name or a
     genotype).  ``ground_truth`` only adds PSNR/SSIM to the result; the method
     never looks at it.  ``early_stopping``: True/False or an
-    :class:`EarlyStopping` (default: the preset's).  Deterministic for a
-    given ``seed`` on the same machine and backend.
+    :class:`EarlyStopping` (default: the preset's).  ``compile``: compile
+    the DIP step with torch.compile (None = on for GPU, on for CPU only for
+    runs long enough to repay the compile time).  ``precision``: ``"fp32"``
+    (default), ``"bf16"`` (autocast) or ``"tf32"`` — meant for GPUs.
+    ``cohort_together``: train the cohort as one program (default) or one
+    member after another.  Deterministic for a given ``seed`` on the same
+    machine and backend.
     """
     t_start = time.perf_counter()
     tk = _resolve_task(task, mask, task_params)
@@ -244,6 +257,7 @@ def restore(
         preset, width=width, num_candidates=num_candidates, cohort_size=cohort_size,
         cohort_iterations=cohort_iterations, final_iterations=iterations, metric=metric,
         candidates=str(models) if models is not None else None, early_stopping=es,
+        compile=compile, precision=precision, cohort_together=cohort_together,
     )
     if early_stopping is False:
         settings = replace(settings, early_stopping=None)
@@ -266,7 +280,8 @@ def restore(
         with seeded(s, dev):
             net = build_network(a, in_ch, c, settings.width, task=tk.name, device=dev)
         final = fit_dip(net, obs, DIPSettings(settings.final_iterations or TASK_ITERATIONS[tk.name]), seed=s,
-                        ground_truth=gt, early_stopping=settings.early_stopping, quiet=quiet, desc="restore")
+                        ground_truth=gt, early_stopping=settings.early_stopping, compile=settings.compile,
+                        precision=settings.precision, quiet=quiet, desc="restore")
         timings["final"] = time.perf_counter() - t
         chosen: Union[Genotype, str] = a
         cohort: list[CohortMember] = []

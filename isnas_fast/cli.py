@@ -102,7 +102,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         args.input, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask, seed=args.seed,
         arch=args.arch, iterations=args.iterations, width=args.width, num_candidates=args.candidates,
         cohort_size=args.cohort_size, cohort_iterations=args.cohort_iterations, metric=args.metric,
-        models=args.models, early_stopping=es, device=args.device, quiet=args.quiet, log=log,
+        models=args.models, early_stopping=es, compile=args.compile, precision=args.precision,
+        device=args.device, quiet=args.quiet, log=log,
         **_task_kwargs(args),
     )
     save_image(result.tensor, out)
@@ -266,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop the final run by the ES-WMV detector")
     es.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
                     help="always run all iterations")
+    f = p.add_argument_group("speed")
+    cg = f.add_mutually_exclusive_group()
+    cg.add_argument("--compile", dest="compile", action="store_true", default=None,
+                    help="compile the DIP step with torch.compile (default: on for GPU; on the CPU only for "
+                         "very long runs, since compiling takes minutes there)")
+    cg.add_argument("--no-compile", dest="compile", action="store_false", help="never compile")
+    f.add_argument("--precision", default=None, choices=["fp32", "bf16", "tf32"],
+                   help="fp32 (default); bf16 autocast or TF32 convolutions on GPU")
     p.add_argument("--save-run", default=None, metavar="DIR",
                    help="save the trained network, input code and report to DIR (for export)")
     p.set_defaults(func=cmd_restore)

@@ -1,17 +1,30 @@
-"""The Deep Image Prior loop (DESIGN §6): fit a network to one corrupted image.
+"""The Deep Image Prior loop (DESIGN §6, §7): fit networks to one corrupted image.
 
 Adam (lr 0.01) on the task loss; the input code ``z ~ U(0, 0.1)`` is fixed and
 each step feeds ``z + N(0, sigma_reg^2)`` with ``sigma_reg = 1/30``; the
 reported image is the exponential moving average ``s <- 0.99 s + 0.01 out``.
 BatchNorm stays in training mode throughout.  Ground truth, when given, is
 only used to record a PSNR curve: it never influences the fit.
+
+Fast paths (each with the plain eager loop as its reference):
+
+- ``compile=True``: the forward pass and task loss of every member (and so,
+  through AOTAutograd, their backward) compiled with ``torch.compile``; on
+  CUDA with CUDA graphs (``mode="reduce-overhead"``) and a fused Adam.
+- :func:`fit_dip_group`: K networks trained in one program.  The step sums
+  their independent losses; each member's gradient is that of its own loss
+  and Adam is element-wise, so every member follows the trajectory it would
+  follow alone (tested), while the group runs as one graph.
+- ``precision="bf16"`` (autocast) or ``"tf32"`` (TF32 convolutions/matmuls) on GPU.
+- ES-WMV early stopping (:class:`EarlyStopping`), no ground truth needed.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +34,18 @@ from .errors import InputError
 from .quality import psnr as _psnr
 from .tasks import Observation
 
-__all__ = ["DIPSettings", "EarlyStopping", "DIPResult", "fit_dip", "make_input_code"]
+__all__ = [
+    "DIPSettings",
+    "EarlyStopping",
+    "DIPResult",
+    "fit_dip",
+    "fit_dip_group",
+    "make_input_code",
+    "should_compile",
+    "PRECISIONS",
+]
+
+PRECISIONS = ("fp32", "bf16", "tf32")
 
 
 @dataclass(frozen=True)
@@ -50,8 +74,11 @@ class EarlyStopping:
     The variance of a window of the last ``window`` raw outputs is the mean
     squared deviation of the window's outputs from their mean.  The stopping
     point is the iteration of the smallest variance seen; training ends once
-    ``patience`` iterations pass without a new minimum, and the smoothed
-    output at the stopping point is returned.
+    ``patience`` iterations pass without a new minimum.  The result is the
+    mean of that most stable window (its outputs averaged uniformly): unlike
+    the EMA at an early stopping point, it carries no weight from the first,
+    still blurry iterations (measured on a 64 px crop, sigma 25: 27.4 dB for
+    the window mean vs 26.1 dB for the EMA at the same point).
     """
 
     window: int = 100
@@ -64,13 +91,16 @@ class EarlyStopping:
 
 @dataclass
 class DIPResult:
-    """Outcome of :func:`fit_dip`.
+    """Outcome of one DIP run.
 
-    ``output``: smoothed (EMA) output, (1, C, H, W) in [0, 1] — at the
-    detected stopping point ``stopped_at`` when early stopping is on.  ``last_output``: the network's raw
-    output f(z) after the last step (what an exported network reproduces).
+    ``output``: smoothed (EMA) output, (1, C, H, W) in [0, 1] — or, with
+    early stopping on, the mean of the most stable window, ending at
+    ``stopped_at`` (``psnr_at_stop`` is its PSNR when ground truth is given).
+    ``last_output``: the network's raw output f(z + noise) of the last step.
     ``losses``: task loss per step.  ``psnr_curve`` / ``psnr_raw_curve``:
     per-step PSNR (dB) of the smoothed / raw output, only with ground truth.
+    ``seconds``: wall time of the loop; ``compile_seconds``: of which spent
+    in the first (compiling) step when compiled.
     """
 
     output: Tensor
@@ -85,6 +115,10 @@ class DIPResult:
     stopped_at: Optional[int] = None
     early_stopped: bool = False
     variance_curve: list[float] = field(default_factory=list)
+    compiled: bool = False
+    compile_seconds: float = 0.0
+    precision: str = "fp32"
+    psnr_at_stop: Optional[float] = None
 
 
 def make_input_code(channels: int, size: tuple[int, int], seed: int, scale: float = 0.1,
@@ -93,6 +127,16 @@ def make_input_code(channels: int, size: tuple[int, int], seed: int, scale: floa
     g = torch.Generator().manual_seed(int(seed))
     z = torch.rand((1, channels, *size), generator=g) * scale
     return z.to(device) if device is not None else z
+
+
+def should_compile(device: torch.device, iterations: int, members: int = 1) -> bool:
+    """The automatic ``compile`` choice: always on CUDA; on the CPU only for
+    runs long enough to repay the compile time (DESIGN §7: 85-155 s to
+    compile a U-Net step for a 1.0-1.2x gain), i.e. never for the short
+    runs of this package's presets unless they exceed 20000 member-steps."""
+    if device.type == "cuda":
+        return True
+    return iterations * members >= 20000
 
 
 class _WindowVariance:
@@ -118,9 +162,184 @@ class _WindowVariance:
             self.sumsq -= old * old
         if len(self.items) < self.window:
             return None
-        n = float(self.window)
-        mean = self.sum / n
-        return float((self.sumsq / n - mean * mean).clamp_min(0).mean())
+        mean = self.mean()
+        return float((self.sumsq / self.window - mean * mean).clamp_min(0).mean())
+
+    def mean(self) -> Tensor:
+        """Mean of the outputs in the window (float64)."""
+        assert self.sum is not None
+        return self.sum / len(self.items)
+
+
+@contextlib.contextmanager
+def _precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """TF32 switches are process-wide: set them for the run and restore them after."""
+    if precision != "tf32" or device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+class _Member:
+    """Per-network state of a (group) DIP run."""
+
+    def __init__(self, net: nn.Module, z: Tensor, seed: int, device: torch.device,
+                 early_stopping: Optional[EarlyStopping], gt: Optional[Tensor]):
+        self.net = net
+        self.z = z
+        self.noise_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        self.smooth: Optional[Tensor] = None
+        self.last: Optional[Tensor] = None
+        self.losses: list[float] = []
+        self.curve: Optional[list[float]] = [] if gt is not None else None
+        self.raw_curve: Optional[list[float]] = [] if gt is not None else None
+        self.wv = _WindowVariance(early_stopping.window) if early_stopping else None
+        self.patience = early_stopping.patience if early_stopping else None
+        self.best_var, self.best_it, self.best_output = float("inf"), None, None
+        self.psnr_at_stop: Optional[float] = None
+        self.variances: list[float] = []
+        self.active = True
+        self.early = False
+        self.iterations = 0
+
+    def record(self, it: int, out: Tensor, loss: float, ema: float, gt: Optional[Tensor], desc: str) -> None:
+        if loss != loss:  # NaN
+            raise RuntimeError(f"{desc}: the loss became NaN at iteration {it}")
+        o = out.detach().float()
+        self.last = o
+        self.smooth = o.clone() if self.smooth is None else self.smooth.mul_(ema).add_(o, alpha=1 - ema)
+        self.losses.append(loss)
+        self.iterations = it
+        if gt is not None:
+            self.curve.append(float(_psnr(self.smooth.clamp(0, 1), gt)[0]))
+            self.raw_curve.append(float(_psnr(o.clamp(0, 1), gt)[0]))
+        if self.wv is not None:
+            v = self.wv.push(o)
+            if v is not None:
+                self.variances.append(v)
+                if v < self.best_var:
+                    self.best_var, self.best_it = v, it
+                    self.best_output = self.wv.mean().to(o.dtype).clamp_(0, 1)
+                    if gt is not None:
+                        self.psnr_at_stop = float(_psnr(self.best_output, gt)[0])
+                elif self.best_it is not None and it - self.best_it >= self.patience:
+                    self.early = True
+                    self.active = False
+
+    def result(self, seconds: float, compiled: bool, compile_seconds: float, precision: str) -> DIPResult:
+        assert self.smooth is not None and self.last is not None
+        # With the detector on, the result is the mean of the most stable window.
+        out = self.best_output if self.best_output is not None else self.smooth
+        return DIPResult(
+            output=out.clamp(0, 1), last_output=self.last.clamp(0, 1), network=self.net, z=self.z,
+            losses=self.losses, iterations_run=self.iterations, seconds=seconds, psnr_curve=self.curve,
+            psnr_raw_curve=self.raw_curve, stopped_at=self.best_it if self.wv is not None else None,
+            early_stopped=self.early, variance_curve=self.variances, compiled=compiled,
+            compile_seconds=compile_seconds, precision=precision, psnr_at_stop=self.psnr_at_stop,
+        )
+
+
+def fit_dip_group(
+    networks: Sequence[nn.Module],
+    observation: Observation,
+    settings: DIPSettings,
+    *,
+    seeds: Sequence[int],
+    zs: Optional[Sequence[Optional[Tensor]]] = None,
+    ground_truth: Tensor | None = None,
+    early_stopping: EarlyStopping | None = None,
+    compile: Optional[bool] = None,
+    precision: str = "fp32",
+    quiet: bool = False,
+    desc: str = "DIP",
+    callback: Callable[[int, float], None] | None = None,
+) -> list[DIPResult]:
+    """Fit K networks to one observation together, as one program.
+
+    Every member ``k`` gets its own input code (``make_input_code(C_in,
+    (H, W), seeds[k])`` unless ``zs[k]`` is given) and its own noise stream
+    (seeded ``seeds[k] + 1``), exactly as :func:`fit_dip` would give it
+    alone; the step minimises the sum of the members' losses with one Adam.
+    Members that early-stop leave the group.  Returns one :class:`DIPResult`
+    per network, in order.  ``compile``: None = :func:`should_compile`.
+    """
+    if not networks:
+        raise InputError("fit_dip_group needs at least one network")
+    if len(seeds) != len(networks):
+        raise InputError(f"need one seed per network: {len(seeds)} seeds for {len(networks)} networks")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = next(networks[0].parameters()).device
+    obs = observation.to(device)
+    H, W = obs.output_size
+    gt = ground_truth.to(device) if ground_truth is not None else None
+    members = []
+    for k, net in enumerate(networks):
+        z = zs[k] if zs is not None else None
+        if z is None:
+            c_in = getattr(net, "in_channels", None)
+            if c_in is None:
+                raise InputError("network has no in_channels attribute; pass z explicitly")
+            z = make_input_code(c_in, (H, W), seeds[k], settings.input_scale, device)
+        members.append(_Member(net.train(), z.to(device), seeds[k], device, early_stopping, gt))
+    use_compile = should_compile(device, settings.iterations, len(networks)) if compile is None else bool(compile)
+    params = [p for m in members for p in m.net.parameters()]
+    opt = torch.optim.Adam(params, lr=settings.lr, fused=True if device.type == "cuda" else None)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    reg = settings.reg_noise_std
+
+    def forward_losses(nets: list[nn.Module], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        outs, losses = [], []
+        for net, x in zip(nets, inputs):
+            with autocast:
+                out = net(x)
+            out = out.float()
+            outs.append(out)
+            losses.append(obs.loss(out))
+        return outs, losses
+
+    step_fn = forward_losses
+    if use_compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        step_fn = torch.compile(forward_losses, mode=mode)
+
+    t0 = time.perf_counter()
+    compile_seconds = 0.0
+    bar = tqdm(total=settings.iterations, desc=desc, disable=quiet, leave=False, unit="it")
+    with _precision_context(precision, device):
+        for it in range(1, settings.iterations + 1):
+            active = [m for m in members if m.active]
+            if not active:
+                break
+            t_step = time.perf_counter()
+            inputs = [m.z + reg * torch.randn(m.z.shape, generator=m.noise_gen, device=device, dtype=m.z.dtype)
+                      for m in active]
+            outs, losses = step_fn([m.net for m in active], inputs)
+            total = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            with torch.no_grad():
+                values = torch.stack([l.detach() for l in losses]).tolist()
+                for m, out, lv in zip(active, outs, values):
+                    m.record(it, out, lv, settings.ema, gt, desc)
+            if it == 1 and use_compile:
+                compile_seconds = time.perf_counter() - t_step
+            if callback is not None:
+                callback(it, values[0])
+            bar.update(1)
+            if it % 25 == 0:
+                bar.set_postfix(loss=f"{values[0]:.2e}", refresh=False)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return [m.result(seconds, use_compile, compile_seconds, precision) for m in members]
 
 
 def fit_dip(
@@ -132,6 +351,8 @@ def fit_dip(
     z: Tensor | None = None,
     ground_truth: Tensor | None = None,
     early_stopping: EarlyStopping | None = None,
+    compile: Optional[bool] = None,
+    precision: str = "fp32",
     quiet: bool = False,
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
@@ -142,84 +363,12 @@ def fit_dip(
     ``observation.output_size``; it is trained in place (train mode).  ``z``
     defaults to ``make_input_code(C_in, (H, W), seed)`` with C_in read from
     the network's ``in_channels`` attribute.  ``ground_truth`` (1, C, H, W) is
-    used only to record PSNR curves.  Deterministic for a given seed on the
-    same machine and backend.
+    used only to record PSNR curves.  ``compile``: None = automatic
+    (:func:`should_compile`).  ``precision``: ``"fp32"``, ``"bf16"`` or
+    ``"tf32"``.  Deterministic for a given seed on the same machine and backend.
     """
-    param = next(network.parameters())
-    device = param.device
-    obs = observation.to(device)
-    H, W = obs.output_size
-    if z is None:
-        c_in = getattr(network, "in_channels", None)
-        if c_in is None:
-            raise InputError("network has no in_channels attribute; pass z explicitly")
-        z = make_input_code(c_in, (H, W), seed, settings.input_scale, device)
-    z = z.to(device)
-    gt = ground_truth.to(device) if ground_truth is not None else None
-    noise_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
-    opt = torch.optim.Adam(network.parameters(), lr=settings.lr)
-    network.train()
-
-    losses: list[float] = []
-    curve: list[float] | None = [] if gt is not None else None
-    raw_curve: list[float] | None = [] if gt is not None else None
-    smooth: Tensor | None = None
-    out = z  # placeholder for the type checker
-    wv = _WindowVariance(early_stopping.window) if early_stopping else None
-    best_var, best_it, best_smooth = float("inf"), None, None
-    variances: list[float] = []
-    early = False
-    t0 = time.perf_counter()
-    bar = tqdm(total=settings.iterations, desc=desc, disable=quiet, leave=False, unit="it")
-    it = 0
-    for it in range(1, settings.iterations + 1):
-        noise = torch.randn(z.shape, generator=noise_gen, device=device, dtype=z.dtype)
-        out = network(z + settings.reg_noise_std * noise)
-        loss = obs.loss(out)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            o = out.detach()
-            smooth = o.clone() if smooth is None else smooth.mul_(settings.ema).add_(o, alpha=1 - settings.ema)
-            lv = float(loss)
-            if lv != lv:  # NaN
-                raise RuntimeError(f"{desc}: the loss became NaN at iteration {it}")
-            losses.append(lv)
-            if gt is not None:
-                curve.append(float(_psnr(smooth.clamp(0, 1), gt)[0]))
-                raw_curve.append(float(_psnr(o.clamp(0, 1), gt)[0]))
-            if wv is not None:
-                v = wv.push(o)
-                if v is not None:
-                    variances.append(v)
-                    if v < best_var:
-                        best_var, best_it, best_smooth = v, it, smooth.clone()
-                    elif best_it is not None and it - best_it >= early_stopping.patience:
-                        early = True
-        if callback is not None:
-            callback(it, lv)
-        bar.update(1)
-        if it % 25 == 0:
-            bar.set_postfix(loss=f"{lv:.2e}", refresh=False)
-        if early:
-            break
-    bar.close()
-    seconds = time.perf_counter() - t0
-    assert smooth is not None
-    # With the detector on, the result is the smoothed output at the detected point.
-    result_img = best_smooth if best_smooth is not None else smooth
-    return DIPResult(
-        output=result_img.clamp(0, 1),
-        last_output=out.detach().clamp(0, 1),
-        network=network,
-        z=z,
-        losses=losses,
-        iterations_run=it,
-        seconds=seconds,
-        psnr_curve=curve,
-        psnr_raw_curve=raw_curve,
-        stopped_at=best_it if wv is not None else None,
-        early_stopped=early,
-        variance_curve=variances,
-    )
+    return fit_dip_group(
+        [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
+        early_stopping=early_stopping, compile=compile, precision=precision, quiet=quiet, desc=desc,
+        callback=callback,
+    )[0]

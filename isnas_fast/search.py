@@ -18,7 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .device import seeded
-from .dip import DIPResult, DIPSettings, EarlyStopping, fit_dip, make_input_code
+from .dip import PRECISIONS, DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group, make_input_code
 from .errors import InputError
 from .genotype import Genotype, builtin_genotypes, random_genotypes, read_genotypes
 from .network import build_network
@@ -58,7 +58,12 @@ class SearchSettings:
     - ``cohort_size``: K best-scoring candidates trained on the small problem.
     - ``cohort_iterations`` / ``final_iterations``: DIP steps per stage.
     - ``small_side``: shorter side (px) of the network output in the cohort stage.
-    - ``early_stopping``: ES-WMV detector for the final run (None = off).
+    - ``early_stopping``: ES-WMV detector for the final run (None = off);
+      ``cohort_early_stopping`` the same for the cohort runs.
+    - ``cohort_together``: train the cohort as one program (:func:`fit_dip_group`)
+      rather than one member after another (same trajectories either way).
+    - ``compile``: compile the DIP step (None = automatic, see
+      :func:`isnas_fast.dip.should_compile`); ``precision``: fp32 | bf16 | tf32.
     """
 
     width: int = 128
@@ -70,6 +75,10 @@ class SearchSettings:
     final_iterations: Optional[int] = None
     small_side: int = 64
     early_stopping: Optional[EarlyStopping] = None
+    cohort_early_stopping: Optional[EarlyStopping] = None
+    cohort_together: bool = True
+    compile: Optional[bool] = None
+    precision: str = "fp32"
     score_batch: int = 16
 
     def validate(self) -> "SearchSettings":
@@ -84,6 +93,8 @@ class SearchSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.small_side < 64 or self.small_side % 32:
             raise InputError(f"small side must be a multiple of 32 and >= 64, got {self.small_side}")
         return replace(self, metric=canonical_metric(self.metric))
@@ -292,16 +303,27 @@ def run_search(
     small = observation.resized(settings.small_side).to(device)
     c = _scoring_input_channels(observation)
     cohort_iters = settings.cohort_iterations or TASK_ITERATIONS[task_name]
-    outputs = []
     if k > 1:
         say(f"training a cohort of {k} at {small.output_size[0]}x{small.output_size[1]} for {cohort_iters} steps")
-        for n, member in enumerate(tqdm(cohort, desc="cohort", disable=quiet, leave=False, unit="net")):
-            s = genotype_seed(seed, member.genotype)
+        seeds = [genotype_seed(seed, m.genotype) for m in cohort]
+        nets = []
+        for member, s in zip(cohort, seeds):
             with seeded(s, device):
-                net = build_network(member.genotype, c, c, settings.width, device=device)
-            res = fit_dip(net, small, DIPSettings(cohort_iters), seed=s, quiet=True)
-            member.train_seconds = res.seconds
-            outputs.append(res.output[0])
+                nets.append(build_network(member.genotype, c, c, settings.width, device=device))
+        dip = DIPSettings(cohort_iters)
+        common = dict(early_stopping=settings.cohort_early_stopping, compile=settings.compile,
+                      precision=settings.precision)
+        if settings.cohort_together:
+            results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort", **common)
+            for member, res in zip(cohort, results):
+                member.train_seconds = res.seconds / len(cohort)
+        else:
+            results = []
+            for member, net, s in zip(cohort, nets, seeds):
+                results.append(fit_dip(net, small, dip, seed=s, quiet=quiet, desc=f"cohort {len(results) + 1}/{k}",
+                                       **common))
+                member.train_seconds = results[-1].seconds
+        outputs = [res.output[0] for res in results]
         idx, sel_psnr, _ = select_member(torch.stack(outputs), torch.tensor([m.metric_value for m in cohort]),
                                          y_channel=task_name == "sr")
         for m, p in zip(cohort, sel_psnr.tolist()):
@@ -319,6 +341,7 @@ def run_search(
     with seeded(s, device):
         net = build_network(chosen, c, c, settings.width, device=device)
     final = fit_dip(net, observation.to(device), DIPSettings(final_iters), seed=s, ground_truth=ground_truth,
-                    early_stopping=settings.early_stopping, quiet=quiet, desc="restore")
+                    early_stopping=settings.early_stopping, compile=settings.compile,
+                    precision=settings.precision, quiet=quiet, desc="restore")
     timings["final"] = time.perf_counter() - t
     return SearchResult(chosen, cohort, final, timings, len(genotypes), skipped, settings.metric, scores)

@@ -1,0 +1,126 @@
+"""DIP loop benchmarks (issue: fast DIP loop; DESIGN §7).
+
+Side by side in one run, medians of per-step times after warm-up:
+
+- ``dip_step``: one network, eager step vs compiled step (compile time is
+  reported separately in ``compile_s`` and excluded from ``fast_ms``).
+- ``cohort``: K networks trained one after another (sum of their per-step
+  medians) vs together as one program (:func:`isnas_fast.dip.fit_dip_group`),
+  per group step; eager by default, ``--cohort-compile`` compiles both sides.
+
+Usage (CPU defaults: 64x64, widths 32 and 64, K = 4)::
+
+    python bench/bench_dip.py                       # eager vs compiled + cohort
+    python bench/bench_dip.py --skip-compile        # cohort rows only (no minutes of compiling)
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+
+from isnas_fast.device import seeded  # noqa: E402
+from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group  # noqa: E402
+from isnas_fast.genotype import builtin_genotypes  # noqa: E402
+from isnas_fast.network import build_network  # noqa: E402
+from isnas_fast.tasks import Denoise  # noqa: E402
+
+ARCH = "nasdip-denoise"
+
+
+def _problem(size: int, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(1, 3, size, size, generator=g)
+    clean = torch.nn.functional.avg_pool2d(clean, 5, 1, 2)  # some spatial structure
+    return Denoise(25).corrupt(clean, seed=0).to(device)
+
+
+def _net(arch, width, device, seed=0, cin=None):
+    with seeded(seed, device):
+        return build_network(arch, cin or (32 if arch == ARCH else 3), 3, width, device=device)
+
+
+def _step_times(run) -> list[float]:
+    """Run ``run(callback)`` and return per-step wall times (ms) from the callback's stamps."""
+    stamps: list[float] = []
+
+    def cb(it, loss):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    run(cb)
+    stamps.insert(0, t0)
+    return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
+
+
+def _median_after(times: list[float], warmup: int) -> float:
+    return statistics.median(times[warmup:])
+
+
+def bench_step(size, width, steps, warmup, device, compile_too: bool) -> list[dict]:
+    obs = _problem(size, device)
+    eager = _step_times(lambda cb: fit_dip(_net(ARCH, width, device), obs, DIPSettings(steps), quiet=True,
+                                           compile=False, callback=cb))
+    rows = []
+    if compile_too:
+        torch._dynamo.reset()
+        comp = _step_times(lambda cb: fit_dip(_net(ARCH, width, device), obs, DIPSettings(steps), quiet=True,
+                                              compile=True, callback=cb))
+        rows.append(common.row(f"dip_step/{ARCH}/w{width}/{size}x{size}/eager_vs_compiled",
+                               _median_after(eager, warmup), _median_after(comp, warmup), device,
+                               compile_s=round(comp[0] / 1e3, 2), steps=steps))
+    return rows, _median_after(eager, warmup)
+
+
+def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool) -> dict:
+    obs = _problem(size, device)
+    archs = builtin_genotypes()[:k]
+    seeds = list(range(k))
+    solo = []
+    for a, s in zip(archs, seeds):
+        t = _step_times(lambda cb: fit_dip(_net(a, width, device, s, 3), obs, DIPSettings(steps), seed=s,
+                                           quiet=True, compile=compile_both, callback=cb))
+        solo.append(_median_after(t, warmup))
+    nets = [_net(a, width, device, s, 3) for a, s in zip(archs, seeds)]
+    group = _step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
+                                                 compile=compile_both, callback=cb))
+    return common.row(f"cohort/k{k}/w{width}/{size}x{size}/one_by_one_vs_together"
+                      + ("/compiled" if compile_both else ""),
+                      sum(solo), _median_after(group, warmup), device, members=k, steps=steps)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--widths", default="32,64")
+    p.add_argument("--cohort", type=int, default=4, help="cohort size K")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--skip-compile", action="store_true", help="no compiled rows (compiling takes minutes on a CPU)")
+    p.add_argument("--cohort-compile", action="store_true", help="compile both sides of the cohort rows")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    device = common.pick_device(args.device)
+    rows = []
+    for w in common.ints(args.widths):
+        step_rows, _ = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile)
+        rows += step_rows
+        rows.append(bench_cohort(args.size, w, args.cohort, args.steps, args.warmup, device, args.cohort_compile))
+        common.print_rows(rows[-len(step_rows) - 1:])
+    out = common.write_rows(rows, args.out or common.default_out("dip", device))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
