@@ -32,8 +32,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-## bench: CPU benchmarks (see bench/README.md)
+## bench: CPU benchmarks at their small defaults, then the ratio table (see bench/README.md)
 bench: $(VENV)/.installed-test
+	$(PY) bench/bench_spectral.py
+	$(PY) bench/bench_upsample_conv.py
+	$(PY) bench/bench_dip.py
+	$(PY) bench/bench_export.py --threads 1
 	$(PY) bench/report.py
 
 clean:

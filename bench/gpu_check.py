@@ -26,6 +26,16 @@ Sections (run in this order; ``--only`` picks a subset):
   default TF32 and with TF32 off), with TFLOP/s and GB/s next to the
   measured matmul rate and copy bandwidth.
 
+* ``dip_step``: the fast DIP loop (issue "fast DIP loop") at 512^2, width 128,
+  NAS-DIP denoise genotype: per-step medians of eager fp32 vs compiled fp32
+  (CUDA graphs) vs compiled + bf16 autocast (compile time reported apart).
+* ``dip_full``: a whole 1200-step 512^2 denoising run (sigma 25, bundled
+  sample upscaled) with compile + bf16, wall time including compilation,
+  and the same run in compiled fp32: restored PSNR of both (bf16 should be
+  within 0.1 dB of fp32).
+* ``dip_cohort``: K = 15 cohort members (the first 15 of the 522 list, width
+  128) at 64^2: one after another vs together as one compiled program.
+
 Writes one JSON file ``$OUT/gpu_check-<gpu>.json`` (``$OUT`` defaults to
 ./bench/results; ``--out-dir`` overrides).  Exit status: 0 all sections
 passed, 1 a section failed (its error is in the JSON), 2 no CUDA device
@@ -356,6 +366,119 @@ def section_upsample_conv_timing(ctx: Context) -> dict:
     return out
 
 
+def _dip_problem(size: int, device: torch.device):
+    from importlib import resources
+
+    from isnas_fast.imageio import load_image
+    from isnas_fast.tasks import Denoise
+
+    with resources.as_file(resources.files("isnas_fast").joinpath("data/sample.png")) as path:
+        clean = load_image(path)
+    clean = torch.nn.functional.interpolate(clean, size=(size, size), mode="bicubic", align_corners=False)
+    clean = clean.clamp(0, 1)
+    return clean.to(device), Denoise(25).corrupt(clean, seed=0).to(device)
+
+
+def _dip_net(arch: str, width: int, device: torch.device, seed: int = 0, cin: int = 32):
+    from isnas_fast.device import seeded
+    from isnas_fast.network import build_network
+
+    with seeded(seed, device):
+        return build_network(arch, cin, 3, width, device=device)
+
+
+def _dip_step_ms(arch, width, obs, steps, device, **kw) -> tuple[float, float]:
+    """(median ms per step after warm-up, seconds of the first step) of a fit_dip run."""
+    import statistics
+
+    from isnas_fast.dip import DIPSettings, fit_dip
+
+    stamps = []
+
+    def cb(it, loss):
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    fit_dip(_dip_net(arch, width, device, cin=kw.pop("cin", 32)), obs, DIPSettings(steps), quiet=True,
+            callback=cb, **kw)
+    stamps.insert(0, t0)
+    dt = [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
+    warm = min(len(dt) - 1, max(3, len(dt) // 4))
+    return statistics.median(dt[warm:]), dt[0] / 1e3
+
+
+def section_dip_step(ctx: Context) -> dict:
+    size, width, steps = ctx.size(512, 64), ctx.size(128, 16), ctx.size(60, 6)
+    _, obs = _dip_problem(size, ctx.device)
+    arch = "nasdip-denoise"
+    torch._dynamo.reset()
+    eager, _ = _dip_step_ms(arch, width, obs, steps, ctx.device, compile=False)
+    comp, comp_first = _dip_step_ms(arch, width, obs, steps, ctx.device, compile=not ctx.dry_run)
+    bf16, bf16_first = _dip_step_ms(arch, width, obs, steps, ctx.device, compile=not ctx.dry_run, precision="bf16")
+    name = f"dip_step/{arch}/w{width}/{size}x{size}"
+    ctx.rows.append(common.row(name + "/eager_vs_compiled", eager, comp, ctx.device, compile_s=round(comp_first, 2)))
+    ctx.rows.append(common.row(name + "/eager_vs_compiled_bf16", eager, bf16, ctx.device,
+                               compile_s=round(bf16_first, 2)))
+    return {"ok": True, "size": size, "width": width, "eager_fp32_ms": eager, "compiled_fp32_ms": comp,
+            "compiled_bf16_ms": bf16, "first_step_s": {"compiled_fp32": comp_first, "compiled_bf16": bf16_first},
+            "projected_1200_steps_bf16_s": bf16 * 1200 / 1e3 + bf16_first}
+
+
+def section_dip_full(ctx: Context) -> dict:
+    from isnas_fast.dip import DIPSettings, fit_dip
+
+    size, width, iters = ctx.size(512, 64), ctx.size(128, 16), ctx.size(1200, 4)
+    clean, obs = _dip_problem(size, ctx.device)
+    out = {"ok": True, "size": size, "width": width, "iterations": iters}
+    for label, precision in (("compiled_bf16", "bf16"), ("compiled_fp32", "fp32")):
+        torch._dynamo.reset()
+        t0 = time.perf_counter()
+        res = fit_dip(_dip_net("nasdip-denoise", width, ctx.device), obs, DIPSettings(iters), quiet=True,
+                      compile=not ctx.dry_run, precision=precision, ground_truth=clean)
+        torch.cuda.synchronize() if ctx.device.type == "cuda" else None
+        out[label] = {"wall_s": time.perf_counter() - t0, "first_step_s": res.compile_seconds,
+                      "psnr": res.psnr_curve[-1]}
+    out["psnr_bf16_minus_fp32_db"] = out["compiled_bf16"]["psnr"] - out["compiled_fp32"]["psnr"]
+    out["under_20_s"] = out["compiled_bf16"]["wall_s"] < 20
+    out["ok"] = bool(abs(out["psnr_bf16_minus_fp32_db"]) <= 0.1 or ctx.dry_run)
+    return out
+
+
+def section_dip_cohort(ctx: Context) -> dict:
+    import statistics
+
+    from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group
+    from isnas_fast.genotype import builtin_genotypes
+
+    k, width, steps = ctx.size(15, 2), ctx.size(128, 16), ctx.size(40, 4)
+    _, obs = _dip_problem(64, ctx.device)
+    archs = builtin_genotypes()[:k]
+    seeds = list(range(k))
+    use_compile = not ctx.dry_run
+    torch._dynamo.reset()
+    solo_total = 0.0
+    for a, s in zip(archs, seeds):
+        ms, _ = _dip_step_ms(str(a), width, obs, steps, ctx.device, compile=use_compile, cin=3, seed=s)
+        solo_total += ms
+    nets = [_dip_net(str(a), width, ctx.device, s, cin=3) for a, s in zip(archs, seeds)]
+    stamps = []
+
+    def cb(it, loss):
+        torch.cuda.synchronize() if ctx.device.type == "cuda" else None
+        stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True, compile=use_compile, callback=cb)
+    stamps.insert(0, t0)
+    dt = [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
+    group = statistics.median(dt[max(1, len(dt) // 4):])
+    ctx.rows.append(common.row(f"cohort/k{k}/w{width}/64x64/one_by_one_vs_together", solo_total, group, ctx.device,
+                               compiled=use_compile))
+    return {"ok": True, "k": k, "width": width, "one_by_one_ms_per_step": solo_total, "together_ms_per_step": group,
+            "ratio": solo_total / group, "group_first_step_s": dt[0] / 1e3}
+
+
 SECTIONS = {
     "env": section_env,
     "correctness_spectral": section_correctness_spectral,
@@ -364,6 +487,9 @@ SECTIONS = {
     "matmul": section_matmul,
     "spectral_timing": section_spectral_timing,
     "upsample_conv_timing": section_upsample_conv_timing,
+    "dip_step": section_dip_step,
+    "dip_full": section_dip_full,
+    "dip_cohort": section_dip_cohort,
 }
 
 

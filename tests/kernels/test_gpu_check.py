@@ -46,3 +46,15 @@ def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
     assert not list(tmp_path.iterdir())
     assert gpu_check.main(["--dry-run", "--only", "nope", "--out-dir", str(tmp_path)]) == 2
     assert list(gpu_check.SECTIONS)[0] == "env"
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
+def test_dry_run_dip_sections(gpu_check, tmp_path):
+    only = "dip_step,dip_full,dip_cohort"
+    assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("gpu_check-*.json")
+    report = json.loads(path.read_text())
+    assert report["failed"] == [] and set(report["sections"]) == set(only.split(","))
+    assert report["sections"]["dip_full"]["compiled_bf16"]["psnr"] > 0
+    names = [r["name"] for r in report["rows"]]
+    assert any(n.startswith("dip_step/") for n in names) and any(n.startswith("cohort/") for n in names)
