@@ -67,6 +67,7 @@ def _median_after(times: list[float], warmup: int) -> float:
 
 
 def bench_step(size, width, steps, warmup, device, compile_too: bool) -> list[dict]:
+    """Eager vs compiled per-step medians of one network (no rows without compile_too)."""
     obs = _problem(size, device)
     eager = _step_times(lambda cb: fit_dip(_net(ARCH, width, device), obs, DIPSettings(steps), quiet=True,
                                            compile=False, callback=cb))
@@ -78,7 +79,7 @@ def bench_step(size, width, steps, warmup, device, compile_too: bool) -> list[di
         rows.append(common.row(f"dip_step/{ARCH}/w{width}/{size}x{size}/eager_vs_compiled",
                                _median_after(eager, warmup), _median_after(comp, warmup), device,
                                compile_s=round(comp[0] / 1e3, 2), steps=steps))
-    return rows, _median_after(eager, warmup)
+    return rows
 
 
 def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool) -> dict:
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
     device = common.pick_device(args.device)
     rows = []
     for w in common.ints(args.widths):
-        step_rows, _ = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile)
+        step_rows = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile)
         rows += step_rows
         rows.append(bench_cohort(args.size, w, args.cohort, args.steps, args.warmup, device, args.cohort_compile))
         common.print_rows(rows[-len(step_rows) - 1:])

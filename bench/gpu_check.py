@@ -162,7 +162,6 @@ def section_correctness_spectral(ctx: Context) -> dict:
 
 
 def section_correctness_upsample_conv(ctx: Context) -> dict:
-    import torch.nn.functional as F
 
     from isnas_fast import kernels
     from isnas_fast.genotype import decode_upsample
@@ -448,7 +447,7 @@ def section_dip_full(ctx: Context) -> dict:
 def section_dip_cohort(ctx: Context) -> dict:
     import statistics
 
-    from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group
+    from isnas_fast.dip import DIPSettings, fit_dip_group
     from isnas_fast.genotype import builtin_genotypes
 
     k, width, steps = ctx.size(15, 2), ctx.size(128, 16), ctx.size(40, 4)

@@ -22,7 +22,7 @@ from .dip import DIPResult, DIPSettings, EarlyStopping, fit_dip
 from .errors import InputError
 from .genotype import Genotype, read_genotypes
 from .imageio import load_image, prepare_size, to_like
-from .network import build_network, resolve_architecture
+from .network import BASELINE_NAMES, build_network, resolve_architecture
 from .quality import psnr, ssim
 from .search import (
     TASK_ITERATIONS,
@@ -273,7 +273,7 @@ def restore(
     search_info: dict[str, Any] = {}
     if arch is not None:
         a = resolve_architecture(arch)
-        named = isinstance(arch, str) and arch.strip().lower() in ("nasdip-denoise", "nasdip-inpaint", "nasdip-sr", "dip-skip")
+        named = isinstance(arch, str) and arch.strip().lower() in BASELINE_NAMES
         in_ch = 32 if named else c  # NAS-DIP and DIP baselines take a 32-channel code
         s = genotype_seed(seed, a)
         t = time.perf_counter()

@@ -161,7 +161,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise InputError("scoring for inpainting needs --mask (white = known)")
     _check_output(args.json, "JSON report", (".json",))
     models = args.models or "builtin"
-    if models in ("builtin", "random") and args.candidates is not None or models == "random":
+    if models == "random" or (models == "builtin" and args.candidates is not None):
+        # A seeded sample of the built-in list, or random genotypes.
         genotypes: Any = candidate_list(SearchSettings(candidates=models, num_candidates=args.candidates),
                                         args.seed)[0]
     else:
