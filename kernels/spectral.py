@@ -77,19 +77,7 @@ from torch import Tensor
 from ..errors import InputError
 from .. import spectral as _ref
 
-try:  # the package must import without Triton (macOS, CPU-only installs)
-    import triton
-    import triton.language as tl
-
-    _jit = triton.jit
-except ImportError:  # pragma: no cover - exercised only where Triton is absent
-    triton = None
-
-    class tl:  # type: ignore[no-redef]  # annotation stand-in, kernels unusable
-        constexpr = None
-
-    def _jit(fn):  # type: ignore[no-redef]
-        return fn
+from ._triton import jit as _jit, tl, triton  # stand-ins where Triton is absent
 
 
 __all__ = [
@@ -101,14 +89,7 @@ __all__ = [
 ]
 
 #: Metrics computed by the kernels; every other name goes to the reference.
-FUSED_METRICS = (
-    "psd_db_strip_mse",
-    "psd_strip_hist_emd",
-    "psd_db_mse",
-    "nodc_psd_db_strip_mse",
-    "nodc_psd_strip_hist_emd",
-    "nodc_psd_db_mse",
-)
+FUSED_METRICS = tuple(m for m in _ref.METRICS if m != "random")
 _HIST_PAD = 128  # bins padded to a power of two (tl.histogram, tl.arange)
 _STATS_COLS = 5  # sum_all, sum_strip, min_strip, max_strip, nodc DC delta
 _BLOCK = 1024  # half-spectrum bins per loop step

@@ -44,19 +44,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-try:  # the package must import without Triton (macOS, CPU-only installs)
-    import triton
-    import triton.language as tl
-
-    _jit = triton.jit
-except ImportError:  # pragma: no cover - exercised only where Triton is absent
-    triton = None
-
-    class tl:  # type: ignore[no-redef]  # annotation stand-in, kernels unusable
-        constexpr = None
-
-    def _jit(fn):  # type: ignore[no-redef]
-        return fn
+from ._triton import jit as _jit, tl, triton  # stand-ins where Triton is absent
 
 
 __all__ = [
