@@ -20,3 +20,13 @@ def sample() -> torch.Tensor:
 def small(sample: torch.Tensor) -> torch.Tensor:
     """A 64x64 crop of the sample, (1, 3, 64, 64)."""
     return sample[..., 32:96, 32:96].clone()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (on shared 2-core machines, two threads per
+    process oversubscribe the cores: 6x slower measured); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

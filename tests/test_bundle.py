@@ -17,13 +17,7 @@ from isnas_fast.errors import InputError
 ARCH = "70,1111101111001110001100001"  # bicubic -> conv 5x5, relu; same-scale and upward skips
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The suite runs on shared 2-core machines: one torch thread avoids oversubscription (6x measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCH = "265,1010100101000111101111010"  # trans_conv 1x1 -> pixel shuffle, relu; skips both ways
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The suite runs on shared 2-core machines: one torch thread avoids oversubscription (6x measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cli(argv):

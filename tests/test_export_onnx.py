@@ -31,13 +31,7 @@ from isnas_fast.network import build_network, resolve_architecture
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The suite runs on shared 2-core machines: one torch thread avoids oversubscription (6x measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pick(primitive: str, conv: str, *, kernel: int = 3, act: str = "leaky_relu", conv_first: bool = False) -> int:
