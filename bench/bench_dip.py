@@ -66,20 +66,33 @@ def _median_after(times: list[float], warmup: int) -> float:
     return statistics.median(times[warmup:])
 
 
-def bench_step(size, width, steps, warmup, device, compile_too: bool) -> list[dict]:
-    """Eager vs compiled per-step medians of one network (no rows without compile_too)."""
+def bench_step(size, width, steps, warmup, device, compile_too: bool, rounds: int = 3) -> list[dict]:
+    """Eager vs compiled per-step medians of one network (no rows without compile_too).
+
+    After one compiling run, ``rounds`` pairs of runs (eager, then compiled,
+    each a fresh network of ``steps`` steps) interleave the two sides, so that
+    drift in the machine's speed hits both; the medians pool every round's
+    per-step times after ``warmup`` steps.  The first compiled run's first
+    step is the compile time, reported as ``compile_s``.
+    """
+    if not compile_too:
+        return []
     obs = _problem(size, device)
-    eager = _step_times(lambda cb: fit_dip(_net(ARCH, width, device), obs, DIPSettings(steps), quiet=True,
-                                           compile=False, callback=cb))
-    rows = []
-    if compile_too:
-        torch._dynamo.reset()
-        comp = _step_times(lambda cb: fit_dip(_net(ARCH, width, device), obs, DIPSettings(steps), quiet=True,
-                                              compile=True, callback=cb))
-        rows.append(common.row(f"dip_step/{ARCH}/w{width}/{size}x{size}/eager_vs_compiled",
-                               _median_after(eager, warmup), _median_after(comp, warmup), device,
-                               compile_s=round(comp[0] / 1e3, 2), steps=steps))
-    return rows
+
+    def run(compiled: bool, seed: int) -> list[float]:
+        return _step_times(lambda cb: fit_dip(_net(ARCH, width, device, seed), obs, DIPSettings(steps), quiet=True,
+                                              compile=compiled, callback=cb))
+
+    torch._dynamo.reset()
+    first = run(True, 0)
+    eager: list[float] = []
+    comp: list[float] = []
+    for r in range(rounds):
+        eager += run(False, r)[warmup:]
+        comp += run(True, r)[warmup:]
+    return [common.row(f"dip_step/{ARCH}/w{width}/{size}x{size}/eager_vs_compiled",
+                       statistics.median(eager), statistics.median(comp), device,
+                       compile_s=round(first[0] / 1e3, 2), steps=steps, rounds=rounds)]
 
 
 def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool) -> dict:
@@ -107,6 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--cohort", type=int, default=4, help="cohort size K")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved eager/compiled run pairs of the step rows")
     p.add_argument("--skip-compile", action="store_true", help="no compiled rows (compiling takes minutes on a CPU)")
     p.add_argument("--cohort-compile", action="store_true", help="compile both sides of the cohort rows")
     p.add_argument("--out", default=None)
@@ -114,7 +128,7 @@ def main(argv=None) -> int:
     device = common.pick_device(args.device)
     rows = []
     for w in common.ints(args.widths):
-        step_rows = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile)
+        step_rows = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile, args.rounds)
         rows += step_rows
         rows.append(bench_cohort(args.size, w, args.cohort, args.steps, args.warmup, device, args.cohort_compile))
         common.print_rows(rows[-len(step_rows) - 1:])
