@@ -3,7 +3,9 @@
 Side by side in one run, medians of per-step times after warm-up:
 
 - ``dip_step``: one network, eager step vs compiled step (compile time is
-  reported separately in ``compile_s`` and excluded from ``fast_ms``).
+  reported separately in ``compile_s`` and excluded from ``fast_ms``); after
+  the compiling run, ``--rounds`` pairs of eager and compiled runs alternate
+  so that drift in the machine's speed hits both sides.
 - ``cohort``: K networks trained one after another (sum of their per-step
   medians) vs together as one program (:func:`isnas_fast.dip.fit_dip_group`),
   per group step; eager by default, ``--cohort-compile`` compiles both sides.
@@ -62,10 +64,6 @@ def _step_times(run) -> list[float]:
     return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
 
 
-def _median_after(times: list[float], warmup: int) -> float:
-    return statistics.median(times[warmup:])
-
-
 def bench_step(size, width, steps, warmup, device, compile_too: bool, rounds: int = 3) -> list[dict]:
     """Eager vs compiled per-step medians of one network (no rows without compile_too).
 
@@ -95,21 +93,27 @@ def bench_step(size, width, steps, warmup, device, compile_too: bool, rounds: in
                        compile_s=round(first[0] / 1e3, 2), steps=steps, rounds=rounds)]
 
 
-def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool) -> dict:
+def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool, rounds: int = 3) -> dict:
+    """K members one after another (sum of their per-step medians) vs together
+    (median per group step), in ``rounds`` interleaved rounds (each round: the
+    K solo runs, then the group run), pooling per-step times after ``warmup``."""
     obs = _problem(size, device)
     archs = builtin_genotypes()[:k]
     seeds = list(range(k))
-    solo = []
-    for a, s in zip(archs, seeds):
-        t = _step_times(lambda cb: fit_dip(_net(a, width, device, s, 3), obs, DIPSettings(steps), seed=s,
-                                           quiet=True, compile=compile_both, callback=cb))
-        solo.append(_median_after(t, warmup))
-    nets = [_net(a, width, device, s, 3) for a, s in zip(archs, seeds)]
-    group = _step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
-                                                 compile=compile_both, callback=cb))
+    solo: list[list[float]] = [[] for _ in range(k)]
+    group: list[float] = []
+    for _ in range(rounds):
+        for i, (a, s) in enumerate(zip(archs, seeds)):
+            t = _step_times(lambda cb: fit_dip(_net(a, width, device, s, 3), obs, DIPSettings(steps), seed=s,
+                                               quiet=True, compile=compile_both, callback=cb))
+            solo[i] += t[warmup:]
+        nets = [_net(a, width, device, s, 3) for a, s in zip(archs, seeds)]
+        group += _step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
+                                                      compile=compile_both, callback=cb))[warmup:]
     return common.row(f"cohort/k{k}/w{width}/{size}x{size}/one_by_one_vs_together"
                       + ("/compiled" if compile_both else ""),
-                      sum(solo), _median_after(group, warmup), device, members=k, steps=steps)
+                      sum(statistics.median(t) for t in solo), statistics.median(group), device,
+                      members=k, steps=steps, rounds=rounds)
 
 
 def main(argv=None) -> int:
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--cohort", type=int, default=4, help="cohort size K")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved eager/compiled run pairs of the step rows")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (eager/compiled pairs; solo runs then the group)")
     p.add_argument("--skip-compile", action="store_true", help="no compiled rows (compiling takes minutes on a CPU)")
     p.add_argument("--cohort-compile", action="store_true", help="compile both sides of the cohort rows")
     p.add_argument("--out", default=None)
@@ -130,7 +134,8 @@ def main(argv=None) -> int:
     for w in common.ints(args.widths):
         step_rows = bench_step(args.size, w, args.steps, args.warmup, device, not args.skip_compile, args.rounds)
         rows += step_rows
-        rows.append(bench_cohort(args.size, w, args.cohort, args.steps, args.warmup, device, args.cohort_compile))
+        rows.append(bench_cohort(args.size, w, args.cohort, args.steps, args.warmup, device, args.cohort_compile,
+                                 args.rounds))
         common.print_rows(rows[-len(step_rows) - 1:])
     out = common.write_rows(rows, args.out or common.default_out("dip", device))
     print(f"wrote {out}")

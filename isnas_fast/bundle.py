@@ -21,7 +21,6 @@ far apart the two are (and their PSNR when ground truth was given).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +36,7 @@ from torch import Tensor, nn
 from . import __version__
 from .errors import InputError
 from .imageio import load_image
-from .network import build_network, resolve_architecture
+from .network import batch_statistics_only, build_network, resolve_architecture
 from .quality import psnr
 
 __all__ = ["LoadedRun", "save_run", "load_run", "run_from_result", "export_report", "batch_statistics_only",
@@ -51,28 +50,6 @@ REPRODUCES = ("f(z): the trained network's raw output on its stored input code z
               "without input noise, BatchNorm using the batch statistics of the one image")
 RESTORED = ("DIP's restored image: the exponential moving average (0.99) of the raw outputs over the run "
             "(at the detected stopping point when early stopping is on); not what an exported model computes")
-
-
-@contextlib.contextmanager
-def batch_statistics_only(net: nn.Module) -> Iterator[nn.Module]:
-    """Run ``net`` with train-mode BatchNorm (batch statistics) without touching its running stats.
-
-    With ``track_running_stats = False`` a training-mode BatchNorm normalises
-    with the batch statistics exactly as before but updates no buffer, so
-    evaluating f(z) leaves the module as it was.
-    """
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.track_running_stats) for m in bns]
-    was_training = net.training
-    try:
-        net.train()
-        for m in bns:
-            m.track_running_stats = False
-        yield net
-    finally:
-        for m, flag in saved:
-            m.track_running_stats = flag
-        net.train(was_training)
 
 
 @dataclass

@@ -42,22 +42,20 @@ def _bool_pointwise(node: torch.fx.Node) -> bool:
     return torch.Tag.pointwise in tags
 
 
-try:  # Inductor's custom-pass base class: gives the pass a cache key (FX graph cache stays on)
-    from torch._inductor.custom_graph_pass import CustomGraphPass as _PassBase
-except ImportError:  # pragma: no cover - older torch: a plain callable works, uncached
-    _PassBase = object  # type: ignore[misc,assignment]
-
-
-class RecomputeBoolMasks(_PassBase):  # type: ignore[misc,valid-type]
+class RecomputeBoolMasks:
     """Joint-graph pass: boolean pointwise results (activation masks) are
     recomputed in the backward pass instead of being saved by the forward.
 
     Sets ``node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE`` (the tag
     selective activation checkpointing uses) on every pointwise node with a
-    ``torch.bool`` result; returns the number of nodes it marked.
+    ``torch.bool`` result; returns the number of nodes it marked.  Registered
+    as an Inductor ``CustomGraphPass`` (its ``uuid`` keys the FX graph cache)
+    when :func:`inductor_options` first runs: importing Inductor here would
+    import Triton with the package, before a test session can set
+    ``TRITON_INTERPRET``.
     """
 
-    def __call__(self, graph: torch.fx.Graph) -> int:  # type: ignore[override]
+    def __call__(self, graph: torch.fx.Graph) -> int:
         from torch.utils.checkpoint import CheckpointPolicy
 
         marked = 0
@@ -74,6 +72,9 @@ class RecomputeBoolMasks(_PassBase):  # type: ignore[misc,valid-type]
 def inductor_options(device: torch.device) -> Optional[dict[str, Any]]:
     """Inductor options for compiling a training step on ``device`` (None: defaults)."""
     if device.type == "cpu":
+        from torch._inductor.custom_graph_pass import CustomGraphPass
+
+        CustomGraphPass.register(RecomputeBoolMasks)  # an ABC: a virtual subclass, idempotent
         return {"joint_custom_post_pass": RecomputeBoolMasks()}
     return None
 

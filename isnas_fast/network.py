@@ -8,7 +8,8 @@ all of DIP, including scoring; callers keep the module in ``train()`` mode.
 """
 from __future__ import annotations
 
-from typing import Union
+import contextlib
+from typing import Iterator, Union
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ __all__ = [
     "count_parameters",
     "BASELINE_NAMES",
     "resolve_architecture",
+    "batch_statistics_only",
 ]
 
 BASELINE_NAMES = ("nasdip-denoise", "nasdip-inpaint", "nasdip-sr", "dip-skip")
@@ -347,6 +349,28 @@ class _nullcontext:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@contextlib.contextmanager
+def batch_statistics_only(net: nn.Module) -> Iterator[nn.Module]:
+    """Run ``net`` with train-mode BatchNorm (batch statistics) without touching its running stats.
+
+    With ``track_running_stats = False`` a training-mode BatchNorm normalises
+    with the batch statistics exactly as before but updates no buffer, so
+    evaluating f(z) leaves the module as it was.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.track_running_stats) for m in bns]
+    was_training = net.training
+    try:
+        net.train()
+        for m in bns:
+            m.track_running_stats = False
+        yield net
+    finally:
+        for m, flag in saved:
+            m.track_running_stats = flag
+        net.train(was_training)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -124,7 +124,24 @@ def test_recompute_bool_masks_marks_only_boolean_pointwise_nodes():
 
 
 def test_inductor_options_per_device():
+    from torch._inductor.custom_graph_pass import CustomPassBase
+
     opts = inductor_options(torch.device("cpu"))
-    assert isinstance(opts["joint_custom_post_pass"], RecomputeBoolMasks)
-    assert opts["joint_custom_post_pass"].uuid()  # a cache key: the FX graph cache stays usable
+    p = opts["joint_custom_post_pass"]
+    assert isinstance(p, RecomputeBoolMasks)
+    # Inductor keys its FX graph cache by the uuid of a CustomPassBase (a plain callable bypasses the cache).
+    assert isinstance(p, CustomPassBase) and p.uuid()
     assert inductor_options(torch.device("cuda")) is None
+
+
+def test_importing_the_package_does_not_import_triton_or_inductor():
+    """Triton reads TRITON_INTERPRET when it is imported: the package must not
+    import it (through Inductor) before a caller or a test session sets it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, isnas_fast, isnas_fast.dip, isnas_fast.compiling, isnas_fast.network; "
+            "print(sorted(m for m in ('triton', 'torch._inductor') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -22,20 +22,48 @@ def _nets(archs, seeds, cin=3):
     return nets
 
 
+@pytest.fixture
+def intra_op_threads():
+    """The caller's intra-op thread count, restored after the test."""
+    n = torch.get_num_threads()
+    yield n
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("task", [Denoise(25), SuperResolve(2)])
-def test_member_in_group_follows_its_solo_trajectory(small, task):
+def test_member_in_group_follows_its_solo_trajectory(small, task, workers, intra_op_threads):
+    """workers=1: the group as one program; workers=3: one member per worker
+    thread, each with one intra-op thread -- compared with solo runs under the
+    same one-thread numerics (a reduction split over two threads rounds
+    differently, and Adam's first steps are ~lr * sign(grad))."""
     obs = task.corrupt(small, seed=2)
     if task.name == "sr":
         obs = task.observe(obs.y)
     seeds = [11, 22, 33]
-    group = fit_dip_group(_nets(ARCHS, seeds), obs, DIPSettings(6), seeds=seeds, quiet=True, compile=False)
+    group = fit_dip_group(_nets(ARCHS, seeds), obs, DIPSettings(6), seeds=seeds, quiet=True, compile=False,
+                          workers=workers)
+    assert torch.get_num_threads() == intra_op_threads  # the caller's thread count is given back
+    if workers > 1:
+        torch.set_num_threads(1)
     for k, (a, s) in enumerate(zip(ARCHS, seeds)):
         alone = fit_dip(_nets([a], [s])[0], obs, DIPSettings(6), seed=s, quiet=True, compile=False)
+        assert len(group[k].losses) == 6 and np.isfinite(group[k].losses).all()
         np.testing.assert_allclose(group[k].losses, alone.losses, rtol=1e-5, atol=0)
         diff = (group[k].output - alone.output).abs().max().item()
         assert diff <= 1e-5, (a, diff)
         for pg, pa in zip(group[k].network.parameters(), alone.network.parameters()):
             assert torch.allclose(pg, pa, rtol=1e-5, atol=1e-6)
+
+
+def test_group_workers_policy():
+    from isnas_fast.dip import _group_workers
+
+    cpu = torch.device("cpu")
+    assert _group_workers(torch.device("cuda"), False, 8) == 1
+    assert _group_workers(cpu, True, 8) == 1  # compiled: one graph
+    assert _group_workers(cpu, False, 1) == 1
+    assert _group_workers(cpu, False, 8) == max(1, min(torch.get_num_threads(), 8))
 
 
 def test_group_members_stop_independently(small):
@@ -56,6 +84,8 @@ def test_group_argument_errors(small):
         fit_dip_group(_nets(ARCHS[:2], [1, 2]), obs, DIPSettings(2), seeds=[1])
     with pytest.raises(InputError, match="precision"):
         fit_dip(_nets(ARCHS[:1], [1])[0], obs, DIPSettings(2), precision="fp8")
+    with pytest.raises(InputError, match="workers"):
+        fit_dip_group(_nets(ARCHS[:2], [1, 2]), obs, DIPSettings(2), seeds=[1, 2], workers=0)
 
 
 def test_should_compile_policy():
