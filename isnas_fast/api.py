@@ -242,8 +242,8 @@ def restore(
     the DIP step with torch.compile (None = on for GPU, on for CPU only for
     runs long enough to repay the compile time).  ``precision``: ``"fp32"``
     (default), ``"bf16"`` (autocast) or ``"tf32"`` — meant for GPUs.
-    ``cohort_together``: train the cohort as one program (default) or one
-    member after another.  Deterministic for a given ``seed`` on the same
+    ``cohort_together``: train the cohort together (default: one program,
+    or one shard per core on an eager CPU run) or one member after another.  Deterministic for a given ``seed`` on the same
     machine and backend.
     """
     t_start = time.perf_counter()

@@ -60,8 +60,9 @@ class SearchSettings:
     - ``small_side``: shorter side (px) of the network output in the cohort stage.
     - ``early_stopping``: ES-WMV detector for the final run (None = off);
       ``cohort_early_stopping`` the same for the cohort runs.
-    - ``cohort_together``: train the cohort as one program (:func:`fit_dip_group`)
-      rather than one member after another (same trajectories either way).
+    - ``cohort_together``: train the cohort together (:func:`fit_dip_group`:
+      one program, or one shard per core on an eager CPU run) rather than one
+      member after another (same trajectories either way).
     - ``compile``: compile the DIP step (None = automatic, see
       :func:`isnas_fast.dip.should_compile`); ``precision``: fp32 | bf16 | tf32.
     """
