@@ -18,8 +18,10 @@ Usage (CPU defaults: 64x64, widths 32 and 64, K = 4)::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,7 +130,13 @@ def main(argv=None) -> int:
     p.add_argument("--skip-compile", action="store_true", help="no compiled rows (compiling takes minutes on a CPU)")
     p.add_argument("--cohort-compile", action="store_true", help="compile both sides of the cohort rows")
     p.add_argument("--out", default=None)
+    p.add_argument("--warm-cache", action="store_true",
+                   help="use Inductor's usual cache directory (default: a fresh one, so compile_s is a cold compile)")
     args = p.parse_args(argv)
+    if not args.warm_cache:
+        # Inductor reads the variable when it compiles: a fresh cache makes the first
+        # compile of each width cold (what a user's first run pays); later rounds hit it.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="isnas-bench-inductor-")
     device = common.pick_device(args.device)
     rows = []
     for w in common.ints(args.widths):
