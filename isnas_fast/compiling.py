@@ -72,9 +72,12 @@ class RecomputeBoolMasks:
 def inductor_options(device: torch.device) -> Optional[dict[str, Any]]:
     """Inductor options for compiling a training step on ``device`` (None: defaults)."""
     if device.type == "cpu":
-        from torch._inductor.custom_graph_pass import CustomGraphPass
-
-        CustomGraphPass.register(RecomputeBoolMasks)  # an ABC: a virtual subclass, idempotent
+        try:
+            from torch._inductor.custom_graph_pass import CustomGraphPass
+        except ImportError:  # older torch: a plain callable pass still runs (the FX graph cache is bypassed)
+            pass
+        else:
+            CustomGraphPass.register(RecomputeBoolMasks)  # an ABC: a virtual subclass, idempotent
         return {"joint_custom_post_pass": RecomputeBoolMasks()}
     return None
 
