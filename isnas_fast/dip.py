@@ -321,7 +321,6 @@ def fit_dip_group(
     # with one intra-op thread each: members are independent, so this changes
     # only which core computes what.
     shards = [members[i::n_workers] for i in range(n_workers)]
-    rank = {id(m): i for i, m in enumerate(members)}
     # Adam: the eager CPU reference keeps PyTorch's default multi-tensor (foreach)
     # path; CUDA and every compiled step use the one-kernel fused Adam (width 64,
     # CPU: 7.5 ms foreach vs 2.8 ms fused per update; a compiled Adam took 4.5 ms
@@ -372,24 +371,22 @@ def fit_dip_group(
             # give the caller its thread count back afterwards.
             stack.callback(torch.set_num_threads, intra_op_threads)
         for it in range(1, settings.iterations + 1):
-            work = [(k, [m for m in shard if m.active]) for k, shard in enumerate(shards)]
-            work = [(k, act) for k, act in work if act]
-            if not work:
-                break
             t_step = time.perf_counter()
             # Noise drawn in order from each member's own generator, before any shard runs.
+            active_shards = [(k, [m for m in shard if m.active]) for k, shard in enumerate(shards)]
             jobs = [(k, act, [m.z + reg * torch.randn(m.z.shape, generator=m.noise_gen, device=device,
-                                                       dtype=m.z.dtype) for m in act]) for k, act in work]
+                                                       dtype=m.z.dtype) for m in act])
+                    for k, act in active_shards if act]
+            if not jobs:
+                break
             if pool is not None and len(jobs) > 1:
                 results = list(pool.map(lambda job: shard_step(*job), jobs))
             else:
                 results = [shard_step(*job) for job in jobs]
-            # Back in member order (shards hold members round-robin).
-            done = sorted(((rank[id(m)], m, o, l) for (_, act, _), (os_, ls) in zip(jobs, results)
-                           for m, o, l in zip(act, os_, ls)), key=lambda t: t[0])
-            active = [t[1] for t in done]
-            outs = [t[2] for t in done]
-            losses = [t[3] for t in done]
+            stepped = {id(m): (o, l) for (_, act, _), r in zip(jobs, results) for m, o, l in zip(act, *r)}
+            active = [m for m in members if id(m) in stepped]  # member order
+            outs = [stepped[id(m)][0] for m in active]
+            losses = [stepped[id(m)][1] for m in active]
             with torch.no_grad():
                 values = torch.stack([l.detach() for l in losses]).tolist()
                 for m, out, lv in zip(active, outs, values):

@@ -333,7 +333,7 @@ def build_network(
             raise InputError(f"{name} must be a positive integer, got {v!r}")
     arch = resolve_architecture(genotype)
     factory = torch.device(device) if device is not None else None
-    with torch.device(factory) if factory is not None else _nullcontext():
+    with torch.device(factory) if factory is not None else contextlib.nullcontext():
         if arch == "dip-skip":
             inpaint = task == "inpaint"
             net: nn.Module = DIPSkip(in_channels, out_channels, 128 if inpaint else 4, "nearest" if inpaint else "bilinear")
@@ -341,14 +341,6 @@ def build_network(
             assert isinstance(arch, Genotype)
             net = CrossScaleUNet(arch, in_channels, out_channels, width)
     return net.train()
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @contextlib.contextmanager
