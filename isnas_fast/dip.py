@@ -17,6 +17,11 @@ Fast paths (each with the plain eager loop as its reference):
   and Adam is element-wise, so every member follows the trajectory it would
   follow alone (tested), while the group runs as one graph (GPU, compiled) or,
   on an eager CPU run, as one shard per core stepping side by side.
+- ``cuda_graph=True`` (CUDA only, no compiler): after a few eager warm-up
+  steps, the whole step of the group (each member's forward, loss and
+  backward on a CUDA stream of its own, then one fused Adam) is captured as
+  one CUDA graph and replayed: no compile time, no per-kernel launch cost,
+  and the members' small kernels can run at once (:class:`_CudaGraphStep`).
 - ``precision="bf16"`` (autocast) or ``"tf32"`` (TF32 convolutions/matmuls) on GPU.
 - ES-WMV early stopping (:class:`EarlyStopping`), no ground truth needed.
 """
@@ -261,6 +266,58 @@ class _Member:
         )
 
 
+class _CudaGraphStep:
+    """One shard's whole DIP step as a replayed CUDA graph (``cuda_graph=True``).
+
+    ``body(nets, inputs)`` runs every member's forward, loss and backward,
+    each on its own CUDA stream, and returns (outputs, losses).  The first
+    ``warmup`` steps of a set of members run eagerly on a side stream (as
+    CUDA graph capture requires: lazy initialisation, Adam state); the next
+    one is captured together with ``opt.step()`` (a capturable fused Adam)
+    and every later step copies its inputs into the graph's static inputs
+    and replays it.  When the set of active members changes (early
+    stopping), the step is captured again.  The returned tensors are the
+    graph's static outputs: valid until the next call.
+    """
+
+    def __init__(self, body: Callable, opt: torch.optim.Optimizer, device: torch.device, warmup: int = 3):
+        self.body, self.opt, self.device, self.warmup = body, opt, device, warmup
+        self.side = torch.cuda.Stream(device)
+        self.key: Optional[tuple[int, ...]] = None
+        self.eager_steps = 0
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.static_in: list[Tensor] = []
+        self.static_out: tuple[list[Tensor], list[Tensor]] = ([], [])
+
+    def __call__(self, nets: list[nn.Module], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        key = tuple(id(n) for n in nets)
+        if key != self.key:
+            self.key, self.eager_steps, self.graph = key, 0, None
+        main = torch.cuda.current_stream(self.device)
+        if self.eager_steps < self.warmup:
+            self.eager_steps += 1
+            self.side.wait_stream(main)
+            with torch.cuda.stream(self.side):
+                self.opt.zero_grad(set_to_none=True)
+                outs, losses = self.body(nets, inputs)
+                self.opt.step()
+            main.wait_stream(self.side)
+            return outs, losses
+        if self.graph is None:
+            self.static_in = [x.clone() for x in inputs]
+            self.opt.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outs, losses = self.body(nets, self.static_in)
+                self.opt.step()
+            self.graph, self.static_out = graph, (outs, losses)
+        else:
+            for s, x in zip(self.static_in, inputs):
+                s.copy_(x)
+        self.graph.replay()
+        return self.static_out
+
+
 def fit_dip_group(
     networks: Sequence[nn.Module],
     observation: Observation,
@@ -276,6 +333,7 @@ def fit_dip_group(
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
     workers: Optional[int] = None,
+    cuda_graph: bool = False,
 ) -> list[DIPResult]:
     """Fit K networks to one observation together, as one program.
 
@@ -289,6 +347,8 @@ def fit_dip_group(
     ``workers``: how many shards of the group step at once on threads (None:
     :func:`_group_workers`, i.e. on an eager CPU run one per intra-op thread,
     each shard then using one thread; else 1: the whole group as one program).
+    ``cuda_graph``: capture the eager step as one CUDA graph (CUDA only;
+    instead of ``compile``, see :class:`_CudaGraphStep`).
     ``callback(it, loss)`` gets the first active member's loss.
     """
     if not networks:
@@ -310,6 +370,15 @@ def fit_dip_group(
                 raise InputError("network has no in_channels attribute; pass z explicitly")
             z = make_input_code(c_in, (H, W), seeds[k], settings.input_scale, device)
         members.append(_Member(net.train(), z.to(device), seeds[k], device, early_stopping, gt))
+    if cuda_graph:
+        if device.type != "cuda":
+            raise InputError(f"cuda_graph needs the networks on a CUDA device, not {device.type}")
+        if compile:
+            raise InputError("compile=True and cuda_graph=True are alternatives (compiled CUDA steps "
+                             "already replay CUDA graphs): choose one")
+        if workers not in (None, 1):
+            raise InputError(f"cuda_graph steps the group as one program: workers must be 1, got {workers}")
+        compile, workers = False, 1
     use_compile = should_compile(device, settings.iterations, len(networks)) if compile is None else bool(compile)
     n_workers = _group_workers(device, use_compile, len(members)) if workers is None else int(workers)
     if n_workers < 1:
@@ -326,26 +395,52 @@ def fit_dip_group(
     # CPU: 7.5 ms foreach vs 2.8 ms fused per update; a compiled Adam took 4.5 ms
     # after a 64 s compile).  Same update rule, element-wise, rounding aside.
     fused_adam = device.type == "cuda" or use_compile
+    # (a CUDA graph needs the capturable variant: its step count lives on the GPU)
     opts = [torch.optim.Adam([p for m in shard for p in m.net.parameters()], lr=settings.lr,
-                             fused=True if fused_adam else None, foreach=None if fused_adam else True)
+                             fused=True if fused_adam else None, foreach=None if fused_adam else True,
+                             capturable=cuda_graph)
             for shard in shards]
     reg = settings.reg_noise_std
 
+    def forward_loss(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        # autocast is thread-local: entered here, in whichever thread runs the shard
+        # (its weight cache must be off inside a CUDA graph capture)
+        with (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not cuda_graph)
+              if precision == "bf16" else contextlib.nullcontext()):
+            out = net(x)
+        out = out.float()
+        return out, obs.loss(out)
+
     def forward_losses(nets: list[nn.Module], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        pairs = [forward_loss(net, x) for net, x in zip(nets, inputs)]
+        return [o for o, _ in pairs], [l for _, l in pairs]
+
+    def streamed_body(nets: list[nn.Module], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        # every member's forward + backward on a stream of its own, joined before Adam
+        here = torch.cuda.current_stream(device)
+        while len(streams) < len(nets):
+            streams.append(torch.cuda.Stream(device))
         outs, losses = [], []
-        for net, x in zip(nets, inputs):
-            # autocast is thread-local: entered here, in whichever thread runs the shard
-            with (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                  else contextlib.nullcontext()):
-                out = net(x)
-            out = out.float()
+        for net, x, s in zip(nets, inputs, streams):
+            s.wait_stream(here)
+            with torch.cuda.stream(s):
+                out, loss = forward_loss(net, x)
+                loss.backward()
             outs.append(out)
-            losses.append(obs.loss(out))
+            losses.append(loss)
+        for s in streams[:len(nets)]:
+            here.wait_stream(s)
         return outs, losses
 
+    streams: list = []
     step_fn = compile_step(forward_losses, device) if use_compile else forward_losses
+    graphed = _CudaGraphStep(streamed_body, opts[0], device) if cuda_graph else None
 
     def shard_step(k: int, active: list[_Member], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        if graphed is not None:
+            return graphed([m.net for m in active], inputs)
+        if use_compile and device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new training iteration of the CUDA graph trees
         outs, losses = step_fn([m.net for m in active], inputs)
         total = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         opts[k].zero_grad(set_to_none=True)
@@ -417,6 +512,7 @@ def fit_dip(
     quiet: bool = False,
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
+    cuda_graph: bool = False,
 ) -> DIPResult:
     """Fit ``network`` to ``observation`` with DIP and return the smoothed output.
 
@@ -426,10 +522,12 @@ def fit_dip(
     the network's ``in_channels`` attribute.  ``ground_truth`` (1, C, H, W) is
     used only to record PSNR curves.  ``compile``: None = automatic
     (:func:`should_compile`).  ``precision``: ``"fp32"``, ``"bf16"`` or
-    ``"tf32"``.  Deterministic for a given seed on the same machine and backend.
+    ``"tf32"``.  ``cuda_graph``: replay the step as a CUDA graph (CUDA only,
+    see :func:`fit_dip_group`).  Deterministic for a given seed on the same
+    machine and backend.
     """
     return fit_dip_group(
         [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
         early_stopping=early_stopping, compile=compile, precision=precision, quiet=quiet, desc=desc,
-        callback=callback,
+        callback=callback, cuda_graph=cuda_graph,
     )[0]

@@ -50,11 +50,14 @@ def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
 def test_dry_run_dip_sections(gpu_check, tmp_path):
-    only = "dip_step,dip_full,dip_cohort"
+    only = "dip_full,dip_cohort,dip_fast_fp32"
     assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("gpu_check-*.json")
     report = json.loads(path.read_text())
     assert report["failed"] == [] and set(report["sections"]) == set(only.split(","))
-    assert report["sections"]["dip_full"]["compiled_bf16"]["psnr"] > 0
+    runs = report["sections"]["dip_full"]["runs"]
+    assert runs["eager_fp32"]["psnr"] > 0 and runs["compiled_bf16"]["psnr"] > 0
+    assert "skipped" in runs["graph_bf16"]  # CUDA graphs need a GPU
+    assert report["sections"]["dip_fast_fp32"]["runs"]["compiled_fp32"]["psnr"] > 0
     names = [r["name"] for r in report["rows"]]
     assert any(n.startswith("dip_step/") for n in names) and any(n.startswith("cohort/") for n in names)
