@@ -57,6 +57,7 @@ if "--dry-run" in sys.argv:  # before anything imports Triton kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import argparse  # noqa: E402
+import faulthandler  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -555,6 +556,8 @@ def section_dip_cohort(ctx: Context) -> dict:
         res, ms, _ = _dip_run(a, width, obs, steps, ctx.device, compile=False, cin=3, seed=s)
         solo_total += ms
         solo.append(res)
+        out["solo_runs_done"] = len(solo)
+        ctx.save()
     out["one_by_one_eager_ms_per_step"] = solo_total
 
     def together(**kw):
@@ -572,12 +575,18 @@ def section_dip_cohort(ctx: Context) -> dict:
     if ctx.dry_run:
         out["together_graph"] = {"skipped": "CUDA graphs need a GPU"}
         return out
+    ctx.save()
+    # A hang here (capture across streams) must not eat the rest of the budget: dump every
+    # thread's stack and exit after 90 s; the report saved so far stays.
+    faulthandler.dump_traceback_later(90, exit=True)
     try:
         res, (graph_ms, first) = together(cuda_graph=True)
     except Exception as e:
         out["together_graph"] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
         out["ok"] = False
         return out
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     # Trajectories: the members' losses (all steps) and final raw outputs vs solo eager.
     loss_rel = max(max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(g.losses, r.losses))
                    for g, r in zip(res, solo))
