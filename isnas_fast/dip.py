@@ -11,7 +11,8 @@ Fast paths (each with the plain eager loop as its reference):
 - ``compile=True``: the forward pass and task loss of every member (and so,
   through AOTAutograd, their backward) compiled with ``torch.compile``
   (:mod:`isnas_fast.compiling`: CUDA graphs on CUDA; on the CPU, activation
-  masks recomputed instead of saved), with the fused Adam update.
+  masks recomputed instead of saved, no layout optimisation, the C++
+  wrapper), with the fused Adam update.
 - :func:`fit_dip_group`: K networks trained together.  The step sums
   their independent losses; each member's gradient is that of its own loss
   and Adam is element-wise, so every member follows the trajectory it would

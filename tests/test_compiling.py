@@ -131,6 +131,8 @@ def test_inductor_options_per_device():
     assert isinstance(p, RecomputeBoolMasks)
     # Inductor keys its FX graph cache by the uuid of a CustomPassBase (a plain callable bypasses the cache).
     assert isinstance(p, CustomPassBase) and p.uuid()
+    assert opts["layout_optimization"] is False  # no per-step weight/grad layout copies (module docstring)
+    assert opts.get("cpp_wrapper", False) == (torch.__version__ >= "2.13")
     assert inductor_options(torch.device("cuda")) is None
 
 
