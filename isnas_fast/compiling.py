@@ -28,7 +28,11 @@ converts every conv weight to channels-last in each forward and the weight
 gradients back for ``AccumulateGrad``, for no faster oneDNN convolutions
 here -- off: 0.855 -> 0.808; the C++ wrapper (``cpp_wrapper``) drops the
 Python wrapper's per-call overhead (~7 ms a step over ~100 extern calls):
-0.808 -> 0.772, for ~20 s more compile time.
+0.808 -> 0.772, for 13-22% more compile time (cold, this machine: 136 ->
+155 s for NAS-DIP at width 64; 196 -> 239 s for a 522-list genotype at
+width 16), which the ~4 ms it saves per step at width 64 repays in ~10^4
+steps: about the run length from which :func:`isnas_fast.dip.should_compile`
+compiles on a CPU at all.
 """
 from __future__ import annotations
 
