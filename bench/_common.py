@@ -81,6 +81,22 @@ def row(name: str, reference_ms: float, fast_ms: float, device: torch.device, **
     }
 
 
+def step_times(run: Callable[[Callable[[int, float], None]], object], device: torch.device) -> tuple[object, list[float]]:
+    """Call ``run(callback)`` (a DIP fit given ``callback=``) and return its
+    result and the per-step wall times (ms) from the callback's stamps (the
+    GPU synchronised at each); the first step includes any compilation."""
+    stamps: list[float] = []
+
+    def cb(it: int, loss: float) -> None:
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    result = run(cb)
+    stamps.insert(0, t0)
+    return result, [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
+
+
 def write_rows(rows: Iterable[dict], path: os.PathLike | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -51,21 +50,6 @@ def _net(arch, width, device, seed=0, cin=None):
         return build_network(arch, cin or (32 if arch == ARCH else 3), 3, width, device=device)
 
 
-def _step_times(run) -> list[float]:
-    """Run ``run(callback)`` and return per-step wall times (ms) from the callback's stamps."""
-    stamps: list[float] = []
-
-    def cb(it, loss):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
-    t0 = time.perf_counter()
-    run(cb)
-    stamps.insert(0, t0)
-    return [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
-
-
 def bench_step(size, width, steps, warmup, device, compile_too: bool, rounds: int = 3) -> list[dict]:
     """Eager vs compiled per-step medians of one network (no rows without compile_too).
 
@@ -80,8 +64,8 @@ def bench_step(size, width, steps, warmup, device, compile_too: bool, rounds: in
     obs = _problem(size, device)
 
     def run(compiled: bool, seed: int) -> list[float]:
-        return _step_times(lambda cb: fit_dip(_net(ARCH, width, device, seed), obs, DIPSettings(steps), quiet=True,
-                                              compile=compiled, callback=cb))
+        return common.step_times(lambda cb: fit_dip(_net(ARCH, width, device, seed), obs, DIPSettings(steps),
+                                                    quiet=True, compile=compiled, callback=cb), device)[1]
 
     torch._dynamo.reset()
     first = run(True, 0)
@@ -106,12 +90,12 @@ def bench_cohort(size, width, k, steps, warmup, device, compile_both: bool, roun
     group: list[float] = []
     for _ in range(rounds):
         for i, (a, s) in enumerate(zip(archs, seeds)):
-            t = _step_times(lambda cb: fit_dip(_net(a, width, device, s, 3), obs, DIPSettings(steps), seed=s,
-                                               quiet=True, compile=compile_both, callback=cb))
+            _, t = common.step_times(lambda cb: fit_dip(_net(a, width, device, s, 3), obs, DIPSettings(steps), seed=s,
+                                                        quiet=True, compile=compile_both, callback=cb), device)
             solo[i] += t[warmup:]
         nets = [_net(a, width, device, s, 3) for a, s in zip(archs, seeds)]
-        group += _step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
-                                                      compile=compile_both, callback=cb))[warmup:]
+        group += common.step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
+                                                            compile=compile_both, callback=cb), device)[1][warmup:]
     return common.row(f"cohort/k{k}/w{width}/{size}x{size}/one_by_one_vs_together"
                       + ("/compiled" if compile_both else ""),
                       sum(statistics.median(t) for t in solo), statistics.median(group), device,

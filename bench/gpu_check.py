@@ -419,19 +419,10 @@ def _dip_net(arch: str, width: int, device: torch.device, seed: int = 0, cin: in
         return build_network(arch, cin, 3, width, device=device)
 
 
-def _stamps_callback(device: torch.device, stamps: list):
-    def cb(it, loss):
-        torch.cuda.synchronize() if device.type == "cuda" else None
-        stamps.append(time.perf_counter())
-    return cb
-
-
-def _step_stats(t0: float, stamps: list) -> tuple[float, float]:
-    """(median ms per step after a quarter of warm-up steps, seconds of the first step)."""
+def _step_stats(dt: list[float]) -> tuple[float, float]:
+    """Per-step times (ms) -> (median ms per step after a quarter of warm-up steps, seconds of the first step)."""
     import statistics
 
-    stamps = [t0] + stamps
-    dt = [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
     warm = min(len(dt) - 1, max(3, len(dt) // 4))
     return statistics.median(dt[warm:]), dt[0] / 1e3
 
@@ -440,12 +431,10 @@ def _dip_run(arch, width, obs, steps, device, *, seed=0, cin=32, **kw):
     """One timed fit_dip run: (DIPResult, median ms per step after warm-up, seconds of the first step)."""
     from isnas_fast.dip import DIPSettings, fit_dip
 
-    stamps: list = []
     net = _dip_net(arch, width, device, seed=seed, cin=cin)
-    t0 = time.perf_counter()
-    res = fit_dip(net, obs, DIPSettings(steps), seed=seed, quiet=True, callback=_stamps_callback(device, stamps), **kw)
-    ms, first = _step_stats(t0, stamps)
-    return res, ms, first
+    res, dt = common.step_times(lambda cb: fit_dip(net, obs, DIPSettings(steps), seed=seed, quiet=True, callback=cb,
+                                                   **kw), device)
+    return (res, *_step_stats(dt))
 
 
 # The fast DIP paths of the GPU check: (label, fit_dip keywords).  ``graph_*``
@@ -558,13 +547,11 @@ def section_dip_cohort(ctx: Context) -> dict:
     name = f"cohort/k{k}/w{width}/64x64"
 
     def together(**kw):
-        stamps: list = []
         nets = [_dip_net(a, width, ctx.device, s, cin=3) for a, s in zip(archs, seeds)]
-        t0 = time.perf_counter()
-        res = fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
-                            callback=_stamps_callback(ctx.device, stamps), **kw)
-        ms, first = _step_stats(t0, stamps)
-        return res, {"ms_per_step": ms, "first_step_s": first, "wall_s": time.perf_counter() - t0}
+        res, dt = common.step_times(lambda cb: fit_dip_group(nets, obs, DIPSettings(steps), seeds=seeds, quiet=True,
+                                                             callback=cb, **kw), ctx.device)
+        ms, first = _step_stats(dt)
+        return res, {"ms_per_step": ms, "first_step_s": first, "wall_s": sum(dt) / 1e3}
 
     graph_res = None
     if ctx.dry_run:

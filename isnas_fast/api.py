@@ -243,9 +243,10 @@ def restore(
     runs long enough to repay the compile time).  ``precision``: ``"fp32"``
     (default), ``"bf16"`` (autocast) or ``"tf32"`` — meant for GPUs.
     ``cohort_together``: train the cohort together (default: one program,
-    or one shard per core on an eager CPU run) or one member after another.  Deterministic for a given ``seed`` on the same
-    machine and backend (on CUDA up to last-bit differences that DIP
-    amplifies: see :func:`isnas_fast.dip.fit_dip`).
+    or one shard per core on an eager CPU run) or one member after another.
+    Deterministic for a given ``seed`` on the same machine and backend (on
+    CUDA up to last-bit differences that DIP amplifies: see
+    :func:`isnas_fast.dip.fit_dip`).
     """
     t_start = time.perf_counter()
     tk = _resolve_task(task, mask, task_params)

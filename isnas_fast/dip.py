@@ -416,6 +416,8 @@ def fit_dip_group(
         pairs = [forward_loss(net, x) for net, x in zip(nets, inputs)]
         return [o for o, _ in pairs], [l for _, l in pairs]
 
+    streams: list = []  # one CUDA stream per member of the graphed step, made on first use
+
     def streamed_body(nets: list[nn.Module], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         # every member's forward + backward on a stream of its own, joined before Adam
         here = torch.cuda.current_stream(device)
@@ -433,7 +435,6 @@ def fit_dip_group(
             here.wait_stream(s)
         return outs, losses
 
-    streams: list = []
     step_fn = compile_step(forward_losses, device) if use_compile else forward_losses
     graphed = _CudaGraphStep(streamed_body, opts[0], device) if cuda_graph else None
 
