@@ -241,7 +241,10 @@ def restore(
     :class:`EarlyStopping` (default: the preset's).  ``compile``: compile
     the DIP step with torch.compile (None = on for GPU, on for CPU only for
     runs long enough to repay the compile time).  ``precision``: ``"fp32"``
-    (default), ``"bf16"`` (autocast) or ``"tf32"`` — meant for GPUs.
+    (default; PyTorch's math settings, under which cuDNN may run float32
+    convolutions in TF32), ``"bf16"`` (autocast: on an H200 2.8x the eager
+    step when compiled, but about 0.2 dB lower PSNR on average at 1200
+    steps) or ``"tf32"`` (TF32 forced on) — meant for GPUs.
     ``cohort_together``: train the cohort together (default: one program,
     or one shard per core on an eager CPU run) or one member after another.
     Deterministic for a given ``seed`` on the same machine and backend (on

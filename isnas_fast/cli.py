@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "very long runs, since compiling takes minutes there)")
     cg.add_argument("--no-compile", dest="compile", action="store_false", help="never compile")
     f.add_argument("--precision", default=None, choices=["fp32", "bf16", "tf32"],
-                   help="fp32 (default); bf16 autocast or TF32 convolutions on GPU")
+                   help="fp32 (default); on GPU: bf16 autocast (faster, about 0.2 dB lower PSNR "
+                        "measured) or tf32 (TF32 convolutions forced on)")
     p.add_argument("--save-run", default=None, metavar="DIR",
                    help="save the trained network, input code and report to DIR (for export)")
     p.set_defaults(func=cmd_restore)
