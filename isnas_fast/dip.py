@@ -58,6 +58,7 @@ __all__ = [
     "fit_dip_group",
     "make_input_code",
     "should_compile",
+    "graph_group_step",
     "PRECISIONS",
 ]
 
@@ -153,6 +154,19 @@ def should_compile(device: torch.device, iterations: int, members: int = 1) -> b
     if device.type == "cuda":
         return True
     return iterations * members >= 20000
+
+
+def graph_group_step(device: torch.device, compile: Optional[bool], members: int) -> bool:
+    """The automatic choice of ``cuda_graph`` for a group of ``members``
+    networks (the search's cohort): on CUDA, when ``compile`` is left
+    automatic (None) and there are several members, the eager group step is
+    replayed as one CUDA graph with a stream per member instead of being
+    compiled.  Measured on an H200 (K = 15, width 128, 64x64): 25.2 ms per
+    step against 304.6 ms for the members trained one after another, 12.1x,
+    with no compile time; a compiled group compiles every member's different
+    network (one network: 46-80 s cold there).  An explicit ``compile`` is
+    obeyed."""
+    return torch.device(device).type == "cuda" and compile is None and members > 1
 
 
 def _group_workers(device: torch.device, compiled: bool, members: int) -> int:
@@ -258,6 +272,9 @@ class _Member:
                 elif self.best_it is not None and it - self.best_it >= self.patience:
                     self.early = True
                     self.active = False
+                    # a replayed CUDA graph (compiled or not) reuses its output buffers:
+                    # keep this member's last output out of them
+                    self.last = o.clone()
 
     def result(self, seconds: float, compiled: bool, compile_seconds: float, precision: str) -> DIPResult:
         assert self.smooth is not None and self.last is not None

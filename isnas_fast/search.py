@@ -18,7 +18,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .device import seeded
-from .dip import PRECISIONS, DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group, make_input_code
+from .dip import (PRECISIONS, DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group, graph_group_step,
+                  make_input_code)
 from .errors import InputError
 from .genotype import Genotype, builtin_genotypes, random_genotypes, read_genotypes
 from .network import build_network
@@ -64,7 +65,9 @@ class SearchSettings:
       one program, or one shard per core on an eager CPU run) rather than one
       member after another (same trajectories either way).
     - ``compile``: compile the DIP step (None = automatic, see
-      :func:`isnas_fast.dip.should_compile`); ``precision``: fp32 | bf16 | tf32.
+      :func:`isnas_fast.dip.should_compile`; on CUDA the cohort trained
+      together is then replayed as one CUDA graph instead, see
+      :func:`isnas_fast.dip.graph_group_step`); ``precision``: fp32 | bf16 | tf32.
     """
 
     width: int = 128
@@ -315,7 +318,8 @@ def run_search(
         common = dict(early_stopping=settings.cohort_early_stopping, compile=settings.compile,
                       precision=settings.precision)
         if settings.cohort_together:
-            results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort", **common)
+            results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort",
+                                    cuda_graph=graph_group_step(device, settings.compile, len(nets)), **common)
             for member, res in zip(cohort, results):
                 member.train_seconds = res.seconds / len(cohort)
         else:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from isnas_fast.device import seeded
-from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group, should_compile
+from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group, graph_group_step, should_compile
 from isnas_fast.errors import InputError
 from isnas_fast.network import build_network
 from isnas_fast.tasks import Denoise, SuperResolve
@@ -135,6 +135,16 @@ def test_should_compile_policy():
     assert not should_compile(torch.device("cpu"), 1200)
     assert not should_compile(torch.device("cpu"), 300, members=15)
     assert should_compile(torch.device("cpu"), 9500, members=4)
+
+
+def test_graph_group_step_policy():
+    # automatic only: CUDA, compile left to the policy, several members
+    assert graph_group_step(torch.device("cuda"), None, 15)
+    assert graph_group_step("cuda:0", None, 2)
+    assert not graph_group_step(torch.device("cuda"), None, 1)
+    assert not graph_group_step(torch.device("cuda"), True, 15)
+    assert not graph_group_step(torch.device("cuda"), False, 15)
+    assert not graph_group_step(torch.device("cpu"), None, 15)
 
 
 def test_bf16_autocast_runs_and_stays_close_on_cpu(small):
