@@ -38,7 +38,8 @@ Sections (run in this order; ``--only`` picks a subset):
   ``dip_variants`` adds the compile again with warm caches, the graph path
   with channels-last weights and/or the reference kernel backend, and the
   graph path in fp32.  ``dip_precision`` (not in the default run; its own
-  ``--only``): bf16 vs fp32 on both fast paths over seeds 0-2.
+  ``--only``): bf16, default fp32 (TF32 convolutions allowed) and strict
+  float32 (TF32 off) over seeds, compiled and on the graph path.
 * ``dip_cohort``: K = 15 cohort members (the first 15 of the 522 list, width
   128) at 64^2: together (CUDA graph with a stream per member; eager) vs
   eager one after another, and the graph members' losses vs the solo runs'.
@@ -579,52 +580,75 @@ def section_dip_variants(ctx: Context) -> dict:
     return _full_runs(ctx, "dip_variants", _VARIANT_RUNS)
 
 
+# The numeric modes of ``dip_precision``: (label, fit_dip precision, TF32 allowed).
+# "fp32" is PyTorch's default math (cuDNN may run float32 convolutions in TF32);
+# "fp32_strict" turns TF32 off for the run: IEEE float32 throughout.
+_PRECISION_MODES = (("bf16", "bf16", None), ("fp32", "fp32", None), ("fp32_strict", "fp32", False))
+
+
 def section_dip_precision(ctx: Context) -> dict:
-    """bf16 vs fp32 over seeds: the ``dip_full`` problem (1200 steps, 512^2,
-    width 128) run in bf16 and in fp32 for each seed, compiled first, then on
-    the CUDA-graph path, while the budget lasts.  DIP's trajectory is chaotic
-    and eager CUDA training is not bitwise reproducible, so one pair of runs
-    says little: per path, the per-seed differences (bf16 - fp32, dB), their
-    mean and largest size."""
+    """bf16 and TF32 vs float32 over seeds: the ``dip_full`` problem (1200
+    steps, 512^2, width 128) in every mode of ``_PRECISION_MODES`` for each
+    seed of ``--precision-seeds``, on each path of ``--precision-paths``
+    (compiled, then the CUDA graph), while the budget lasts.  DIP's
+    trajectory is chaotic and eager CUDA training is not bitwise
+    reproducible (two compiled fp32 runs of one seed gave 34.90 and 34.77
+    dB), so one pair of runs says little: per path, the per-seed differences
+    from strict float32 and from default fp32 (dB), their means and largest
+    sizes."""
     import statistics
 
     from isnas_fast.quality import psnr
 
     size, width, iters = ctx.size(512, 64), ctx.size(128, 16), ctx.size(1200, 4)
-    seeds = ctx.size([0, 1, 2], [0, 1])
+    seeds = common.ints(ctx.args.precision_seeds) if not ctx.dry_run else [0, 1]
     arch = "nasdip-denoise"
     clean, obs = _dip_problem(size, ctx.device)
-    out = {"ok": True, "size": size, "width": width, "iterations": iters, "arch": arch, "paths": {}}
+    out = {"ok": True, "size": size, "width": width, "iterations": iters, "arch": arch, "seeds": seeds,
+           "modes": {label: {"precision": prec, "tf32": tf32 if tf32 is not None else "PyTorch default"}
+                     for label, prec, tf32 in _PRECISION_MODES}, "paths": {}}
     ctx.results["dip_precision"] = out
-    for path, kw in (("compiled", dict(compile=True)), ("graph", dict(cuda_graph=True))):
+    paths = {"compiled": dict(compile=True), "graph": dict(cuda_graph=True)}
+    for path in common.words(ctx.args.precision_paths):
+        if path not in paths:
+            raise ValueError(f"unknown --precision-paths entry {path!r}: choose from {', '.join(paths)}")
         if ctx.dry_run and path == "graph":
             out["paths"][path] = {"skipped": "CUDA graphs need a GPU"}
             continue
-        if ctx.dry_run:
-            kw = dict(compile=False)
-        entry = out["paths"].setdefault(path, {"runs": [], "bf16_minus_fp32_db": []})
+        kw = dict(compile=False) if ctx.dry_run else paths[path]
+        entry = out["paths"].setdefault(path, {"runs": [], "differences_db": {}})
+        compiled_modes: set = set()
         for seed in seeds:
-            pair = {}
-            for precision in ("bf16", "fp32"):
-                cold = path == "compiled" and seed == seeds[0]
-                if ctx.seconds_left() < (90 if cold else 50):
+            got = {}
+            for label, prec, tf32 in _PRECISION_MODES:
+                cold = path == "compiled" and label not in compiled_modes
+                if ctx.seconds_left() < (100 if cold else 60):
                     break
+                compiled_modes.add(label)
                 torch._dynamo.reset()
                 t0 = time.perf_counter()
-                res, ms, first = _dip_run(arch, width, obs, iters, ctx.device, seed=seed, precision=precision, **kw)
-                pair[precision] = float(psnr(res.output, clean)[0])
-                entry["runs"].append({"seed": seed, "precision": precision, "psnr": pair[precision],
+                with (_no_tf32() if tf32 is False else _nothing()):
+                    res, ms, first = _dip_run(arch, width, obs, iters, ctx.device, seed=seed, precision=prec, **kw)
+                got[label] = float(psnr(res.output, clean)[0])
+                entry["runs"].append({"seed": seed, "mode": label, "psnr": got[label],
                                       "wall_s": time.perf_counter() - t0, "first_step_s": first,
                                       "ms_per_step": ms})
                 ctx.save()
-            if len(pair) == 2:
-                entry["bf16_minus_fp32_db"].append(pair["bf16"] - pair["fp32"])
-        diffs = entry["bf16_minus_fp32_db"]
-        if diffs:
-            entry["mean_db"] = statistics.fmean(diffs)
-            entry["max_abs_db"] = max(abs(d) for d in diffs)
-            entry["seeds_done"] = len(diffs)
+            for a, b in (("bf16", "fp32_strict"), ("fp32", "fp32_strict"), ("bf16", "fp32")):
+                if a in got and b in got:
+                    entry["differences_db"].setdefault(f"{a}_minus_{b}", []).append(got[a] - got[b])
+        for key, diffs in entry["differences_db"].items():
+            entry[f"{key}_mean"] = statistics.fmean(diffs)
+            entry[f"{key}_max_abs"] = max(abs(d) for d in diffs)
     return out
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def section_dip_cohort(ctx: Context) -> dict:
@@ -735,6 +759,9 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=None, help="folder for the JSON file (default $OUT or ./bench/results)")
     p.add_argument("--spectral-batch", type=int, default=256)
     p.add_argument("--spectral-size", type=int, default=512)
+    p.add_argument("--precision-seeds", default="0,1,2", help="seeds of the dip_precision section")
+    p.add_argument("--precision-paths", default="compiled,graph",
+                   help="paths of the dip_precision section, in order: compiled, graph")
     p.add_argument("--budget-s", type=float, default=450,
                    help="time budget in seconds: sections (and DIP runs) that would not fit are skipped")
     args = p.parse_args(argv)
