@@ -156,7 +156,7 @@ def should_compile(device: torch.device, iterations: int, members: int = 1) -> b
     return iterations * members >= 20000
 
 
-def graph_group_step(device: torch.device, compile: Optional[bool], members: int) -> bool:
+def graph_group_step(device: torch.device | str, compile: Optional[bool], members: int) -> bool:
     """The automatic choice of ``cuda_graph`` for a group of ``members``
     networks (the search's cohort): on CUDA, when ``compile`` is left
     automatic (None) and there are several members, the eager group step is
