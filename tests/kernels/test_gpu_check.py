@@ -50,14 +50,23 @@ def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
 def test_dry_run_dip_sections(gpu_check, tmp_path):
-    only = "dip_full,dip_cohort,dip_fast_fp32"
+    only = "dip_full,dip_cohort,dip_variants,dip_precision"
     assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("gpu_check-*.json")
     report = json.loads(path.read_text())
     assert report["failed"] == [] and set(report["sections"]) == set(only.split(","))
-    runs = report["sections"]["dip_full"]["runs"]
+    full = report["sections"]["dip_full"]
+    runs = full["runs"]
     assert runs["eager_fp32"]["psnr"] > 0 and runs["compiled_bf16"]["psnr"] > 0
+    assert runs["compiled_fp32"]["psnr"] > 0 and "compiled_bf16_minus_compiled_fp32_db" in full
     assert "skipped" in runs["graph_bf16"]  # CUDA graphs need a GPU
-    assert report["sections"]["dip_fast_fp32"]["runs"]["compiled_fp32"]["psnr"] > 0
+    variants = report["sections"]["dip_variants"]["runs"]
+    assert variants["compiled_bf16_warm_cache"]["psnr"] > 0 and "skipped" in variants["graph_fp32"]
+    precision = report["sections"]["dip_precision"]["paths"]
+    assert "skipped" in precision["graph"]
+    diffs = precision["compiled"]["differences_db"]
+    assert set(diffs) == {"bf16_minus_fp32_strict", "fp32_minus_fp32_strict", "bf16_minus_fp32"}
+    assert all(len(d) == 2 for d in diffs.values())  # the dry run's two seeds
+    assert "dip_precision" in gpu_check.ON_REQUEST  # too long for the default run
     names = [r["name"] for r in report["rows"]]
     assert any(n.startswith("dip_step/") for n in names) and any(n.startswith("cohort/") for n in names)
