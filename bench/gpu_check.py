@@ -62,6 +62,7 @@ if "--dry-run" in sys.argv:  # before anything imports Triton kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import faulthandler  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -627,7 +628,7 @@ def section_dip_precision(ctx: Context) -> dict:
                 compiled_modes.add(label)
                 torch._dynamo.reset()
                 t0 = time.perf_counter()
-                with (_no_tf32() if tf32 is False else _nothing()):
+                with (_no_tf32() if tf32 is False else contextlib.nullcontext()):
                     res, ms, first = _dip_run(arch, width, obs, iters, ctx.device, seed=seed, precision=prec, **kw)
                 got[label] = float(psnr(res.output, clean)[0])
                 entry["runs"].append({"seed": seed, "mode": label, "psnr": got[label],
@@ -641,14 +642,6 @@ def section_dip_precision(ctx: Context) -> dict:
             entry[f"{key}_mean"] = statistics.fmean(diffs)
             entry[f"{key}_max_abs"] = max(abs(d) for d in diffs)
     return out
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def section_dip_cohort(ctx: Context) -> dict:
