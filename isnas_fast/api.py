@@ -86,6 +86,7 @@ class RestoreResult:
             "compiled": d.compiled,
             "compile_seconds": round(d.compile_seconds, 3),
             "precision": d.precision,
+            "cuda_graph": d.cuda_graph,
             "early_stopping": None,
             "size": {"height": int(self.tensor.shape[2]), "width": int(self.tensor.shape[3])},
             "seed": self.seed,
@@ -219,6 +220,7 @@ def restore(
     compile: Optional[bool] = None,
     precision: Optional[str] = None,
     cohort_together: Optional[bool] = None,
+    cuda_graph: Optional[bool] = None,
     device: Union[str, torch.device, None] = "auto",
     quiet: bool = False,
     log: Any = None,
@@ -247,6 +249,8 @@ def restore(
     steps) or ``"tf32"`` (TF32 forced on) — meant for GPUs.
     ``cohort_together``: train the cohort together (default: one program,
     or one shard per core on an eager CPU run) or one member after another.
+    ``cuda_graph``: replay every DIP step as a CUDA graph instead of
+    compiling it (CUDA only; no compile time, see :class:`SearchSettings`).
     Deterministic for a given ``seed`` on the same machine and backend (on
     CUDA up to last-bit differences that DIP amplifies: see
     :func:`isnas_fast.dip.fit_dip`).
@@ -262,7 +266,7 @@ def restore(
         preset, width=width, num_candidates=num_candidates, cohort_size=cohort_size,
         cohort_iterations=cohort_iterations, final_iterations=iterations, metric=metric,
         candidates=str(models) if models is not None else None, early_stopping=es,
-        compile=compile, precision=precision, cohort_together=cohort_together,
+        compile=compile, precision=precision, cohort_together=cohort_together, cuda_graph=cuda_graph,
     )
     if early_stopping is False:
         settings = replace(settings, early_stopping=None)
@@ -286,7 +290,7 @@ def restore(
             net = build_network(a, in_ch, c, settings.width, task=tk.name, device=dev)
         final = fit_dip(net, obs, DIPSettings(settings.final_iterations or TASK_ITERATIONS[tk.name]), seed=s,
                         ground_truth=gt, early_stopping=settings.early_stopping, compile=settings.compile,
-                        precision=settings.precision, quiet=quiet, desc="restore")
+                        precision=settings.precision, quiet=quiet, desc="restore", cuda_graph=settings.cuda_graph)
         timings["final"] = time.perf_counter() - t
         chosen: Union[Genotype, str] = a
         cohort: list[CohortMember] = []

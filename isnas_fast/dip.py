@@ -117,7 +117,8 @@ class DIPResult:
     ``losses``: task loss per step.  ``psnr_curve`` / ``psnr_raw_curve``:
     per-step PSNR (dB) of the smoothed / raw output, only with ground truth.
     ``seconds``: wall time of the loop; ``compile_seconds``: of which spent
-    in the first (compiling) step when compiled.
+    in the first (compiling) step when compiled.  ``cuda_graph``: whether the
+    step was replayed as a CUDA graph.
     """
 
     output: Tensor
@@ -136,6 +137,7 @@ class DIPResult:
     compile_seconds: float = 0.0
     precision: str = "fp32"
     psnr_at_stop: Optional[float] = None
+    cuda_graph: bool = False
 
 
 def make_input_code(channels: int, size: tuple[int, int], seed: int, scale: float = 0.1,
@@ -276,7 +278,8 @@ class _Member:
                     # keep this member's last output out of them
                     self.last = o.clone()
 
-    def result(self, seconds: float, compiled: bool, compile_seconds: float, precision: str) -> DIPResult:
+    def result(self, seconds: float, compiled: bool, compile_seconds: float, precision: str,
+               cuda_graph: bool) -> DIPResult:
         assert self.smooth is not None and self.last is not None
         # With the detector on, the result is the mean of the most stable window.
         out = self.best_output if self.best_output is not None else self.smooth
@@ -286,6 +289,7 @@ class _Member:
             psnr_raw_curve=self.raw_curve, stopped_at=self.best_it if self.wv is not None else None,
             early_stopped=self.early, variance_curve=self.variances, compiled=compiled,
             compile_seconds=compile_seconds, precision=precision, psnr_at_stop=self.psnr_at_stop,
+            cuda_graph=cuda_graph,
         )
 
 
@@ -519,7 +523,7 @@ def fit_dip_group(
                 bar.set_postfix(loss=f"{values[0]:.2e}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - t0
-    return [m.result(seconds, use_compile, compile_seconds, precision) for m in members]
+    return [m.result(seconds, use_compile, compile_seconds, precision, cuda_graph) for m in members]
 
 
 def fit_dip(

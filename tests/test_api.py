@@ -29,6 +29,7 @@ def test_restore_returns_same_kind_and_report(small):
     for key in ("task", "params", "genotype", "cohort", "timings_s", "device", "versions", "psnr", "ssim"):
         assert key in rep
     assert rep["params"] == {"sigma": 25.0} and rep["device"] == "cpu"
+    assert rep["cuda_graph"] is False and rep["compiled"] is False  # a short CPU run: plain eager steps
     assert np.isfinite(rep["psnr"]) and 0 < rep["ssim"] <= 1
     pil = Image.fromarray((arr * 255).round().astype(np.uint8))
     r2 = isnas_fast.restore(pil, "denoise", **TINY)

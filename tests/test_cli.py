@@ -88,6 +88,12 @@ BAD = [
     (["restore", "{palette}", "--task", "denoise", "-o", "{d}/o.png"], "palette"),
     (["restore", "{clean}", "--task", "denoise", "-o", "{d}/o.txt"], "must end in"),
     (["restore", "{clean}", "--task", "denoise", "--width", "24", "-o", "{d}/o.png"], "width"),
+    (["restore", "{clean}", "--task", "denoise", "--device", "cpu", "--cuda-graph", "-o", "{d}/o.png"],
+     "cuda_graph needs a CUDA device"),
+    (["restore", "{clean}", "--task", "denoise", "--device", "cpu", "--arch", "nasdip-denoise", "--cuda-graph",
+      "-o", "{d}/o.png"], "cuda_graph needs the networks on a CUDA device"),
+    (["restore", "{clean}", "--task", "denoise", "--compile", "--cuda-graph", "-o", "{d}/o.png"],
+     "alternatives"),
     (["corrupt", "{clean}", "--task", "inpaint", "--p", "100", "-o", "{d}/o.png"], "p must"),
     (["score", "{clean}", "--task", "denoise", "--models", "{d}/none.csv", "--width", "16"], "not found"),
 ]

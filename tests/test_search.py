@@ -66,6 +66,9 @@ def test_presets_and_overrides():
         preset("quick", metric="psnr")
     with pytest.raises(InputError, match="width"):
         preset("quick", width=20)
+    assert preset("paper", cuda_graph=True).cuda_graph and not PRESETS["paper"].cuda_graph
+    with pytest.raises(InputError, match="alternatives"):
+        preset("quick", compile=True, cuda_graph=True)
 
 
 def test_candidate_list_sampling_is_seeded_subset():
