@@ -82,13 +82,12 @@ def problem(size: int = 128, factor: int = 4):
     return clean, Denoise(25).corrupt(clean, seed=0)
 
 
-def run(mode: str, seed: int, steps: int, width: int) -> dict:
+def run(mode: str, seed: int, steps: int, width: int, clean, obs) -> dict:
     from isnas_fast.device import seeded
     from isnas_fast.dip import DIPSettings, fit_dip
     from isnas_fast.network import build_network
     from isnas_fast.quality import psnr
 
-    clean, obs = problem()
     with seeded(seed, torch.device("cpu")):
         net = build_network("nasdip-denoise", 32, 3, width)
     if mode == "bf16":
@@ -108,10 +107,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bf16-emulation-cpu.json"))
     args = p.parse_args(argv)
+    clean, obs = problem()
     runs = []
     for seed in common.ints(args.seeds):
         for mode in ("fp32", "bf16"):
-            runs.append(run(mode, seed, args.steps, args.width))
+            runs.append(run(mode, seed, args.steps, args.width, clean, obs))
             print(json.dumps(runs[-1]), flush=True)
     diff = {}
     for seed in common.ints(args.seeds):

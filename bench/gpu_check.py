@@ -258,16 +258,8 @@ def section_correctness_upsample_conv(ctx: Context) -> dict:
     grad_err = max(_rel(a, b) for a, b in zip(*grads))
     block = UpsampleBlock(decode_upsample(4), 16, 16).to(ctx.device)
     z = torch.rand(1, 16, 8, 8, generator=g, device=ctx.device)
-    old = os.environ.get("ISNAS_FAST_BACKEND")
-    os.environ["ISNAS_FAST_BACKEND"] = "triton"
-    try:
-        with torch.no_grad(), _no_tf32():
-            block_err = _rel(block(z), block.ops(z))
-    finally:
-        if old is None:
-            os.environ.pop("ISNAS_FAST_BACKEND")
-        else:
-            os.environ["ISNAS_FAST_BACKEND"] = old
+    with _backend("triton"), torch.no_grad(), _no_tf32():
+        block_err = _rel(block(z), block.ops(z))
     # Autocast bf16 (the DIP loop's bf16 mode): float32 input and weight.
     xa = torch.randn(1, 32, 16, 16, generator=g, device=ctx.device)
     wa = torch.randn(32, 32, 3, 3, generator=g, device=ctx.device) / 17
@@ -298,6 +290,24 @@ class _no_tf32:
 
     def __exit__(self, *exc):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+class _backend:
+    """``$ISNAS_FAST_BACKEND`` set to ``name`` inside the block (None: left as it is)."""
+
+    def __init__(self, name: Optional[str]):
+        self.name = name
+
+    def __enter__(self):
+        self.saved = os.environ.get("ISNAS_FAST_BACKEND")
+        if self.name is not None:
+            os.environ["ISNAS_FAST_BACKEND"] = self.name
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("ISNAS_FAST_BACKEND", None)
+        else:
+            os.environ["ISNAS_FAST_BACKEND"] = self.saved
 
 
 def section_copy_bandwidth(ctx: Context) -> dict:
@@ -433,24 +443,6 @@ def _step_stats(dt: list[float]) -> tuple[float, float]:
     return statistics.median(dt[warm:]), dt[0] / 1e3
 
 
-class _backend:
-    """``$ISNAS_FAST_BACKEND`` set to ``name`` inside the block (None: left as it is)."""
-
-    def __init__(self, name: Optional[str]):
-        self.name = name
-
-    def __enter__(self):
-        self.saved = os.environ.get("ISNAS_FAST_BACKEND")
-        if self.name is not None:
-            os.environ["ISNAS_FAST_BACKEND"] = self.name
-
-    def __exit__(self, *exc):
-        if self.saved is None:
-            os.environ.pop("ISNAS_FAST_BACKEND", None)
-        else:
-            os.environ["ISNAS_FAST_BACKEND"] = self.saved
-
-
 def _dip_run(arch, width, obs, steps, device, *, seed=0, cin=32, channels_last=False, backend=None, **kw):
     """One timed fit_dip run: (DIPResult, median ms per step after warm-up, seconds of the first step).
 
@@ -526,7 +518,7 @@ def _full_runs(ctx: Context, section: str, runs) -> dict:
         wall = time.perf_counter() - t0
         entry = {"wall_s": wall, "first_step_s": first, "ms_per_step": ms, "steps_after_first_s": wall - first,
                  "psnr": float(psnr(res.output, clean)[0]), "compiled": res.compiled,
-                 "options": {k: v for k, v in kw.items()}}
+                 "options": dict(kw)}
         out["runs"][label] = entry
         ctx.save()
         return entry
