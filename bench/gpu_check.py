@@ -35,11 +35,15 @@ Sections (run in this order; ``--only`` picks a subset):
   (``cuda_graph=True``) in bf16: wall time, the first (compiling) step's
   seconds, the other steps' seconds, per-step medians (the ``dip_step``
   rows) and restored PSNR (bf16 within 0.1 dB of fp32 on the same path).
-  ``dip_variants`` adds the compile again with warm caches, the graph path
-  with channels-last weights and/or the reference kernel backend, and the
-  graph path in fp32.  ``dip_precision`` (not in the default run; its own
-  ``--only``): bf16, default fp32 (TF32 convolutions allowed) and strict
-  float32 (TF32 off) over seeds, compiled and on the graph path.
+  "fp32" is ``precision="fp32"``: float32 math, TF32 off.  (Results files
+  written before that change, the H200 ones of 2026-11-27 and earlier, ran
+  "fp32" with cuDNN's default TF32 convolutions: today's ``"tf32"``.)
+  ``dip_variants`` adds the compile again with warm caches, the eager,
+  compiled and graph paths in TF32 (the default on CUDA), the graph path in
+  fp32, and the graph path with channels-last weights and/or the reference
+  kernel backend.  ``dip_precision`` (not in the default run; its own
+  ``--only``): bf16, tf32 and fp32 over seeds, compiled and on the graph
+  path.
 * ``dip_cohort``: K = 15 cohort members (the first 15 of the 522 list, width
   128) at 64^2: together (CUDA graph with a stream per member; eager) vs
   eager one after another, and the graph members' losses vs the solo runs'.
@@ -62,7 +66,6 @@ if "--dry-run" in sys.argv:  # before anything imports Triton kernels
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import faulthandler  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -465,20 +468,24 @@ def _dip_run(arch, width, obs, steps, device, *, seed=0, cin=32, channels_last=F
 # replays the eager step as a CUDA graph (no compiler), ``compiled_*`` uses
 # torch.compile(mode="reduce-overhead").  ``dip_full`` runs the judged ones
 # (compile + bf16, and compile + fp32 for the same-path precision comparison),
-# ``dip_variants`` the rest while time is left.
+# ``dip_variants`` the rest while time is left.  Every run names its
+# precision: the default on CUDA is "tf32".
 _FULL_RUNS = (
     ("compiled_bf16", dict(compile=True, precision="bf16")),
-    ("compiled_fp32", dict(compile=True)),
+    ("compiled_fp32", dict(compile=True, precision="fp32")),
     ("graph_bf16", dict(cuda_graph=True, precision="bf16")),
 )
 _VARIANT_RUNS = (
     # the same compile again after torch._dynamo.reset(): Inductor's on-disk caches are warm
     ("compiled_bf16_warm_cache", dict(compile=True, precision="bf16")),
+    ("eager_tf32", dict(compile=False, precision="tf32")),
+    ("compiled_tf32", dict(compile=True, precision="tf32")),
+    ("graph_tf32", dict(cuda_graph=True, precision="tf32")),
+    ("graph_fp32", dict(cuda_graph=True, precision="fp32")),
     ("graph_bf16_channels_last", dict(cuda_graph=True, precision="bf16", channels_last=True)),
     ("graph_bf16_reference_backend", dict(cuda_graph=True, precision="bf16", backend="reference")),
     ("graph_bf16_channels_last_reference_backend",
      dict(cuda_graph=True, precision="bf16", channels_last=True, backend="reference")),
-    ("graph_fp32", dict(cuda_graph=True)),
 )
 
 
@@ -524,7 +531,7 @@ def _full_runs(ctx: Context, section: str, runs) -> dict:
         return entry
 
     if section == "dip_full":
-        ref = run("eager_fp32", 0, compile=False)
+        ref = run("eager_fp32", 0, compile=False, precision="fp32")
     else:
         ref = ctx.results.get("dip_full", {}).get("runs", {}).get("eager_fp32")
         if ref is None or "wall_s" not in ref:
@@ -573,22 +580,20 @@ def section_dip_variants(ctx: Context) -> dict:
     return _full_runs(ctx, "dip_variants", _VARIANT_RUNS)
 
 
-# The numeric modes of ``dip_precision``: (label, fit_dip precision, TF32 allowed).
-# "fp32" is PyTorch's default math (cuDNN may run float32 convolutions in TF32);
-# "fp32_strict" turns TF32 off for the run: IEEE float32 throughout.
-_PRECISION_MODES = (("bf16", "bf16", None), ("fp32", "fp32", None), ("fp32_strict", "fp32", False))
+# The precisions ``dip_precision`` compares, and the differences it reports.
+_PRECISION_MODES = ("bf16", "tf32", "fp32")
+_PRECISION_PAIRS = (("bf16", "fp32"), ("tf32", "fp32"), ("bf16", "tf32"))
 
 
 def section_dip_precision(ctx: Context) -> dict:
     """bf16 and TF32 vs float32 over seeds: the ``dip_full`` problem (1200
-    steps, 512^2, width 128) in every mode of ``_PRECISION_MODES`` for each
+    steps, 512^2, width 128) in every precision of ``_PRECISION_MODES`` for each
     seed of ``--precision-seeds``, on each path of ``--precision-paths``
     (compiled, then the CUDA graph), while the budget lasts.  DIP's
     trajectory is chaotic and eager CUDA training is not bitwise
     reproducible (two compiled fp32 runs of one seed gave 34.90 and 34.77
     dB), so one pair of runs says little: per path, the per-seed differences
-    from strict float32 and from default fp32 (dB), their means and largest
-    sizes."""
+    of ``_PRECISION_PAIRS`` (dB), their means and largest sizes."""
     import statistics
 
     from isnas_fast.quality import psnr
@@ -598,8 +603,7 @@ def section_dip_precision(ctx: Context) -> dict:
     arch = "nasdip-denoise"
     clean, obs = _dip_problem(size, ctx.device)
     out = {"ok": True, "size": size, "width": width, "iterations": iters, "arch": arch, "seeds": seeds,
-           "modes": {label: {"precision": prec, "tf32": tf32 if tf32 is not None else "PyTorch default"}
-                     for label, prec, tf32 in _PRECISION_MODES}, "paths": {}}
+           "modes": list(_PRECISION_MODES), "paths": {}}
     ctx.results["dip_precision"] = out
     paths = {"compiled": dict(compile=True), "graph": dict(cuda_graph=True)}
     for path in common.words(ctx.args.precision_paths):
@@ -613,21 +617,20 @@ def section_dip_precision(ctx: Context) -> dict:
         compiled_modes: set = set()
         for seed in seeds:
             got = {}
-            for label, prec, tf32 in _PRECISION_MODES:
+            for label in _PRECISION_MODES:
                 cold = path == "compiled" and label not in compiled_modes
                 if ctx.seconds_left() < (100 if cold else 60):
                     break
                 compiled_modes.add(label)
                 torch._dynamo.reset()
                 t0 = time.perf_counter()
-                with (_no_tf32() if tf32 is False else contextlib.nullcontext()):
-                    res, ms, first = _dip_run(arch, width, obs, iters, ctx.device, seed=seed, precision=prec, **kw)
+                res, ms, first = _dip_run(arch, width, obs, iters, ctx.device, seed=seed, precision=label, **kw)
                 got[label] = float(psnr(res.output, clean)[0])
                 entry["runs"].append({"seed": seed, "mode": label, "psnr": got[label],
                                       "wall_s": time.perf_counter() - t0, "first_step_s": first,
                                       "ms_per_step": ms})
                 ctx.save()
-            for a, b in (("bf16", "fp32_strict"), ("fp32", "fp32_strict"), ("bf16", "fp32")):
+            for a, b in _PRECISION_PAIRS:
                 if a in got and b in got:
                     entry["differences_db"].setdefault(f"{a}_minus_{b}", []).append(got[a] - got[b])
         for key, diffs in entry["differences_db"].items():

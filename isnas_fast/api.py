@@ -243,10 +243,11 @@ def restore(
     :class:`EarlyStopping` (default: the preset's).  ``compile``: compile
     the DIP step with torch.compile (None = on for GPU, on for CPU only for
     runs long enough to repay the compile time).  ``precision``: ``"fp32"``
-    (default; PyTorch's math settings, under which cuDNN may run float32
-    convolutions in TF32), ``"bf16"`` (autocast: on an H200 2.8x the eager
-    step when compiled, but about 0.2 dB lower PSNR on average at 1200
-    steps) or ``"tf32"`` (TF32 forced on) — meant for GPUs.
+    (float32 math; on CUDA with TF32 switched off), ``"tf32"`` (TF32
+    convolutions; the default on CUDA, as in PyTorch) or ``"bf16"``
+    (autocast: on an H200 2.8x the eager step when compiled, but about
+    0.2 dB lower PSNR on average at 1200 steps); None = tf32 on CUDA, fp32
+    elsewhere (the CPU computes all but bf16 in float32).
     ``cohort_together``: train the cohort together (default: one program,
     or one shard per core on an eager CPU run) or one member after another.
     ``cuda_graph``: replay every DIP step as a CUDA graph instead of

@@ -23,11 +23,13 @@ Fast paths (each with the plain eager loop as its reference):
   backward on a CUDA stream of its own, then one fused Adam) is captured as
   one CUDA graph and replayed: no compile time, no per-kernel launch cost,
   and the members' small kernels can run at once (:class:`_CudaGraphStep`).
-- ``precision="bf16"`` (autocast) or ``"tf32"`` (TF32 convolutions/matmuls
-  forced on) on GPU.  ``"fp32"`` keeps PyTorch's math settings: on CUDA,
-  cuDNN may run float32 convolutions in TF32 (``cudnn.allow_tf32``, on by
-  default).  bf16 is not free in quality: 1200-step 512^2 runs on an H200,
-  compiled, gave bf16 - fp32 = +0.00, -0.28, -0.30 dB over three seeds
+- ``precision``: ``"fp32"`` is float32 math throughout (on CUDA TF32 is
+  switched off for the run: cuDNN would otherwise run float32 convolutions
+  in TF32); ``"tf32"`` lets convolutions and matmuls use TF32 tensor cores
+  (PyTorch's own default for cuDNN, and the default here on CUDA); ``"bf16"``
+  is bf16 autocast.  On the CPU all three but bf16 are the same float32 math.
+  bf16 is not free in quality: 1200-step 512^2 runs on an H200, compiled,
+  gave bf16 - tf32 = +0.00, -0.28, -0.30 dB over three seeds
   (``bench/results/gpu_check-nvidia-h200-precision.json``).
 - ES-WMV early stopping (:class:`EarlyStopping`), no ground truth needed.
 """
@@ -60,9 +62,10 @@ __all__ = [
     "should_compile",
     "graph_group_step",
     "PRECISIONS",
+    "resolve_precision",
 ]
 
-PRECISIONS = ("fp32", "bf16", "tf32")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class DIPResult:
     per-step PSNR (dB) of the smoothed / raw output, only with ground truth.
     ``seconds``: wall time of the loop; ``compile_seconds``: of which spent
     in the first (compiling) step when compiled.  ``cuda_graph``: whether the
-    step was replayed as a CUDA graph.
+    step was replayed as a CUDA graph.  ``precision``: the precision the run
+    used (``"fp32"``, ``"tf32"`` or ``"bf16"``, the default resolved).
     """
 
     output: Tensor
@@ -214,15 +218,29 @@ class _WindowVariance:
         return self.sum / len(self.items)
 
 
+def resolve_precision(precision: Optional[str], device: torch.device) -> str:
+    """The precision a run uses: ``precision`` checked, or the default for
+    ``device`` when None (``"tf32"`` on CUDA, as PyTorch's cuDNN default
+    already is; ``"fp32"`` elsewhere)."""
+    if precision is None:
+        return "tf32" if torch.device(device).type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 @contextlib.contextmanager
 def _precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """TF32 switches are process-wide: set them for the run and restore them after."""
-    if precision != "tf32" or device.type != "cuda":
+    """On CUDA, TF32 on for ``"tf32"`` and off for ``"fp32"`` during the run.
+
+    The switches are process-wide: they are set for the run and restored
+    after it.  ``"bf16"`` (autocast) and other devices leave them alone.
+    """
+    if precision == "bf16" or device.type != "cuda":
         yield
         return
     old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     try:
         yield
     finally:
@@ -355,7 +373,7 @@ def fit_dip_group(
     ground_truth: Tensor | None = None,
     early_stopping: EarlyStopping | None = None,
     compile: Optional[bool] = None,
-    precision: str = "fp32",
+    precision: Optional[str] = None,
     quiet: bool = False,
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
@@ -375,16 +393,16 @@ def fit_dip_group(
     :func:`_group_workers`, i.e. on an eager CPU run one per intra-op thread,
     each shard then using one thread; else 1: the whole group as one program).
     ``cuda_graph``: capture the eager step as one CUDA graph (CUDA only;
-    instead of ``compile``, see :class:`_CudaGraphStep`).
+    instead of ``compile``, see :class:`_CudaGraphStep`).  ``precision``: as
+    in :func:`fit_dip`.
     ``callback(it, loss)`` gets the first active member's loss.
     """
     if not networks:
         raise InputError("fit_dip_group needs at least one network")
     if len(seeds) != len(networks):
         raise InputError(f"need one seed per network: {len(seeds)} seeds for {len(networks)} networks")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = next(networks[0].parameters()).device
+    precision = resolve_precision(precision, device)
     obs = observation.to(device)
     H, W = obs.output_size
     gt = ground_truth.to(device) if ground_truth is not None else None
@@ -536,7 +554,7 @@ def fit_dip(
     ground_truth: Tensor | None = None,
     early_stopping: EarlyStopping | None = None,
     compile: Optional[bool] = None,
-    precision: str = "fp32",
+    precision: Optional[str] = None,
     quiet: bool = False,
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
@@ -549,9 +567,10 @@ def fit_dip(
     defaults to ``make_input_code(C_in, (H, W), seed)`` with C_in read from
     the network's ``in_channels`` attribute.  ``ground_truth`` (1, C, H, W) is
     used only to record PSNR curves.  ``compile``: None = automatic
-    (:func:`should_compile`).  ``precision``: ``"fp32"``, ``"bf16"`` or
-    ``"tf32"``.  ``cuda_graph``: replay the step as a CUDA graph (CUDA only,
-    see :func:`fit_dip_group`).  Deterministic for a given seed on the same
+    (:func:`should_compile`).  ``precision``: ``"fp32"``, ``"tf32"`` or
+    ``"bf16"``; None = :func:`resolve_precision`'s default for the device
+    (``"tf32"`` on CUDA, ``"fp32"`` elsewhere).  ``cuda_graph``: replay the
+    step as a CUDA graph (CUDA only, see :func:`fit_dip_group`).  Deterministic for a given seed on the same
     machine and backend -- on the CPU; on CUDA, PyTorch's atomic-add backward
     of reflection padding and bilinear upsampling makes runs differ in the
     last bits, and DIP's Adam steps amplify that (measured on an H200).

@@ -67,7 +67,8 @@ class SearchSettings:
     - ``compile``: compile the DIP step (None = automatic, see
       :func:`isnas_fast.dip.should_compile`; on CUDA the cohort trained
       together is then replayed as one CUDA graph instead, see
-      :func:`isnas_fast.dip.graph_group_step`); ``precision``: fp32 | bf16 | tf32.
+      :func:`isnas_fast.dip.graph_group_step`); ``precision``: fp32 | tf32 | bf16
+      (None = tf32 on CUDA, fp32 elsewhere; :func:`isnas_fast.dip.resolve_precision`).
     - ``cuda_graph``: replay every DIP step (cohort and final run) as a CUDA
       graph instead of compiling it (CUDA only; no compile time: on an H200 a
       1200-step 512x512 bf16 run took 29.9 s this way against 64.6 s compiled
@@ -86,7 +87,7 @@ class SearchSettings:
     cohort_early_stopping: Optional[EarlyStopping] = None
     cohort_together: bool = True
     compile: Optional[bool] = None
-    precision: str = "fp32"
+    precision: Optional[str] = None
     score_batch: int = 16
     cuda_graph: bool = False
 
@@ -102,7 +103,7 @@ class SearchSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.cuda_graph and self.compile:
             raise InputError("compile and cuda_graph are alternatives (a compiled GPU step already replays "

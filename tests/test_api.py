@@ -30,6 +30,7 @@ def test_restore_returns_same_kind_and_report(small):
         assert key in rep
     assert rep["params"] == {"sigma": 25.0} and rep["device"] == "cpu"
     assert rep["cuda_graph"] is False and rep["compiled"] is False  # a short CPU run: plain eager steps
+    assert rep["precision"] == "fp32"  # the default, resolved for the CPU
     assert np.isfinite(rep["psnr"]) and 0 < rep["ssim"] <= 1
     pil = Image.fromarray((arr * 255).round().astype(np.uint8))
     r2 = isnas_fast.restore(pil, "denoise", **TINY)
@@ -84,6 +85,7 @@ def test_sr_ground_truth_is_cropped_consistently(sample):
     (lambda x: isnas_fast.restore(x * float("nan"), "denoise", **TINY), "NaN"),
     (lambda x: isnas_fast.restore(x, "deblur", **TINY), "unknown task"),
     (lambda x: isnas_fast.restore(x, "denoise", preset="fast", **TINY), "preset"),
+    (lambda x: isnas_fast.restore(x, "denoise", precision="fp16", **TINY), "precision must be one of fp32, tf32"),
     (lambda x: isnas_fast.restore(x, "denoise", device="cuda:0" if not torch.cuda.is_available() else "tpu",
                                   **TINY), "device|cuda"),
 ])

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from isnas_fast.device import seeded
-from isnas_fast.dip import DIPSettings, fit_dip, fit_dip_group, graph_group_step, should_compile
+from isnas_fast.dip import (DIPSettings, _precision_context, fit_dip, fit_dip_group, graph_group_step,
+                            resolve_precision, should_compile)
 from isnas_fast.errors import InputError
 from isnas_fast.network import build_network
 from isnas_fast.tasks import Denoise, SuperResolve
@@ -147,12 +148,52 @@ def test_graph_group_step_policy():
     assert not graph_group_step(torch.device("cpu"), None, 15)
 
 
+def test_precision_defaults_per_device():
+    # tf32 on CUDA (PyTorch's cuDNN default), fp32 elsewhere; explicit choices kept, others refused
+    assert resolve_precision(None, torch.device("cuda")) == "tf32"
+    assert resolve_precision(None, "cuda:1") == "tf32"
+    assert resolve_precision(None, torch.device("cpu")) == "fp32"
+    for p in ("fp32", "tf32", "bf16"):
+        assert resolve_precision(p, torch.device("cuda")) == p
+    with pytest.raises(InputError, match="precision must be one of fp32, tf32, bf16"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.fixture
+def tf32_switches():
+    """TF32 switches set to (True, False) for the test, restored after."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False
+    yield (True, False)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.mark.parametrize("precision,inside", [("fp32", (False, False)), ("tf32", (True, True)),
+                                              ("bf16", (True, False))])
+def test_precision_sets_tf32_switches_on_cuda_for_the_run_only(tf32_switches, precision, inside):
+    # "fp32" means float32 math on CUDA: cuDNN's TF32 (on by default) is switched off for the run;
+    # the switches are process-wide, so they come back afterwards, also after an error.
+    def switches():
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    with _precision_context(precision, torch.device("cuda")):
+        assert switches() == inside
+    assert switches() == tf32_switches
+    with pytest.raises(RuntimeError, match="boom"):
+        with _precision_context(precision, torch.device("cuda")):
+            raise RuntimeError("boom")
+    assert switches() == tf32_switches
+    with _precision_context(precision, torch.device("cpu")):  # not CUDA: left alone
+        assert switches() == tf32_switches
+
+
 def test_bf16_autocast_runs_and_stays_close_on_cpu(small):
     # bf16 has an 8-bit mantissa: after a few steps from the same start, outputs of
     # sigmoid-bounded images differ from fp32 by about 1e-2 at most (measured ~3e-3).
     obs = Denoise(25).corrupt(small, seed=2)
     a = fit_dip(_nets(ARCHS[:1], [5])[0], obs, DIPSettings(3), seed=5, quiet=True, compile=False)
     b = fit_dip(_nets(ARCHS[:1], [5])[0], obs, DIPSettings(3), seed=5, quiet=True, compile=False, precision="bf16")
+    assert a.precision == "fp32"  # the CPU default
     assert b.precision == "bf16" and b.output.dtype == torch.float32
     assert bool(torch.isfinite(b.output).all())
     assert (a.output - b.output).abs().max().item() < 5e-2

@@ -62,10 +62,12 @@ def test_dry_run_dip_sections(gpu_check, tmp_path):
     assert "skipped" in runs["graph_bf16"]  # CUDA graphs need a GPU
     variants = report["sections"]["dip_variants"]["runs"]
     assert variants["compiled_bf16_warm_cache"]["psnr"] > 0 and "skipped" in variants["graph_fp32"]
+    assert variants["compiled_tf32"]["options"]["precision"] == "tf32" and variants["eager_tf32"]["psnr"] > 0
+    assert runs["eager_fp32"]["options"]["precision"] == "fp32"  # float32 math, not the CUDA default tf32
     precision = report["sections"]["dip_precision"]["paths"]
     assert "skipped" in precision["graph"]
     diffs = precision["compiled"]["differences_db"]
-    assert set(diffs) == {"bf16_minus_fp32_strict", "fp32_minus_fp32_strict", "bf16_minus_fp32"}
+    assert set(diffs) == {"bf16_minus_fp32", "tf32_minus_fp32", "bf16_minus_tf32"}
     assert all(len(d) == 2 for d in diffs.values())  # the dry run's two seeds
     assert "dip_precision" in gpu_check.ON_REQUEST  # too long for the default run
     names = [r["name"] for r in report["rows"]]
