@@ -67,7 +67,7 @@ def test_dry_run_dip_sections(gpu_check, tmp_path):
     precision = report["sections"]["dip_precision"]["paths"]
     assert "skipped" in precision["graph"]
     diffs = precision["compiled"]["differences_db"]
-    assert set(diffs) == {"bf16_minus_fp32", "tf32_minus_fp32", "bf16_minus_tf32"}
+    assert set(diffs) == {"bf16_minus_fp32", "tf32_minus_fp32", "bf16_minus_tf32", "fp32_again_minus_fp32"}
     assert all(len(d) == 2 for d in diffs.values())  # the dry run's two seeds
     assert "dip_precision" in gpu_check.ON_REQUEST  # too long for the default run
     names = [r["name"] for r in report["rows"]]
