@@ -28,9 +28,13 @@ Fast paths (each with the plain eager loop as its reference):
   in TF32); ``"tf32"`` lets convolutions and matmuls use TF32 tensor cores
   (PyTorch's own default for cuDNN, and the default here on CUDA); ``"bf16"``
   is bf16 autocast.  On the CPU all three but bf16 are the same float32 math.
-  bf16 is not free in quality: 1200-step 512^2 runs on an H200, compiled,
-  gave bf16 - tf32 = +0.00, -0.28, -0.30 dB over three seeds
-  (``bench/results/gpu_check-nvidia-h200-precision.json``).
+  1200-step 512^2 runs on an H200, compiled, gave bf16 - tf32 = +0.00,
+  -0.28, -0.30 dB over three seeds
+  (``bench/results/gpu_check-nvidia-h200-precision.json``); single runs
+  cannot resolve 0.1 dB, though: in a CPU emulation over 16 seeds a one-ulp
+  nudge of the input moved the best PSNR by up to 0.44 dB, and neither TF32
+  nor bf16 rounding differed from that nudge on average
+  (``bench/precision_emulation.py --study``).
 - ES-WMV early stopping (:class:`EarlyStopping`), no ground truth needed.
 """
 from __future__ import annotations
