@@ -574,10 +574,11 @@ def fit_dip(
     (:func:`should_compile`).  ``precision``: ``"fp32"``, ``"tf32"`` or
     ``"bf16"``; None = :func:`resolve_precision`'s default for the device
     (``"tf32"`` on CUDA, ``"fp32"`` elsewhere).  ``cuda_graph``: replay the
-    step as a CUDA graph (CUDA only, see :func:`fit_dip_group`).  Deterministic for a given seed on the same
-    machine and backend -- on the CPU; on CUDA, PyTorch's atomic-add backward
-    of reflection padding and bilinear upsampling makes runs differ in the
-    last bits, and DIP's Adam steps amplify that (measured on an H200).
+    step as a CUDA graph (CUDA only, see :func:`fit_dip_group`).
+    Deterministic for a given seed on the same machine and backend -- on the
+    CPU; on CUDA, PyTorch's atomic-add backward of reflection padding and
+    bilinear upsampling makes runs differ in the last bits, and DIP's Adam
+    steps amplify that (measured on an H200).
     """
     return fit_dip_group(
         [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
