@@ -302,15 +302,18 @@ class _backend:
         self.name = name
 
     def __enter__(self):
-        self.saved = os.environ.get("ISNAS_FAST_BACKEND")
+        from isnas_fast.kernels import ENV_VAR
+
+        self.var = ENV_VAR
+        self.saved = os.environ.get(ENV_VAR)
         if self.name is not None:
-            os.environ["ISNAS_FAST_BACKEND"] = self.name
+            os.environ[ENV_VAR] = self.name
 
     def __exit__(self, *exc):
         if self.saved is None:
-            os.environ.pop("ISNAS_FAST_BACKEND", None)
+            os.environ.pop(self.var, None)
         else:
-            os.environ["ISNAS_FAST_BACKEND"] = self.saved
+            os.environ[self.var] = self.saved
 
 
 def section_copy_bandwidth(ctx: Context) -> dict:

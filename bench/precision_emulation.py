@@ -194,11 +194,24 @@ def run(mode: str, seed: int, steps: int, width: int, clean: Tensor, obs: Tensor
     res = fit_dip(net, obs, DIPSettings(steps), seed=seed, compile=False, quiet=True, ground_truth=clean,
                   early_stopping=EarlyStopping())
     curve = res.psnr_curve
-    peak_at = max(range(len(curve)), key=curve.__getitem__)
+    peak, peak_at = _peak(curve)
     return {"mode": mode, "seed": seed, "steps": steps, "width": width, "psnr": float(psnr(res.output, clean)[0]),
             "psnr_at": {i: curve[i - 1] for i in checkpoints if i <= len(curve)},
-            "peak": curve[peak_at], "peak_at": peak_at + 1, "es": res.psnr_at_stop, "es_at": res.stopped_at,
+            "peak": peak, "peak_at": peak_at, "es": res.psnr_at_stop, "es_at": res.stopped_at,
             "seconds": time.perf_counter() - t}
+
+
+def _peak(curve: list[float]) -> tuple[float, int]:
+    """(best PSNR of a per-step curve, its 1-based step)."""
+    i = max(range(len(curve)), key=curve.__getitem__)
+    return curve[i], i + 1
+
+
+# two-sided 95% Student t quantiles by degrees of freedom (between the listed
+# ones, the next lower: slightly wide)
+_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+        11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09,
+        20: 2.09, 25: 2.06, 30: 2.04}
 
 
 def _prepare(net: nn.Module, mode: str) -> nn.Module:
@@ -233,17 +246,11 @@ def study(modes: list[str], seeds: list[int], size: int = 64, factor: int = 4, w
         res = fit_dip_group(nets, o, DIPSettings(steps), seeds=seeds, compile=False, quiet=not progress,
                             desc=mode, ground_truth=clean, early_stopping=EarlyStopping())
         seconds[mode] = time.perf_counter() - t
-        per_mode[mode] = {"peak": [max(r.psnr_curve) for r in res], "es": [r.psnr_at_stop for r in res],
-                          "peak_at": [max(range(steps), key=r.psnr_curve.__getitem__) + 1 for r in res],
-                          "es_at": [r.stopped_at for r in res]}
+        peaks = [_peak(r.psnr_curve) for r in res]
+        per_mode[mode] = {"peak": [p for p, _ in peaks], "es": [r.psnr_at_stop for r in res],
+                          "peak_at": [i for _, i in peaks], "es_at": [r.stopped_at for r in res]}
         print(json.dumps({"mode": mode, **per_mode[mode], "seconds": seconds[mode]}), flush=True)
     summary: dict[str, dict] = {}
-    n = len(seeds)
-    # two-sided 95% Student t quantiles for n - 1 degrees of freedom (n <= 31), else normal
-    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
-           11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09,
-           20: 2.09, 25: 2.06, 30: 2.04}
-    q = t95.get(n - 1, t95[max(k for k in t95 if k <= n - 1)] if n > 2 else 12.71)
     for mode in modes:
         if mode == "fp32":
             continue
@@ -252,9 +259,11 @@ def study(modes: list[str], seeds: list[int], size: int = 64, factor: int = 4, w
             d = [a - b for a, b in zip(per_mode[mode][key], per_mode["fp32"][key]) if a is not None and b is not None]
             if not d:
                 continue
+            n = len(d)
             mean = statistics.fmean(d)
             sd = statistics.stdev(d) if n > 1 else float("nan")
             se = sd / n ** 0.5
+            q = _T95[max(k for k in _T95 if k <= max(n - 1, 1))]
             summary[mode][key] = {"mean_db": mean, "sd_db": sd, "se_db": se, "ci95_db": [mean - q * se, mean + q * se],
                                   "max_abs_db": max(abs(x) for x in d), "differences_db": d}
     return {"size": size, "factor": factor, "width": width, "steps": steps, "seeds": seeds, "runs": per_mode,

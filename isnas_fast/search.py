@@ -18,8 +18,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .device import seeded
-from .dip import (PRECISIONS, DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group, graph_group_step,
-                  make_input_code)
+from .dip import (DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group, graph_group_step, make_input_code,
+                  resolve_precision)
 from .errors import InputError
 from .genotype import Genotype, builtin_genotypes, random_genotypes, read_genotypes
 from .network import build_network
@@ -103,8 +103,7 @@ class SearchSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run
         if self.cuda_graph and self.compile:
             raise InputError("compile and cuda_graph are alternatives (a compiled GPU step already replays "
                              "CUDA graphs): choose one")
