@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402
 
-from isnas_fast.bundle import LoadedRun, batch_statistics_only
+from isnas_fast.bundle import LoadedRun
+from isnas_fast.network import batch_statistics_only
 from isnas_fast.dip import make_input_code
 from isnas_fast.network import build_network, resolve_architecture
 

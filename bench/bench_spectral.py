@@ -46,8 +46,8 @@ def make_inputs(batch: int, channels: int, h: int, w: int, device: torch.device,
 
 def run(args) -> list[dict]:
     from isnas_fast import kernels
-    from isnas_fast import spectral as ref
-    from isnas_fast.kernels.spectral import spectral_scores_reference
+    from isnas_fast.kernels import spectral_reference as ref
+    from isnas_fast.kernels.spectral_reference import spectral_scores_reference
 
     device = common.pick_device(args.device)
     rows = []
@@ -58,7 +58,7 @@ def run(args) -> list[dict]:
             shape = f"B{args.batch}xC{args.channels}x{size}x{size}"
             backend = kernels.backend(device=device)
             fast = common.time_ms(lambda: kernels.spectral_scores(y, o, metrics), device, args.warmup, args.reps)
-            ref64 = common.time_ms(lambda: ref.spectral_scores(y, o, metrics), device, args.warmup, args.reps)
+            ref64 = common.time_ms(lambda: ref.spectral_scores_reference(y, o, metrics), device, args.warmup, args.reps)
             ref32 = common.time_ms(
                 lambda: spectral_scores_reference(y, o, metrics, dtype=torch.float32), device, args.warmup, args.reps
             )

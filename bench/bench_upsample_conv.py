@@ -33,7 +33,7 @@ def make_inputs(batch: int, c_in: int, c_out: int, size: int, k: int, dtype, dev
 
 def run(args) -> list[dict]:
     from isnas_fast import kernels
-    from isnas_fast.kernels.upsample_conv import upsample_conv_reference
+    from isnas_fast.kernels.fused_upsample_conv import upsample_conv_reference
 
     device = common.pick_device(args.device)
     rows = []

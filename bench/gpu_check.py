@@ -155,8 +155,8 @@ def section_correctness_spectral(ctx: Context) -> dict:
     import numpy as np
 
     from bench_spectral import make_inputs
-    from isnas_fast import spectral as ref
-    from isnas_fast.kernels import spectral as ks
+    from isnas_fast.kernels import spectral_reference as ref
+    from isnas_fast.kernels import fused_spectral as ks
 
     fused = list(ks.FUSED_METRICS)
     mse = {"psd_db_strip_mse", "psd_db_mse", "nodc_psd_db_strip_mse", "nodc_psd_db_mse"}
@@ -169,8 +169,8 @@ def section_correctness_spectral(ctx: Context) -> dict:
         y, o = make_inputs(b, c, h, w, ctx.device, seed=1000 + i)
         o[0] = torch.rand(o[0].shape, device=ctx.device)  # one rough output too
         fast = ks.triton_spectral_scores(y, o, fused)
-        r32 = ks.spectral_scores_reference(y, o, fused, dtype=torch.float32)
-        r64 = ref.spectral_scores(y, o, fused)
+        r32 = ref.spectral_scores_reference(y, o, fused, dtype=torch.float32)
+        r64 = ref.spectral_scores_reference(y, o, fused)
         for k, name in enumerate(fused):
             e32, e64, e_ref = _rel(fast[:, k], r32[:, k]), _rel(fast[:, k], r64[:, k]), _rel(r32[:, k], r64[:, k])
             passed = e32 <= 1e-5 and e64 <= 2 * e_ref + 1e-6
@@ -194,7 +194,7 @@ def section_correctness_spectral(ctx: Context) -> dict:
     counts, _ = ks._launch_strip_counts(o_ri, table, w, stats[..., 2].amin(1), stats[..., 3].amax(1), split)
     counts = counts.sum(1)[:, : ref.HIST_BINS].cpu()
     power = o_ri[..., 0].square() + o_ri[..., 1].square()
-    vals = torch.fft.fftshift(ks._full_grid(power, h, w), dim=(-2, -1))[..., ref.strip_mask(h, w).to(ctx.device)]
+    vals = torch.fft.fftshift(ref.full_grid(power, h, w), dim=(-2, -1))[..., ref.strip_mask(h, w).to(ctx.device)]
     vals = vals.reshape(b, -1).double().cpu().numpy()
     expected = torch.tensor(np.stack([np.histogram(v, bins=ref.HIST_BINS)[0] for v in vals]))
     hist_exact = bool(torch.equal(counts, expected))
@@ -207,7 +207,7 @@ def section_correctness_upsample_conv(ctx: Context) -> dict:
 
     from isnas_fast import kernels
     from isnas_fast.genotype import decode_upsample
-    from isnas_fast.kernels.upsample_conv import upsample_conv_forward, upsample_conv_reference
+    from isnas_fast.kernels.fused_upsample_conv import upsample_conv_forward, upsample_conv_reference
     from isnas_fast.network import UpsampleBlock
 
     g = torch.Generator(device=ctx.device)
@@ -347,8 +347,9 @@ def section_matmul(ctx: Context) -> dict:
 
 def section_spectral_timing(ctx: Context) -> dict:
     from bench_spectral import METRIC_SETS, make_inputs
-    from isnas_fast import spectral as ref
-    from isnas_fast.kernels.spectral import spectral_scores_reference, triton_spectral_scores
+    from isnas_fast.kernels import spectral_reference as ref
+    from isnas_fast.kernels.fused_spectral import triton_spectral_scores
+    from isnas_fast.kernels.spectral_reference import spectral_scores_reference
 
     b, c, s = ctx.size((ctx.args.spectral_batch, 3, ctx.args.spectral_size), (2, 3, 40))
     y, o = make_inputs(b, c, s, s, ctx.device, seed=5)
@@ -361,7 +362,7 @@ def section_spectral_timing(ctx: Context) -> dict:
         fast64 = ctx.time(lambda: triton_spectral_scores(y, o, metrics, fft_dtype=torch.float64), warmup=2, reps=5)
         r32 = ctx.time(lambda: spectral_scores_reference(y, o, metrics, dtype=torch.float32), warmup=1, reps=3)
         torch.cuda.empty_cache() if ctx.device.type == "cuda" else None
-        r64 = ctx.time(lambda: ref.spectral_scores(y, o, metrics), warmup=1, reps=3)
+        r64 = ctx.time(lambda: ref.spectral_scores_reference(y, o, metrics), warmup=1, reps=3)
         torch.cuda.empty_cache() if ctx.device.type == "cuda" else None
         # Minimum traffic of the fused path: read the outputs, write + read the
         # half spectra once per pass (two passes with the histogram).
@@ -382,7 +383,7 @@ def section_spectral_timing(ctx: Context) -> dict:
 
 def section_upsample_conv_timing(ctx: Context) -> dict:
     from bench_upsample_conv import make_inputs
-    from isnas_fast.kernels.upsample_conv import upsample_conv_forward, upsample_conv_reference
+    from isnas_fast.kernels.fused_upsample_conv import upsample_conv_forward, upsample_conv_reference
 
     c, s = ctx.size((128, 256), (16, 8))
     peaks = ctx.results.get("_peaks", {})
@@ -423,7 +424,7 @@ def section_upsample_conv_timing(ctx: Context) -> dict:
 def _dip_problem(size: int, device: torch.device):
     from importlib import resources
 
-    from isnas_fast.imageio import load_image
+    from isnas_fast.io import load_image
     from isnas_fast.tasks import Denoise
 
     with resources.as_file(resources.files("isnas_fast").joinpath("data/sample.png")) as path:

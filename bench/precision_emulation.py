@@ -160,7 +160,7 @@ def ulp_nudge(x: Tensor, seed: int) -> Tensor:
 
 def problem(size: int = 128, factor: int = 4) -> tuple[Tensor, Tensor]:
     """(clean, noisy): the bundled sample at ``size``, ``factor``x down- and upscaled; sigma 25 noise (seed 0)."""
-    from isnas_fast.imageio import load_image
+    from isnas_fast.io import load_image
     from isnas_fast.tasks import Denoise
 
     with resources.as_file(resources.files("isnas_fast").joinpath("data/sample.png")) as p:

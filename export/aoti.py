@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -28,35 +27,29 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..bundle import _as_run, export_report
+from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
-from ..imageio import _UMASK
+from ..io import atomic_path, check_output_path
 from .module import NoInputModule
 from .serve import sniff_model_file
 
 __all__ = ["to_pt2", "run_pt2", "load_pt2"]
 
 
-def to_pt2(run: Any, path: Union[str, os.PathLike], *, device: str = "cpu") -> Path:
+def to_pt2(run: RunSource, path: Union[str, os.PathLike], *, device: str = "cpu") -> Path:
     """Compile the trained network of ``run`` into an AOTInductor package at ``path`` (``.pt2``, atomic).
 
-    ``run``: a :class:`~isnas_fast.bundle.LoadedRun`, a RestoreResult or a
-    run bundle folder.  ``device``: ``"cpu"`` or ``"cuda"`` — the package runs
+    ``run``: a :class:`~isnas_fast.trained.TrainedRun` (a loaded bundle is
+    one), a restore result or a run bundle folder.  ``device``: ``"cpu"`` or ``"cuda"`` — the package runs
     on the device it was compiled for.  Returns ``path``.
     """
     from torch._inductor import aoti_compile_and_package
 
-    out = Path(path)
-    if out.suffix.lower() != ".pt2":
-        raise InputError(f"compiled package path must end in .pt2, got {out}")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
-    if out.is_dir():
-        raise InputError(f"output path is a folder: {out}")
+    out = check_output_path(path, "compiled package", (".pt2",))
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("a CUDA package needs a CUDA device; compile with device='cpu'")
-    r = _as_run(run)
+    r = as_trained_run(run)
     module = NoInputModule(r.network, r.z).to(dev)
     metadata = {
         "producer": "isnas-fast",
@@ -65,23 +58,14 @@ def to_pt2(run: Any, path: Union[str, os.PathLike], *, device: str = "cpu") -> P
         "isnas_fast.task": json.dumps({"name": r.task, "params": r.task_params}, default=str),
         "isnas_fast.reproduces": export_report(r)["exported_output"],
     }
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".pt2")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # torch's own deprecation notices from inside export/compile (torch.jit, pytree): not ours to fix
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            with torch.no_grad():
-                program = torch.export.export(module, ())
-            aoti_compile_and_package(program, package_path=tmp,
-                                     inductor_configs={"aot_inductor.metadata": metadata})
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
-        os.replace(tmp, out)
-        tmp = None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out, "compiled package") as tmp, warnings.catch_warnings():
+        # torch's own deprecation notices from inside export/compile (torch.jit, pytree): not ours to fix
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        with torch.no_grad():
+            program = torch.export.export(module, ())
+        aoti_compile_and_package(program, package_path=str(tmp),
+                                 inductor_configs={"aot_inductor.metadata": metadata})
     return out
 
 

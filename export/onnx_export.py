@@ -34,9 +34,10 @@ from typing import Any, Union
 import torch
 
 from .. import __version__
-from ..bundle import LoadedRun, _as_run, export_report
+from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
-from ..imageio import atomic_write_bytes
+from ..io import atomic_write_bytes, check_output_path
+from ..trained import TrainedRun
 from .module import DeployModule
 
 __all__ = ["to_onnx", "INPUT_NAME", "OUTPUT_NAME"]
@@ -46,7 +47,7 @@ OUTPUT_NAME = "image"
 _MIN_OPSET, _MAX_OPSET = 11, 20  # DepthToSpace CRD / cubic Resize need 11; the TorchScript exporter stops at 20
 
 
-def _metadata(run: LoadedRun) -> dict[str, str]:
+def _metadata(run: TrainedRun) -> dict[str, str]:
     rec = export_report(run)
     return {
         "producer": "isnas-fast",
@@ -61,11 +62,11 @@ def _metadata(run: LoadedRun) -> dict[str, str]:
     }
 
 
-def to_onnx(run: Any, path: Union[str, os.PathLike], *, opset: int = 17) -> Path:
+def to_onnx(run: RunSource, path: Union[str, os.PathLike], *, opset: int = 17) -> Path:
     """Export the trained network of ``run`` to an ONNX file at ``path`` (written atomically).
 
-    ``run``: a :class:`~isnas_fast.bundle.LoadedRun`, a RestoreResult or a run
-    bundle folder.  ``opset``: ONNX opset, 11–20.  The model needs no input
+    ``run``: a :class:`~isnas_fast.trained.TrainedRun` (a loaded bundle is
+    one), a restore result or a run bundle folder.  ``opset``: ONNX opset, 11–20.  The model needs no input
     to reproduce f(z); its optional input ``z`` has dynamic height and width
     (module docstring).  The model is checked with ``onnx.checker`` before it
     is written.  Returns ``path``.
@@ -75,14 +76,8 @@ def to_onnx(run: Any, path: Union[str, os.PathLike], *, opset: int = 17) -> Path
 
     if isinstance(opset, bool) or not isinstance(opset, int) or not _MIN_OPSET <= opset <= _MAX_OPSET:
         raise InputError(f"ONNX opset must be an integer in [{_MIN_OPSET}, {_MAX_OPSET}], got {opset!r}")
-    out = Path(path)
-    if out.suffix.lower() != ".onnx":
-        raise InputError(f"ONNX model path must end in .onnx, got {out}")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
-    if out.is_dir():
-        raise InputError(f"output path is a folder: {out}")
-    r = _as_run(run)
+    out = check_output_path(path, "ONNX model", (".onnx",))
+    r = as_trained_run(run)
     module = DeployModule(r.network)
     z = r.z.detach().to("cpu", torch.float32).contiguous()
     buf = io.BytesIO()

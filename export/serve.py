@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["run_onnx", "open_session", "choose_providers", "sniff_model_file", "PROVIDERS"]
+__all__ = ["run_onnx", "run_session", "open_session", "choose_providers", "sniff_model_file", "PROVIDERS"]
 
 PROVIDERS = ("auto", "cpu", "cuda")
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -114,10 +114,13 @@ def run_onnx(model_path: Union[str, os.PathLike], *, provider: str = "auto",
     runs on (e.g. ``"CPUExecutionProvider"``).
     """
     sess = open_session(model_path, provider=provider)
-    return _run_session(sess, model_path, z)
+    return run_session(sess, model_path, z)
 
 
-def _run_session(sess: Any, model_path: Union[str, os.PathLike], z: Optional[np.ndarray]) -> tuple[np.ndarray, str]:
+def run_session(sess: Any, model_path: Union[str, os.PathLike], z: Optional[np.ndarray] = None
+                ) -> tuple[np.ndarray, str]:
+    """Run an open ONNX Runtime session of an exported model (see :func:`run_onnx`);
+    ``model_path`` names the model in error messages."""
     feed: dict[str, np.ndarray] = {}
     required = [i.name for i in sess.get_inputs()]
     optional = [i.name for i in sess.get_overridable_initializers()]

@@ -10,21 +10,29 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import Optional, Sequence
+from ._layout import install_source_finder
 
-import torch
-from torch import Tensor
+# In a source checkout kernels/ and export/ sit beside this folder; an install
+# maps them inside it.  Make both layouts import as isnas_fast.kernels / .export.
+install_source_finder(__name__, __file__)
 
-from .api import RestoreResult, restore, score
-from .bundle import LoadedRun, export_report, load_run, save_run
-from .dip import DIPSettings, EarlyStopping, fit_dip, fit_dip_group
-from .errors import InputError
-from .genotype import BASELINES, Genotype, builtin_genotypes, random_genotypes, read_genotypes
-from .imageio import load_image, save_image
-from .network import build_network, count_parameters
-from .quality import psnr, ssim
-from .search import PRESETS, SearchSettings, run_search
-from .tasks import Denoise, Inpaint, SuperResolve, Task, make_task
+from typing import Optional, Sequence  # noqa: E402
+
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from .api import restore, score  # noqa: E402
+from .bundle import LoadedRun, export_report, load_run, save_run  # noqa: E402
+from .dip import DIPResult, DIPSettings, EarlyStopping, fit_dip, fit_dip_group  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .genotype import BASELINES, Genotype, builtin_genotypes, random_genotypes, read_genotypes  # noqa: E402
+from .io import load_image, read_image, save_image  # noqa: E402
+from .network import build_network, count_parameters  # noqa: E402
+from .quality import psnr, ssim  # noqa: E402
+from .result import RestoreResult  # noqa: E402
+from .search import PRESETS, SearchSettings, run_search  # noqa: E402
+from .tasks import Denoise, Inpaint, SuperResolve, Task, make_task  # noqa: E402
+from .trained import TrainedRun  # noqa: E402
 
 
 def spectral_scores(corrupted: Tensor, outputs: Tensor, metrics: Sequence[str],
@@ -37,13 +45,13 @@ def spectral_scores(corrupted: Tensor, outputs: Tensor, metrics: Sequence[str],
     """
     from .kernels import spectral_scores as dispatch
 
-    return dispatch(corrupted, outputs, metrics, backend_name=backend, generator=generator)
+    return dispatch(corrupted, outputs, metrics, backend=backend, generator=generator)
 
 
 __all__ = [
     "__version__", "restore", "score", "RestoreResult", "spectral_scores", "build_network", "count_parameters",
     "Genotype", "BASELINES", "builtin_genotypes", "random_genotypes", "read_genotypes", "Task", "Denoise",
-    "Inpaint", "SuperResolve", "make_task", "psnr", "ssim", "load_image", "save_image", "fit_dip",
-    "DIPSettings", "EarlyStopping", "SearchSettings", "PRESETS", "run_search", "InputError", "fit_dip_group",
-    "save_run", "load_run", "LoadedRun", "export_report",
+    "Inpaint", "SuperResolve", "make_task", "psnr", "ssim", "load_image", "read_image", "save_image", "fit_dip",
+    "DIPSettings", "EarlyStopping", "DIPResult", "SearchSettings", "PRESETS", "run_search", "InputError",
+    "fit_dip_group", "save_run", "load_run", "LoadedRun", "TrainedRun", "export_report",
 ]

@@ -22,25 +22,25 @@ far apart the two are (and their PSNR when ground truth was given).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import __version__
 from .errors import InputError
-from .imageio import load_image
-from .network import batch_statistics_only, build_network, resolve_architecture
+from .io import atomic_write_folder, load_image
+from .network import build_network, resolve_architecture
 from .quality import psnr
+from .trained import Restoration, TrainedRun
 
-__all__ = ["LoadedRun", "save_run", "load_run", "run_from_result", "export_report", "batch_statistics_only",
-           "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report", "FORMAT_NAME",
+           "FORMAT_VERSION", "RunSource"]
 
 FORMAT_NAME = "isnas-fast-run"
 FORMAT_VERSION = 1
@@ -53,82 +53,51 @@ RESTORED = ("DIP's restored image: the exponential moving average (0.99) of the 
 
 
 @dataclass
-class LoadedRun:
-    """A trained network with its input code (from :func:`load_run` or :func:`run_from_result`).
+class LoadedRun(TrainedRun):
+    """A :class:`~isnas_fast.trained.TrainedRun` read from a bundle by :func:`load_run`.
 
-    ``network``: the rebuilt module, in training mode (BatchNorm uses batch
-    statistics).  ``z``: (1, in_channels, H, W) float32.  ``genotype``:
-    ``"u,bits"`` or ``"dip-skip"``.  ``report``: the run's report dict.
-    ``manifest``: the bundle's manifest (what :func:`save_run` would write).
+    ``network`` is rebuilt in training mode (BatchNorm uses batch
+    statistics); ``dip`` is None.  ``report``: the run's report dict;
+    ``manifest``: the bundle's manifest; ``directory``: where it was read.
     """
 
-    network: nn.Module
-    z: Tensor
-    genotype: str
-    width: int
-    in_channels: int
-    out_channels: int
-    task: str
-    task_params: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
     directory: Optional[Path] = None
 
-    def output(self) -> Tensor:
-        """f(z): the network's output on its code, (1, out_channels, H, W) float32 on the CPU.
 
-        Training-mode BatchNorm (batch statistics); running statistics are left untouched.
-        """
-        dev = next(self.network.parameters()).device
-        with torch.no_grad(), batch_statistics_only(self.network) as net:
-            return net(self.z.to(dev)).float().cpu()
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W) of z and of the output."""
-        return int(self.z.shape[2]), int(self.z.shape[3])
+#: What the bundle and export functions accept: a trained run (a LoadedRun is
+#: one), a restoration (``restore``'s result) or a bundle folder.
+RunSource = Union[TrainedRun, Restoration, str, os.PathLike]
 
 
-# --------------------------------------------------------------------------
-# From a RestoreResult
-# --------------------------------------------------------------------------
-
-def _width_of(genotype: str, result: Any) -> int:
-    return 128 if genotype == "dip-skip" else int(result.settings.width)
-
-
-def run_from_result(result: Any) -> LoadedRun:
-    """The trained network of a :class:`~isnas_fast.api.RestoreResult` as a :class:`LoadedRun` (in memory, shared module)."""
-    dip = getattr(result, "dip", None)
-    if dip is None or not isinstance(getattr(dip, "network", None), nn.Module):
-        raise InputError(f"expected a RestoreResult with a trained network, got {type(result).__name__}")
-    genotype = str(result.genotype)
-    z = dip.z.detach().float().cpu()
-    out_ch = int(result.tensor.shape[1])
-    in_ch = int(result.in_channels)
-    if z.ndim != 4 or z.shape[0] != 1 or z.shape[1] != in_ch:
-        raise InputError(f"the run's input code has shape {tuple(z.shape)}, expected (1, {in_ch}, H, W)")
-    return LoadedRun(
-        network=dip.network, z=z, genotype=genotype, width=_width_of(genotype, result), in_channels=in_ch,
-        out_channels=out_ch, task=str(result.task.name), task_params=dict(result.task.params()),
-        report=result.report(),
-    )
+def as_trained_run(source: RunSource) -> TrainedRun:
+    """The :class:`~isnas_fast.trained.TrainedRun` of ``source``: itself, a
+    restoration's ``run``, or the bundle loaded from a folder."""
+    if isinstance(source, TrainedRun):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return load_run(source)
+    run = getattr(source, "run", None)
+    if not isinstance(run, TrainedRun):
+        raise InputError(f"expected a trained run, a restore result or a run bundle folder, "
+                         f"got {type(source).__name__}")
+    return run
 
 
-def _as_run(run: Any) -> LoadedRun:
-    """Accept a LoadedRun, a RestoreResult or a bundle folder."""
+def _report_of(source: RunSource, run: TrainedRun) -> dict:
     if isinstance(run, LoadedRun):
-        return run
-    if isinstance(run, (str, os.PathLike)):
-        return load_run(run)
-    return run_from_result(run)
+        return run.report
+    report = getattr(source, "report", None)
+    return report() if callable(report) else {}
 
 
-def _reproduction(run: LoadedRun, final: Optional[Tensor], restored: Optional[Tensor], ground_truth: Any) -> dict:
+def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restored: Optional[Tensor],
+                  ground_truth: Any) -> dict:
     """The manifest's ``reproduction`` section; ``final`` (f(z)) is computed here when needed and not given."""
     rec: dict[str, Any] = {"exported_output": REPRODUCES, "restored_image": RESTORED}
-    if "psnr" in run.report and run.report["psnr"] is not None:
-        rec["psnr_restored"] = run.report["psnr"]
+    if report.get("psnr") is not None:
+        rec["psnr_restored"] = report["psnr"]
     if restored is None and ground_truth is None:
         return rec
     if final is None:
@@ -150,7 +119,7 @@ def _reproduction(run: LoadedRun, final: Optional[Tensor], restored: Optional[Te
     return rec
 
 
-def _crop_like_restore(gt: Tensor, final: Tensor, run: LoadedRun) -> Tensor:
+def _crop_like_restore(gt: Tensor, final: Tensor, run: TrainedRun) -> Tensor:
     """Centre-crop a ground truth of the user's (uncropped) size as :func:`~isnas_fast.api.restore` does.
 
     restore crops the input to multiples of 32 (the low-resolution input to
@@ -166,30 +135,36 @@ def _crop_like_restore(gt: Tensor, final: Tensor, run: LoadedRun) -> Tensor:
     return gt[..., top : top + h, left : left + w]
 
 
-def export_report(run: Any, *, ground_truth: Any = None) -> dict:
-    """What an exported model of ``run`` reproduces, next to DIP's restored image.
+def _restored_of(source: RunSource, run: TrainedRun) -> Optional[Tensor]:
+    restored = getattr(source, "tensor", None)
+    if restored is None and run.dip is not None:
+        restored = run.dip.output
+    return restored.detach().float().cpu() if isinstance(restored, Tensor) else None
 
-    ``run``: a LoadedRun, a run bundle folder or a RestoreResult.  Returns
-    ``exported_output`` (f(z)) and ``restored_image`` (the EMA-smoothed
-    result) as text; for a bundle or a RestoreResult also their max abs
-    difference and PSNR against each other; ``psnr_restored`` when the run's
-    report has a PSNR; ``psnr_final_output`` (PSNR of f(z), dB) when ground
-    truth was given here or to :func:`save_run`.
+
+def export_report(source: RunSource, *, ground_truth: Any = None) -> dict:
+    """What an exported model of ``source`` reproduces, next to DIP's restored image.
+
+    ``source``: a trained run, a restore result or a run bundle folder.
+    Returns ``exported_output`` (f(z)) and ``restored_image`` (the
+    EMA-smoothed result) as text; when the restored image is known, also the
+    two's max abs difference and PSNR against each other; ``psnr_restored``
+    when the run's report has a PSNR; ``psnr_final_output`` (PSNR of f(z),
+    dB) when ground truth was given here or to :func:`save_run`.
     """
-    restored = None
-    if isinstance(run, (LoadedRun, str, os.PathLike)):
-        r = _as_run(run)
-        if r.manifest.get("reproduction") and ground_truth is None:
-            return dict(r.manifest["reproduction"])
-    else:
-        r = run_from_result(run)
-        restored = getattr(run, "tensor", None)
-    return _reproduction(r, None, restored, ground_truth)
+    run = as_trained_run(source)
+    if isinstance(run, LoadedRun) and run.manifest.get("reproduction") and ground_truth is None:
+        return dict(run.manifest["reproduction"])
+    return _reproduction(run, _report_of(source, run), None, _restored_of(source, run), ground_truth)
 
 
 # --------------------------------------------------------------------------
 # Save
 # --------------------------------------------------------------------------
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -199,16 +174,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _torch_bytes(obj: Any) -> bytes:
-    import io
-
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -228,26 +194,33 @@ def _check_target(target: Path, overwrite: bool) -> None:
         raise InputError(f"output folder does not exist: {target.parent}")
 
 
-def save_run(result: Any, directory: Union[str, os.PathLike], *, overwrite: bool = False,
+def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite: bool = False,
              ground_truth: Any = None) -> Path:
-    """Save the trained network of ``result`` (a RestoreResult or LoadedRun) as a run bundle.
+    """Save the trained network of ``source`` (a restore result or a trained run) as a run bundle.
 
     Written atomically: the files go into a temporary folder beside
     ``directory`` that is then renamed into place, so a crash leaves no
     partial bundle.  An existing non-empty ``directory`` is refused unless
     ``overwrite`` (and then only if it is itself a run bundle).
     ``ground_truth`` (image or path; optional; the clean image at the size
-    given to ``restore``, centre-cropped here as ``restore`` crops) adds
+    given to ``restore``, centre-cropped here as ``restore`` crops; a
+    restore result's own cropped ground truth is used when not given) adds
     ``psnr_final_output``, the PSNR of f(z), to the manifest.  Returns the
     bundle's path.
     """
     target = Path(directory)
     _check_target(target, overwrite)
-    run = result if isinstance(result, LoadedRun) else run_from_result(result)
-    restored = getattr(result, "tensor", None)
+    run = as_trained_run(source)
+    if ground_truth is None:
+        ground_truth = getattr(source, "ground_truth", None)
+    z = run.z.detach().float().cpu().contiguous()
+    if z.ndim != 4 or z.shape[0] != 1 or z.shape[1] != run.in_channels:
+        raise InputError(f"the run's input code has shape {tuple(z.shape)}, expected (1, {run.in_channels}, H, W)")
+    report = _report_of(source, run)
+    restored = _restored_of(source, run)
     final = run.output()
-    state = {k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()}
-    report = dict(run.report)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in run.network.state_dict().items()}
+    reloaded = isinstance(run, LoadedRun) and run.manifest.get("reproduction")
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -256,54 +229,23 @@ def save_run(result: Any, directory: Union[str, os.PathLike], *, overwrite: bool
         "in_channels": run.in_channels,
         "out_channels": run.out_channels,
         "task": {"name": run.task, "params": run.task_params},
-        "sizes": {"z": list(run.z.shape), "output": list(final.shape)},
+        "sizes": {"z": list(z.shape), "output": list(final.shape)},
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
-        "reproduction": (dict(run.manifest["reproduction"]) if run.manifest.get("reproduction")
-                         and restored is None and ground_truth is None  # re-saving a loaded bundle
-                         else _reproduction(run, final, restored, ground_truth)),
+        "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
+                         else _reproduction(run, report, final, restored, ground_truth)),
         "isnas_fast_version": __version__,
         "torch_version": torch.__version__,
         "files": {},
     }
-    tmp: Optional[Path] = None
-    old: Optional[Path] = None
-    try:
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        contents = {
-            _WEIGHTS: _torch_bytes(state),
-            _Z: _torch_bytes(run.z.detach().float().cpu().contiguous()),
-            _REPORT: json.dumps(report, indent=2, default=str).encode("utf-8"),
-        }
-        for name, data in contents.items():
-            _write_file(tmp / name, data)
-            manifest["files"][name] = {"sha256": _sha256(tmp / name), "bytes": len(data)}
-        _write_file(tmp / _MANIFEST, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
-        os.chmod(tmp, 0o777 & ~_umask())
-        if target.is_dir():
-            if any(target.iterdir()):  # overwrite (checked above): move the old bundle aside first
-                old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-                os.replace(target, old)
-            else:
-                os.rmdir(target)
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        if old is not None and not target.exists():
-            os.replace(old, target)
-            old = None
-        raise InputError(f"cannot write run bundle {target}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def _umask() -> int:
-    from .imageio import _UMASK
-
-    return _UMASK
+    contents = {
+        _WEIGHTS: _torch_bytes(state),
+        _Z: _torch_bytes(z),
+        _REPORT: json.dumps(report, indent=2, default=str).encode("utf-8"),
+    }
+    for name, data in contents.items():
+        manifest["files"][name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
+    contents[_MANIFEST] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
+    return atomic_write_folder(target, contents, replace=overwrite, what="run bundle")
 
 
 # --------------------------------------------------------------------------

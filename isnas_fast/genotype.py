@@ -30,6 +30,7 @@ __all__ = [
     "read_genotypes",
     "builtin_genotypes",
     "random_genotypes",
+    "paper_random_genotypes",
     "BASELINES",
 ]
 
@@ -226,6 +227,16 @@ def builtin_genotypes() -> list[Genotype]:
     """The 522 genotypes of the ISNAS-DIP NAS dataset, shipped inside the package."""
     text = resources.files("isnas_fast").joinpath("data/isnas_dip_522_models.csv").read_text()
     return list(_iter_rows(text.splitlines(), "isnas_dip_522_models.csv", False))
+
+
+def paper_random_genotypes() -> tuple[list[Genotype], int]:
+    """The 5000 random genotypes the paper's search scored, shipped inside the
+    package; returns ``(valid genotypes, n_invalid)`` (408 rows have an
+    upsampling index that cannot be built and are skipped)."""
+    text = resources.files("isnas_fast").joinpath("data/isnas_dip_5000_random_models.csv").read_text()
+    lines = text.splitlines()
+    rows = list(_iter_rows(lines, "isnas_dip_5000_random_models.csv", True))
+    return rows, sum(1 for l in lines if l.strip()) - len(rows)
 
 
 def random_genotypes(n: int, seed: int = 0) -> list[Genotype]:

@@ -530,6 +530,24 @@ class Observation:
         y = (y * mask).clamp_(0.0, 1.0)
         return Observation(self.task, y, mask)
 
+    def cohort_problem(self, short_side: int = 64) -> "Observation":
+        """The problem the cohort stage fits (DESIGN §1 step 3).
+
+        Denoising and inpainting: :meth:`resized` -- the network output's
+        shorter side becomes ``short_side``.  Super-resolution: the
+        low-resolution image's shorter side becomes ``short_side`` when it is
+        longer, and it is used at full resolution otherwise (a x4 output of
+        64 px would leave a 16 px image to fit: too little signal to tell
+        the members apart; the paper's code trains the SR cohort at full
+        resolution).
+        """
+        if not isinstance(self.task, SuperResolve):
+            return self.resized(short_side)
+        f = self.task.factor
+        if min(self.y.shape[-2:]) <= short_side:
+            return self
+        return self.resized(short_side * f)
+
     def to(self, device: torch.device | str) -> "Observation":
         return Observation(
             self.task, self.y.to(device), None if self.mask is None else self.mask.to(device)

@@ -3,13 +3,13 @@
 ``backend()`` decides, in one place, whether the Triton kernels or the plain
 PyTorch references run.  Callers never branch on the device themselves.
 
-Ops (each a module beside its reference):
+Ops, each a Triton module beside its reference:
 
-* :func:`spectral_scores` -- fused post-FFT spectral metrics
-  (``kernels/spectral.py``; reference :func:`isnas_fast.spectral.spectral_scores`).
+* :func:`spectral_scores` -- the spectral metrics of candidate outputs:
+  reference ``spectral_reference.py`` (float64, or float32 with ``dtype``),
+  fused kernels ``fused_spectral.py``.
 * :func:`upsample_conv` -- x2 resize fused with the following k x k conv of an
-  upsampling cell (``kernels/upsample_conv.py``; reference
-  :func:`upsample_conv_reference`).
+  upsampling cell: ``fused_upsample_conv.py`` (kernel and reference).
 
 The kernel modules (which import Triton) are imported lazily, on first use:
 the package imports without Triton, and ``TRITON_INTERPRET=1`` (read by
@@ -20,14 +20,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import sys
-import types
 from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ._env import ENV_VAR, interpreting
 
 __all__ = [
     "backend",
@@ -35,11 +34,13 @@ __all__ = [
     "upsample_conv",
     "upsample_conv_reference",
     "spectral_scores_reference",
+    "triton_spectral_scores",
+    "triton_upsample_conv",
     "BACKENDS",
+    "ENV_VAR",
 ]
 
 BACKENDS = ("reference", "triton")
-ENV_VAR = "ISNAS_FAST_BACKEND"
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,10 +50,6 @@ def _triton_available() -> bool:
     except Exception:
         return False
     return True
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def backend(requested: Optional[str] = None, device: Optional[torch.device] = None) -> str:
@@ -77,29 +74,34 @@ def backend(requested: Optional[str] = None, device: Optional[torch.device] = No
         raise InputError(f"unknown backend {choice!r}: choose auto, {', '.join(BACKENDS)}")
     on_cuda = device is not None and torch.device(device).type == "cuda"
     if choice == "auto":
-        return "triton" if (on_cuda or _interpreting()) and _triton_available() else "reference"
+        return "triton" if (on_cuda or interpreting()) and _triton_available() else "reference"
     if choice == "triton":
         if not _triton_available():
             raise InputError("backend 'triton' was asked for but Triton is not installed")
-        if device is not None and not on_cuda and not _interpreting():
+        if device is not None and not on_cuda and not interpreting():
             return "reference"
     return choice
 
 
-_select_backend = backend  # for functions whose ``backend`` argument shadows it
+_choose = backend  # for the functions below, whose ``backend`` argument shadows it
 
 
 def spectral_scores(corrupted: Tensor, outputs: Tensor, metrics: Sequence[str], *,
-                    backend_name: Optional[str] = None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Dispatching front of :func:`isnas_fast.spectral.spectral_scores`: (C,H,W), (B,C,H,W) -> (B, M) float64."""
-    from ..spectral import spectral_scores as reference
+                    backend: Optional[str] = None, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Spectral scores (DESIGN §4) of candidate outputs on the chosen backend; lower is better.
 
-    be = backend(backend_name, outputs.device)
-    if be == "triton":
-        from .spectral import triton_spectral_scores
+    ``corrupted``: (C, H, W); ``outputs``: (B, C, H, W); returns a float64
+    ``(B, len(metrics))`` tensor on ``outputs``' device.  See
+    :func:`~isnas_fast.kernels.spectral_reference.spectral_scores_reference`
+    for the metrics.
+    """
+    if _choose(backend, outputs.device) == "triton":
+        from .fused_spectral import triton_spectral_scores
 
         return triton_spectral_scores(corrupted, outputs, metrics, generator=generator)
-    return reference(corrupted, outputs, metrics, generator=generator)
+    from .spectral_reference import spectral_scores_reference
+
+    return spectral_scores_reference(corrupted, outputs, metrics, generator=generator)
 
 
 def upsample_conv(
@@ -119,20 +121,18 @@ def upsample_conv(
     ``torch.autocast`` both follow autocast's conv (products and output in the
     autocast dtype).
     """
-    if _select_backend(backend, x.device) == "triton":
-        from .upsample_conv import triton_upsample_conv
+    from . import fused_upsample_conv as op
 
-        return triton_upsample_conv(x, weight, mode, activation)
-    from .upsample_conv import upsample_conv_reference as reference
-
-    return reference(x, weight, mode, activation)
+    if _choose(backend, x.device) == "triton":
+        return op.triton_upsample_conv(x, weight, mode, activation)
+    return op.upsample_conv_reference(x, weight, mode, activation)
 
 
 _LAZY = {
-    "upsample_conv_reference": "upsample_conv",
-    "triton_upsample_conv": "upsample_conv",
-    "spectral_scores_reference": "spectral",
-    "triton_spectral_scores": "spectral",
+    "upsample_conv_reference": "fused_upsample_conv",
+    "triton_upsample_conv": "fused_upsample_conv",
+    "spectral_scores_reference": "spectral_reference",
+    "triton_spectral_scores": "fused_spectral",
 }
 
 
@@ -140,23 +140,3 @@ def __getattr__(name: str) -> Any:  # lazy exports of the kernel modules (PEP 56
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-
-
-class _Package(types.ModuleType):
-    """Module type of this package.
-
-    The dispatcher function ``upsample_conv`` shares its name with the module
-    ``kernels/upsample_conv.py``; importing that module makes the import system
-    bind it as a package attribute, which would replace the function.  Such a
-    rebinding of a function name to a module is ignored here (the module stays
-    in ``sys.modules`` and ``from isnas_fast.kernels.upsample_conv import ...``
-    works as usual).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and isinstance(self.__dict__.get(name), types.FunctionType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -7,6 +7,10 @@ dispatcher falls back to the references.
 """
 from __future__ import annotations
 
+from ._env import interpreting
+
+__all__ = ["triton", "tl", "jit", "interpreting"]
+
 try:
     import triton
     import triton.language as tl
@@ -20,3 +24,4 @@ except ImportError:  # pragma: no cover - exercised only where Triton is absent
 
     def jit(fn):  # type: ignore[no-redef]
         return fn
+

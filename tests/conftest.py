@@ -6,7 +6,7 @@ from importlib import resources
 import pytest
 import torch
 
-from isnas_fast.imageio import load_image
+from isnas_fast.io import load_image
 
 
 @pytest.fixture(scope="session")

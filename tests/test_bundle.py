@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import isnas_fast
-from isnas_fast.bundle import LoadedRun, batch_statistics_only, export_report, load_run, run_from_result, save_run
+from isnas_fast.bundle import LoadedRun, as_trained_run, export_report, load_run, save_run
+from isnas_fast.network import batch_statistics_only
 from isnas_fast.errors import InputError
 
 ARCH = "70,1111101111001110001100001"  # bicubic -> conv 5x5, relu; same-scale and upward skips
@@ -104,7 +105,7 @@ def test_ground_truth_of_uncropped_size(tmp_path):
     noisy = isnas_fast.Denoise(25).corrupt(clean, seed=0).y
     res = isnas_fast.restore(noisy, "denoise", arch=ARCH, iterations=2, width=16, quiet=True, ground_truth=clean)
     rep = export_report(load_run(save_run(res, tmp_path / "r", ground_truth=clean)))
-    final = run_from_result(res).output()
+    final = as_trained_run(res).output()
     expected = isnas_fast.psnr(final.clamp(0, 1), clean[..., 4:68, 13:77])
     assert rep["psnr_final_output"] == pytest.approx(float(expected[0]), abs=1e-3)
     assert rep["psnr_restored"] == res.report()["psnr"]
@@ -124,7 +125,7 @@ def test_baseline_with_32_channel_code(images, tmp_path):
     run = load_run(save_run(res, tmp_path / "r"))
     assert run.in_channels == 32 and run.z.shape == (1, 32, 64, 64)
     assert run.genotype == "158,1111101111001110001100001"
-    assert torch.allclose(run.output(), run_from_result(res).output(), atol=0, rtol=0)
+    assert torch.allclose(run.output(), as_trained_run(res).output(), atol=0, rtol=0)
 
 
 # ---------------------------------------------------------------- writing

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from isnas_fast.cli import main
-from isnas_fast.imageio import save_image
+from isnas_fast.io import save_image
 
 TINY = ["--candidates", "3", "--cohort-size", "2", "--cohort-iterations", "3", "--iterations", "3", "-q"]
 
@@ -91,7 +91,7 @@ BAD = [
     (["restore", "{clean}", "--task", "denoise", "--device", "cpu", "--cuda-graph", "-o", "{d}/o.png"],
      "cuda_graph needs a CUDA device"),
     (["restore", "{clean}", "--task", "denoise", "--device", "cpu", "--arch", "nasdip-denoise", "--cuda-graph",
-      "-o", "{d}/o.png"], "cuda_graph needs the networks on a CUDA device"),
+      "-o", "{d}/o.png"], "cuda_graph needs a CUDA device"),
     (["restore", "{clean}", "--task", "denoise", "--compile", "--cuda-graph", "-o", "{d}/o.png"],
      "alternatives"),
     (["corrupt", "{clean}", "--task", "inpaint", "--p", "100", "-o", "{d}/o.png"], "p must"),

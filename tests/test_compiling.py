@@ -1,4 +1,4 @@
-"""Compile settings of the DIP step (isnas_fast.compiling) and the scatter-free upsample.
+"""Compile settings of the DIP step (isnas_fast.dip.compiling) and the scatter-free upsample.
 
 No torch.compile run here (a cold CPU compile takes minutes; the compiled DIP
 step is covered once, in test_fast_dip.py): the joint-graph pass is checked on
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isnas_fast.compiling import RecomputeBoolMasks, inductor_options
+from isnas_fast.dip.compiling import RecomputeBoolMasks, inductor_options
 from isnas_fast.network import Upsample2x, nearest_upsample_2x
 
 
@@ -142,7 +142,7 @@ def test_importing_the_package_does_not_import_triton_or_inductor():
     import subprocess
     import sys
 
-    code = ("import sys, isnas_fast, isnas_fast.dip, isnas_fast.compiling, isnas_fast.network; "
+    code = ("import sys, isnas_fast, isnas_fast.dip, isnas_fast.dip.compiling, isnas_fast.network; "
             "print(sorted(m for m in ('triton', 'torch._inductor') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from isnas_fast.device import seeded
-from isnas_fast.dip import DIPSettings, EarlyStopping, _WindowVariance, fit_dip, make_input_code
+from isnas_fast.dip import DIPSettings, EarlyStopping, fit_dip, make_input_code
+from isnas_fast.dip.early_stopping import WindowVariance as _WindowVariance
 from isnas_fast.errors import InputError
 from isnas_fast.network import build_network
 from isnas_fast.tasks import Denoise, Inpaint

@@ -20,11 +20,11 @@ import torch
 
 from isnas_fast import Denoise
 from isnas_fast.bundle import LoadedRun, save_run
-from isnas_fast.cli_deploy import register
+from isnas_fast.cli.deploy import register
 from isnas_fast.dip import DIPSettings, fit_dip
 from isnas_fast.errors import InputError
 from isnas_fast.export import load_pt2, run_pt2, to_pt2
-from isnas_fast.imageio import load_image
+from isnas_fast.io import load_image
 from isnas_fast.network import build_network
 
 TOL = 1e-4

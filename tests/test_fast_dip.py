@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from isnas_fast.device import seeded
-from isnas_fast.dip import (DIPSettings, _precision_context, fit_dip, fit_dip_group, graph_group_step,
+from isnas_fast.dip import (DIPSettings, precision_context as _precision_context, fit_dip, fit_dip_group, graph_group_step,
                             resolve_precision, should_compile)
 from isnas_fast.errors import InputError
 from isnas_fast.network import build_network
@@ -58,7 +58,7 @@ def test_member_in_group_follows_its_solo_trajectory(small, task, workers, intra
 
 
 def test_group_workers_policy():
-    from isnas_fast.dip import _group_workers
+    from isnas_fast.dip.plan import group_workers as _group_workers
 
     cpu = torch.device("cpu")
     assert _group_workers(torch.device("cuda"), False, 8) == 1

@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from isnas_fast import imageio
+from isnas_fast.io import images as imageio
+from isnas_fast.io import files
+from isnas_fast.io.files import FILE_MODE
 from isnas_fast.errors import InputError
-from isnas_fast.imageio import (
+from isnas_fast.io import (
     atomic_write_bytes,
     atomic_write_text,
     load_image,
@@ -230,7 +232,7 @@ def test_atomic_write_leaves_no_temp_file(tmp_path):
     assert p.read_text() == '{"a": 2}'
     assert os.listdir(tmp_path) == ["r.json"]
     mode = p.stat().st_mode & 0o777
-    assert mode == 0o666 & ~imageio._UMASK
+    assert mode == FILE_MODE
 
 
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
@@ -240,7 +242,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imageio.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(InputError, match="No space left"):
         atomic_write_bytes(p, b"new")
     assert p.read_bytes() == b"old"

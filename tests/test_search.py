@@ -59,7 +59,7 @@ def test_presets_and_overrides():
     q = preset("quick", width=32, cohort_size=None)
     assert q.width == 32 and q.cohort_size == PRESETS["quick"].cohort_size
     p = preset("paper")
-    assert (p.width, p.cohort_size, p.candidates, p.num_candidates) == (128, 15, "builtin", None)
+    assert (p.width, p.cohort_size, p.candidates, p.num_candidates) == (128, 15, "random5000", None)
     with pytest.raises(InputError, match="unknown preset"):
         preset("fast")
     with pytest.raises(InputError, match="metric"):
@@ -72,13 +72,12 @@ def test_presets_and_overrides():
 
 
 def test_candidate_list_sampling_is_seeded_subset():
-    s = SearchSettings(num_candidates=10)
-    a, _ = candidate_list(s, seed=1)
-    b, _ = candidate_list(s, seed=1)
-    c, _ = candidate_list(s, seed=2)
+    a, _ = candidate_list("builtin", 10, seed=1)
+    b, _ = candidate_list("builtin522", 10, seed=1)
+    c, _ = candidate_list("builtin", 10, seed=2)
     assert a == b != c and len(a) == 10
-    full, _ = candidate_list(SearchSettings())
-    assert len(full) == 522 and set(a) <= set(full)
+    full, skipped = candidate_list("builtin522")
+    assert len(full) == 522 and skipped == 0 and set(a) <= set(full)
 
 
 def test_score_candidates_matches_direct_metric(small):
@@ -103,10 +102,10 @@ def test_run_search_tiny_no_ground_truth_influence(small):
                               cohort_iterations=4, final_iterations=4)
     a = run_search(obs, settings, seed=0, quiet=True)
     b = run_search(obs, settings, seed=0, quiet=True, ground_truth=small)
-    assert a.genotype == b.genotype and torch.equal(a.final.output, b.final.output)
+    assert a.genotype == b.genotype and torch.equal(a.final.dip.output, b.final.dip.output)
     assert [m.metric_value for m in a.cohort] == sorted(m.metric_value for m in a.cohort)
     assert sum(m.selected for m in a.cohort) == 1 and len(a.cohort) == 2
     assert a.genotype == next(m.genotype for m in a.cohort if m.selected)
-    assert a.final.output.shape == small.shape
+    assert a.final.dip.output.shape == small.shape
     assert set(a.timings_s) == {"score", "cohort", "final"}
-    assert b.final.psnr_curve is not None and a.final.psnr_curve is None
+    assert b.final.dip.psnr_curve is not None and a.final.dip.psnr_curve is None

@@ -68,16 +68,19 @@ def test_reference_path_of_upsample_conv(clean_env):
     assert x.grad is not None
 
 
-def test_function_name_survives_submodule_import():
-    """``kernels.upsample_conv`` (function) and ``kernels/upsample_conv.py`` (module)
-    share a name; importing the module must not replace the function."""
+def test_dispatchers_are_functions_after_every_kernel_module_is_imported():
+    """No module of the package shares a name with a dispatcher or a lazy export,
+    so importing every kernel module leaves the functions in place."""
     import importlib
+    import pkgutil
 
-    module = importlib.import_module("isnas_fast.kernels.upsample_conv")
-    from isnas_fast.kernels.upsample_conv import upsample_conv_reference  # noqa: F401
-
-    assert callable(kernels.upsample_conv) and not isinstance(kernels.upsample_conv, type(module))
-    assert sys.modules["isnas_fast.kernels.upsample_conv"] is module
+    names = [m.name for m in pkgutil.iter_modules(kernels.__path__)]
+    for name in names:
+        importlib.import_module(f"isnas_fast.kernels.{name}")
+    assert not set(names) & set(kernels.__all__)
+    for name in ("spectral_scores", "upsample_conv", "backend", "upsample_conv_reference",
+                 "spectral_scores_reference"):
+        assert callable(getattr(kernels, name)) and not isinstance(getattr(kernels, name), type(kernels)), name
     with pytest.raises(AttributeError):
         kernels.no_such_thing  # noqa: B018
 
@@ -91,7 +94,7 @@ def test_package_imports_and_runs_without_triton():
         import torch
         from isnas_fast import kernels
         from isnas_fast.errors import InputError
-        from isnas_fast.kernels import spectral, upsample_conv as uc
+        from isnas_fast.kernels import fused_spectral, fused_upsample_conv as uc, spectral_reference
         assert kernels.backend(device="cpu") == "reference"
         assert kernels.backend(device="cuda") == "reference"
         try:
@@ -104,10 +107,10 @@ def test_package_imports_and_runs_without_triton():
         assert kernels.upsample_conv(x, w).shape == (1, 2, 6, 6)
         y = torch.rand(3, 40, 40)
         s = kernels.spectral_scores(y, y[None], ["psd_db_strip_mse"])
-        r = spectral.spectral_scores_reference(y, y[None], ["psd_db_strip_mse"], dtype=torch.float32)
+        r = spectral_reference.spectral_scores_reference(y, y[None], ["psd_db_strip_mse"], dtype=torch.float32)
         assert s.shape == r.shape == (1, 1)
         try:
-            spectral.triton_spectral_scores(y, y[None], ["psd_db_mse"])
+            fused_spectral.triton_spectral_scores(y, y[None], ["psd_db_mse"])
         except InputError:
             pass
         else:

@@ -1,4 +1,4 @@
-"""Fused spectral scoring (kernels/spectral.py) against the references (DESIGN §4, §7).
+"""Fused spectral scoring (kernels/fused_spectral.py) against the references (DESIGN §4, §7).
 
 Tolerances (relative = max |error| over the B candidates / max |reference|):
 
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 pytest.importorskip("triton")
 
 from isnas_fast import kernels  # noqa: E402
-from isnas_fast import spectral as ref  # noqa: E402
 from isnas_fast.errors import InputError  # noqa: E402
-from isnas_fast.kernels import spectral as ks  # noqa: E402
+from isnas_fast.kernels import fused_spectral as ks  # noqa: E402
+from isnas_fast.kernels import spectral_reference as ref  # noqa: E402
 
 FUSED = list(ks.FUSED_METRICS)
 MSE = ["psd_db_strip_mse", "psd_db_mse", "nodc_psd_db_strip_mse", "nodc_psd_db_mse"]
@@ -64,8 +64,8 @@ def test_scores_match_references(shape, dtype, gen, device, assert_rel, rel_err)
     y, o = _images(shape, gen)
     y, o = y.to(device=device, dtype=dtype), o.to(device=device, dtype=dtype)  # references see the same values
     fast = ks.triton_spectral_scores(y, o, FUSED)
-    r32 = ks.spectral_scores_reference(y, o, FUSED, dtype=torch.float32)
-    r64 = ref.spectral_scores(y, o, FUSED)
+    r32 = ref.spectral_scores_reference(y, o, FUSED, dtype=torch.float32)
+    r64 = ref.spectral_scores_reference(y, o, FUSED)
     assert fast.dtype == torch.float64 and fast.shape == (3, len(FUSED))
     for k, name in enumerate(FUSED):
         assert_rel(fast[:, k], r32[:, k], FP32_REL, f"{name} vs float32 reference")
@@ -79,7 +79,7 @@ def test_float64_fft_option(shape, gen, device, assert_rel):
     y, o = _images(shape, gen)
     y, o = y.to(device), o.to(device)
     fast = ks.triton_spectral_scores(y, o, MSE, fft_dtype=torch.float64)
-    assert_rel(fast, ref.spectral_scores(y, o, MSE), 1e-6, "float64 FFT vs float64 reference")
+    assert_rel(fast, ref.spectral_scores_reference(y, o, MSE), 1e-6, "float64 FFT vs float64 reference")
     with pytest.raises(InputError, match="fft_dtype"):
         ks.triton_spectral_scores(y, o, MSE, fft_dtype=torch.float16)
 
@@ -93,7 +93,7 @@ def test_dc_bin_exact_for_nodc(gen, device, assert_rel):
         o[1] = o[1, :1].expand_as(o[1])
         y, o = y.to(device), o.to(device)
         fast = ks.triton_spectral_scores(y, o, ["nodc_psd_db_mse", "psd_db_mse"])
-        assert_rel(fast, ref.spectral_scores(y, o, ["nodc_psd_db_mse", "psd_db_mse"]), FP32_REL, "nodc DC")
+        assert_rel(fast, ref.spectral_scores_reference(y, o, ["nodc_psd_db_mse", "psd_db_mse"]), FP32_REL, "nodc DC")
 
 
 def test_unfused_metrics_come_from_the_reference(gen, device):
@@ -105,7 +105,7 @@ def test_unfused_metrics_come_from_the_reference(gen, device):
     g1.manual_seed(7)
     g2.manual_seed(7)
     fast = ks.triton_spectral_scores(y, o, names, generator=g1)
-    slow = ref.spectral_scores(y, o, names, generator=g2)
+    slow = ref.spectral_scores_reference(y, o, names, generator=g2)
     for k in (0, 2, 3, 4):
         assert torch.equal(fast[:, k], slow[:, k]), names[k]
     assert torch.isfinite(fast).all()
@@ -117,8 +117,8 @@ def test_dispatcher_routes_to_the_kernel(gen, device, monkeypatch):
     calls = []
     real = ks.triton_spectral_scores
     monkeypatch.setattr(ks, "triton_spectral_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
-    fast = kernels.spectral_scores(y, o, ["psd_db_strip_mse"], backend_name="triton")
-    slow = kernels.spectral_scores(y, o, ["psd_db_strip_mse"], backend_name="reference")
+    fast = kernels.spectral_scores(y, o, ["psd_db_strip_mse"], backend="triton")
+    slow = kernels.spectral_scores(y, o, ["psd_db_strip_mse"], backend="reference")
     assert calls == [1]
     assert torch.allclose(fast, slow, rtol=FP32_REL, atol=0)
 
@@ -171,7 +171,7 @@ def _kernel_counts(o_ri: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def _numpy_counts(o_ri: torch.Tensor, h: int, w: int) -> torch.Tensor:
     power = o_ri[..., 0].square() + o_ri[..., 1].square()  # float32, as the kernel
-    full = torch.fft.fftshift(ks._full_grid(power, h, w), dim=(-2, -1))
+    full = torch.fft.fftshift(ref.full_grid(power, h, w), dim=(-2, -1))
     vals = full[..., ref.strip_mask(h, w).to(o_ri.device)].reshape(o_ri.shape[0], -1).double().cpu().numpy()
     return torch.tensor(np.stack([np.histogram(v, bins=ref.HIST_BINS)[0] for v in vals]))
 

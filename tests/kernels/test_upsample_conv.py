@@ -1,4 +1,4 @@
-"""Fused x2 upsample + conv (kernels/upsample_conv.py) against its reference (DESIGN §3.2, §7).
+"""Fused x2 upsample + conv (kernels/fused_upsample_conv.py) against its reference (DESIGN §3.2, §7).
 
 Tolerances (relative = max |error| / max |float32 reference|):
 
@@ -21,7 +21,7 @@ pytest.importorskip("triton")
 from isnas_fast import kernels  # noqa: E402
 from isnas_fast.errors import InputError  # noqa: E402
 from isnas_fast.genotype import decode_upsample  # noqa: E402
-from isnas_fast.kernels.upsample_conv import (  # noqa: E402
+from isnas_fast.kernels.fused_upsample_conv import (  # noqa: E402
     UpsampleConvFunction,
     upsample_conv_forward,
     upsample_conv_reference,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import InputError
+from ..errors import InputError
+from .files import atomic_write_bytes
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "read_image",
     "load_image",
-    "prepare_size",
     "save_image",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "to_like",
 ]
 
@@ -54,6 +53,15 @@ _SIXTEEN_BIT = "16-bit images are not supported; convert to 8-bit"
 # --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
+
+#: File suffixes the CLI accepts for images it writes.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+
+
+def read_image(src: Any) -> tuple[Tensor, int]:
+    """Like :func:`load_image`, also returning the source's bit depth per channel (8 or 16)."""
+    return load_image(src), 8
+
 
 def load_image(src: Any) -> Tensor:
     """Convert a path, PIL image, NumPy array or tensor to (1, C, H, W) float32 in [0, 1]."""
@@ -191,88 +199,8 @@ def _from_tensor(t: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------
-# Size
-# --------------------------------------------------------------------------
-
-def prepare_size(x: Tensor, *, multiple: int = 32, min_side: int = 64,
-                 what: str = "image") -> tuple[Tensor, list[str]]:
-    """Centre-crop (B, C, H, W) ``x`` to multiples of ``multiple``; returns (x, notices).
-
-    Sides shorter than ``min_side`` raise :class:`InputError`. A crop adds a
-    notice such as ``"cropped image 100x90 to 96x64 (sizes must be multiples
-    of 32)"`` (sizes are width x height); no crop, no notice.
-    """
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise InputError(f"{what} must be a (B, C, H, W) tensor, got {shape}")
-    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-        raise InputError(f"multiple must be a positive integer, got {multiple!r}")
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    floor = max(int(min_side), multiple)
-    if h < floor or w < floor:
-        raise InputError(f"{what} is {w}x{h} px; both sides must be at least {floor} px")
-    new_h, new_w = h - h % multiple, w - w % multiple
-    if (new_h, new_w) == (h, w):
-        return x, []
-    top, left = (h - new_h) // 2, (w - new_w) // 2
-    cropped = x[..., top:top + new_h, left:left + new_w]
-    notice = (f"cropped {what} {w}x{h} to {new_w}x{new_h} "
-              f"(sizes must be multiples of {multiple})")
-    return cropped, [notice]
-
-
-# --------------------------------------------------------------------------
 # Saving
 # --------------------------------------------------------------------------
-
-def _current_umask() -> int:
-    # Read once at import: os.umask is process-wide and racy to probe later.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
-
-    Readers see the old file or the new one, never a partial one; on any error
-    the temporary file is removed. The result gets the permissions a plain
-    ``open(path, "wb")`` would give.
-    """
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"output folder does not exist: {folder}")
-    if path.is_dir():
-        raise InputError(f"output path is a folder: {path}")
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode(encoding))
-
 
 def _to_uint8_hwc(x: Tensor) -> np.ndarray:
     """(1, C, H, W) or (C, H, W) in [0, 1] → (H, W, C) uint8, rounded; clips, refuses NaN."""
@@ -297,7 +225,7 @@ def _to_pil(x: Tensor) -> Image.Image:
     return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
 
 
-def save_image(x: Tensor, path: str | os.PathLike) -> Path:
+def save_image(x: Tensor, path: str | os.PathLike, *, bit_depth: int = 8) -> Path:
     """Save (1, C, H, W) or (C, H, W) in [0, 1] as an 8-bit image, atomically.
 
     The format follows the suffix (".png", ".jpg", ...); values are clipped

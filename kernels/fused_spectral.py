@@ -1,14 +1,10 @@
-"""Fused spectral scoring: Triton kernels beside a float32 PyTorch reference
+"""Fused spectral scoring: the Triton kernels and their launcher
 (DESIGN §4 "Spectral metrics", §7 (a)).
 
-The float64 reference of every metric is :func:`isnas_fast.spectral.spectral_scores`;
-this module adds
-
-* :func:`spectral_scores_reference` -- the same metrics computed the plain
-  PyTorch way in a chosen precision (float64: the package reference itself;
-  float32: the readable baseline the kernels are held to, as in
-  flash-attention's ``upcast`` flag);
-* :func:`triton_spectral_scores` -- the fused path.
+The reference of every metric is
+:func:`isnas_fast.kernels.spectral_reference.spectral_scores_reference`
+(float64; its ``dtype=torch.float32`` form is the plain PyTorch baseline the
+kernels are held to).
 
 Fused path, for a corrupted image ``y`` (C, H, W) and B outputs ``o``:
 
@@ -31,7 +27,7 @@ Fused path, for a corrupted image ``y`` (C, H, W) and B outputs ``o``:
    ``_hist_emd_kernel`` (per candidate: density heights, their ranks, mean
    absolute difference to the corrupted image's sorted heights).
 
-Strip membership.  ``isnas_fast.spectral.strip_mask`` is defined in float64
+Strip membership.  ``spectral_reference.strip_mask`` is defined in float64
 (``i / n - 1/2`` for even n, ``r2 = fx*fx + fy*fy``, strict ``<`` against
 ``(d/2)**2``), and boundary pixels such as ``fx = 0.1`` at ``W = 80`` flip
 under float32 arithmetic.  The kernel therefore does no frequency arithmetic
@@ -75,15 +71,13 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .. import spectral as _ref
+from . import spectral_reference as _ref
 
 from ._triton import jit as _jit, tl, triton  # stand-ins where Triton is absent
 
 
 __all__ = [
     "FUSED_METRICS",
-    "psd32",
-    "spectral_scores_reference",
     "triton_spectral_scores",
     "strip_intervals",
 ]
@@ -96,114 +90,8 @@ _BLOCK = 1024  # half-spectrum bins per loop step
 
 
 # --------------------------------------------------------------------------- #
-# Float32 (or float64) PyTorch reference
-# --------------------------------------------------------------------------- #
-def psd32(a: Tensor, dtype: torch.dtype = torch.float32, *, nodc: bool = False) -> Tensor:
-    """``fftshift(|fft2(a, norm="forward")|**2)`` over the last two dims, in ``dtype``.
-
-    Same construction as :func:`isnas_fast.spectral.psd` (rfft2, ``re**2 +
-    im**2``, Hermitian gather) without the float64 upcast.
-
-    ``nodc=True``: the PSD of ``a - mean(a)`` (mean over the last three dims,
-    (C, H, W)).  Subtracting a constant changes only the DC bin, which becomes
-    ``X_c[0, 0] - m`` with ``m = mean_c X_c[0, 0]`` (the image mean); that bin
-    is replaced from float64 channel means and the rest of the *same* FFT is
-    kept.  In exact arithmetic this is the literal subtraction; in float32 it
-    keeps one FFT for the plain and nodc metrics (as the kernels do) and an
-    exact zero DC where the literal float32 subtraction leaves rounding noise
-    (~1e-16 power, -160 dB instead of the floor's -300 dB, e.g. for C = 1).
-    """
-    a = a.to(dtype)
-    h, w = a.shape[-2:]
-    half = torch.fft.rfft2(a, norm="forward")
-    half_power = half.real.square() + half.imag.square()
-    if nodc:
-        dc = half[..., 0, 0]  # (..., C)
-        mean = dc.real.to(torch.float64).mean(dim=-1, keepdim=True)
-        dc_real = (dc.real.to(torch.float64) - mean).to(dtype)
-        half_power = half_power.clone()
-        half_power[..., 0, 0] = dc_real.square() + dc.imag.square()
-    return torch.fft.fftshift(_full_grid(half_power, h, w), dim=(-2, -1))
-
-
-def _db(p: Tensor) -> Tensor:
-    return 10.0 * torch.log10(p.clamp_min(_ref.DB_FLOOR))
-
-
-def spectral_scores_reference(
-    corrupted: Tensor,
-    outputs: Tensor,
-    metrics: Sequence[str],
-    *,
-    dtype: torch.dtype = torch.float64,
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    """The spectral scores computed the plain PyTorch way in ``dtype``.
-
-    ``dtype=torch.float64`` is exactly :func:`isnas_fast.spectral.spectral_scores`.
-    ``dtype=torch.float32`` follows the same steps (rfft2, ``re**2 + im**2``,
-    dB, masks from ``strip_mask``) in float32, with the nodc spectra formed
-    as in :func:`psd32` (``nodc=True``); the strip histograms are binned by
-    the float64 reference ``hist_emd`` applied to those float32 PSD values.
-    Metrics the kernels do not fuse (per_bw, db_bw, random) always come from
-    the float64 reference.
-
-    Returns:
-        float64 ``(B, len(metrics))``.
-    """
-    if dtype == torch.float64:
-        return _ref.spectral_scores(corrupted, outputs, metrics, generator=generator)
-    names = [_ref.canonical_metric(m) for m in metrics]
-    _ref._validate(corrupted, outputs)
-    device = outputs.device
-    y = corrupted.to(device=device, dtype=dtype)
-    o = outputs.to(dtype)
-    batch = o.shape[0]
-    out = torch.empty(batch, len(names), dtype=torch.float64, device=device)
-    if batch == 0 or not names:
-        return out
-    h, w = y.shape[-2:]
-    cache: dict[str, Tensor] = {}
-
-    def spectrum(key: str) -> Tensor:  # "psd_y", "nodc_psd_o", ...
-        if key not in cache:
-            cache[key] = psd32(y if key.endswith("y") else o, dtype, nodc=key.startswith("nodc_"))
-        return cache[key]
-
-    others = [k for k, n in enumerate(names) if n not in FUSED_METRICS]
-    if others:
-        rest = _ref.spectral_scores(corrupted, outputs, [names[k] for k in others], generator=generator)
-        out[:, others] = rest.to(device)
-    for k, name in enumerate(names):
-        if name not in FUSED_METRICS:
-            continue
-        prefix = "nodc_" if name.startswith("nodc_") else ""
-        base = name.removeprefix("nodc_")
-        py, po = spectrum(prefix + "psd_y"), spectrum(prefix + "psd_o")
-        if base == "psd_db_mse":
-            out[:, k] = (_db(po) - _db(py)).square().mean(dim=(1, 2, 3)).double()
-            continue
-        strip = _strip_mask_checked(h, w).to(device)
-        if base == "psd_db_strip_mse":
-            out[:, k] = (_db(po[..., strip]) - _db(py[..., strip])).square().mean(dim=(1, 2)).double()
-        else:  # psd_strip_hist_emd
-            out[:, k] = _ref.hist_emd(py[..., strip].reshape(-1), po[..., strip].reshape(batch, -1))
-    return out
-
-
-# --------------------------------------------------------------------------- #
 # Host-side tables
 # --------------------------------------------------------------------------- #
-def _strip_mask_checked(h: int, w: int) -> Tensor:
-    mask = _ref.strip_mask(h, w)
-    if not bool(mask.any()):
-        raise InputError(
-            f"image {h}x{w} is too small for the strip metrics: "
-            "the 0.1-0.2 frequency annulus holds no pixel"
-        )
-    return mask
-
-
 @functools.lru_cache(maxsize=64)
 def _strip_intervals_np(h: int, w: int) -> np.ndarray:
     mask = _ref.strip_mask(h, w).numpy()
@@ -227,7 +115,7 @@ def strip_intervals(h: int, w: int, device: torch.device | str | None = None) ->
     """Per fftshifted row, the strip as two half-open column intervals.
 
     ``table[I] = (lo0, hi0, lo1, hi1)``: pixel (I, J) of the fftshifted grid is
-    in :func:`isnas_fast.spectral.strip_mask` iff ``lo0 <= J < hi0`` or
+    in :func:`spectral_reference.strip_mask` iff ``lo0 <= J < hi0`` or
     ``lo1 <= J < hi1``.  Built from ``strip_mask`` (float64), so exact.
 
     Returns:
@@ -459,7 +347,7 @@ def triton_spectral_scores(
             computed in float32); its FFT is computed once per call.
         outputs: ``(B, C, H, W)`` candidate outputs, on a CUDA device (or the
             CPU under ``TRITON_INTERPRET=1``).
-        metrics: any names :func:`isnas_fast.spectral.canonical_metric`
+        metrics: any names :func:`~isnas_fast.kernels.spectral_reference.canonical_metric`
             accepts; per_bw, db_bw and random columns come from the float64
             reference (one call, in order, so ``generator`` draws as there).
         generator: random source for ``random``.
@@ -479,7 +367,7 @@ def triton_spectral_scores(
     if triton is None:
         raise InputError("triton_spectral_scores needs Triton, which is not installed")
     names = [_ref.canonical_metric(m) for m in metrics]
-    _ref._validate(corrupted, outputs)
+    _ref.validate_inputs(corrupted, outputs)
     device = outputs.device
     batch = outputs.shape[0]
     result = torch.full((batch, len(names)), float("nan"), dtype=torch.float64, device=device)
@@ -488,7 +376,7 @@ def triton_spectral_scores(
 
     others = [k for k, n in enumerate(names) if n not in FUSED_METRICS]
     if others:
-        rest = _ref.spectral_scores(corrupted, outputs, [names[k] for k in others], generator=generator)
+        rest = _ref.spectral_scores_reference(corrupted, outputs, [names[k] for k in others], generator=generator)
         result[:, others] = rest.to(device)
     fused = [k for k, n in enumerate(names) if n in FUSED_METRICS]
     if not fused:
@@ -499,7 +387,7 @@ def triton_spectral_scores(
     need_hist = "psd_strip_hist_emd" in bases
     c, h, w = corrupted.shape
     if bases & {"psd_db_strip_mse", "psd_strip_hist_emd"}:
-        strip = _strip_mask_checked(h, w)
+        strip = _ref.checked_strip_mask(h, w)
         n_strip = int(strip.sum())
     else:
         n_strip = 0
@@ -530,7 +418,7 @@ def triton_spectral_scores(
         # Corrupted image: once, by the reference's own density_histogram, on the
         # very same float32 spectrum the kernels read (gathered to the full grid).
         y_power = y_half.real.square() + y_half.imag.square()
-        y_vals = torch.fft.fftshift(_full_grid(y_power, h, w), dim=(-2, -1))[..., strip.to(device)]
+        y_vals = torch.fft.fftshift(_ref.full_grid(y_power, h, w), dim=(-2, -1))[..., strip.to(device)]
         y_heights = _ref.density_histogram(y_vals.reshape(-1), _ref.HIST_BINS).sort().values
         y_sorted = torch.zeros(_HIST_PAD, dtype=torch.float32, device=device)
         y_sorted[: _ref.HIST_BINS] = y_heights.to(torch.float32)
@@ -542,16 +430,6 @@ def triton_spectral_scores(
             if names[k].removeprefix("nodc_") == "psd_strip_hist_emd":
                 result[:, k] = emd
     return result
-
-
-def _full_grid(half: Tensor, h: int, w: int) -> Tensor:
-    """Unshifted full (H, W) grid from an (H, W//2 + 1) half of a Hermitian-symmetric array."""
-    rows = torch.arange(h, device=half.device)
-    cols = torch.arange(w, device=half.device)
-    stored = cols <= w // 2
-    src_col = torch.where(stored, cols, w - cols)
-    src_row = torch.where(stored[None, :], rows[:, None], (-rows[:, None]) % h)
-    return half[..., src_row, src_col.expand(h, w)]
 
 
 def _launch_stats(

@@ -35,7 +35,6 @@ the reference under ``enable_grad`` and differentiates it.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -44,7 +43,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-from ._triton import jit as _jit, tl, triton  # stand-ins where Triton is absent
+from ._triton import interpreting, jit as _jit, tl, triton  # stand-ins where Triton is absent
 
 
 __all__ = [
@@ -257,10 +256,6 @@ if triton is not None:
     )(_upsample_conv_kernel)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _check(x: Tensor, weight: Tensor) -> int:
     if not isinstance(x, Tensor) or x.dim() != 4:
         raise InputError(f"x must be a (N, C_in, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
@@ -326,7 +321,7 @@ def upsample_conv_forward(
     def grid(m):
         return (triton.cdiv(4 * h * w, m["BLOCK_P"]), triton.cdiv(c_out, m["BLOCK_CO"]), n)
 
-    if _interpreting() or x.device.type != "cuda":
+    if interpreting() or x.device.type != "cuda":
         # The interpreter's tl.dot mishandles bf16 operands (it multiplies their
         # bit patterns) and its fp32 -> bf16 cast truncates: multiply the exact
         # low-precision values as fp32 instead -- same products, fp32 sums.

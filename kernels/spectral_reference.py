@@ -1,13 +1,16 @@
-"""Spectral metrics: plain PyTorch reference (DESIGN.md §4, "Spectral metrics").
+"""Spectral metrics (DESIGN §4): the one plain-PyTorch reference.
 
 A randomly initialised candidate network is scored by how well the power
 spectrum of its output ``o`` matches that of the corrupted image ``y``
 (similarity metrics), or by how low-pass its output is (image-independent
-metrics). Every score is *lower is better*.
+metrics).  Every score is *lower is better*.
 
-This module is the readable reference twin of the fused Triton kernel planned
-in DESIGN §7: everything is computed in float64, batched over the candidate
-outputs, and the corrupted image's spectrum is computed once per call.
+:func:`spectral_scores_reference` computes every metric the plain PyTorch
+way in a chosen precision: float64 (the default; what every fast path is
+held to) or float32 (the readable baseline of the fused kernels in
+:mod:`isnas_fast.kernels.fused_spectral`, as flash-attention's layer norm
+keeps ``layer_norm_ref(upcast=...)``).  The corrupted image's spectrum is
+computed once per call.
 
 Conventions shared by every function here:
 
@@ -15,6 +18,9 @@ Conventions shared by every function here:
 * ``db(a) = 10 * log10(max(a, 1e-30))``: the floor ``1e-30`` (-300 dB) guards
   ``log(0)``; a PSD value that small is rounding noise (for example the DC bin
   after ``nodc``), and flooring it keeps that noise out of the scores.
+* ``nodc``: subtracting the mean over (C, H, W) changes only the DC bin of
+  each channel, which becomes ``X_c[0, 0] - m`` (``m`` the image mean); the
+  spectra are formed that way from one FFT, the DC term in float64.
 * Frequency grid (cycles per pixel, zero frequency where ``fftshift`` puts it,
   at index ``n // 2``): for an even size ``n`` the coordinate of index ``i`` is
   ``i / n - 1/2`` evaluated in exactly that form (as DESIGN §4 and the paper's
@@ -25,7 +31,7 @@ Conventions shared by every function here:
   as ``fx = 0.1`` at ``W = 80`` fall in or out of the masks depending on it, so
   the even form is kept literally. Masks are built on the CPU in float64 with
   ``r2 = fx*fx + fy*fy`` and the thresholds ``(d/2)**2`` as Python floats, so
-  they are the same on every device.
+  they are the same on every device and in every precision.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "METRICS",
@@ -44,7 +50,10 @@ __all__ = [
     "DB_FLOOR",
     "HIST_BINS",
     "canonical_metric",
-    "spectral_scores",
+    "spectral_scores_reference",
+    "validate_inputs",
+    "checked_strip_mask",
+    "full_grid",
     "psd",
     "db",
     "strip_mask",
@@ -146,8 +155,20 @@ def _parameter(canonical: str) -> float:
 # --------------------------------------------------------------------------- #
 # Building blocks
 # --------------------------------------------------------------------------- #
-def psd(a: Tensor) -> Tensor:
-    """Power spectral density over the last two dimensions.
+def full_grid(half: Tensor, h: int, w: int) -> Tensor:
+    """The unshifted full ``(..., H, W)`` grid of an ``(..., H, W//2 + 1)`` half of a
+    Hermitian-symmetric array (such as the power of a real image's ``rfft2``):
+    column ``j > W//2`` is the mirror of row ``-i mod H``, column ``W - j``."""
+    rows = torch.arange(h, device=half.device)
+    cols = torch.arange(w, device=half.device)
+    stored = cols <= w // 2
+    src_col = torch.where(stored, cols, w - cols)  # (W,)
+    src_row = torch.where(stored[None, :], rows[:, None], (-rows[:, None]) % h)  # (H, W)
+    return half[..., src_row, src_col.expand(h, w)]
+
+
+def psd(a: Tensor, dtype: torch.dtype = torch.float64, *, nodc: bool = False) -> Tensor:
+    """Power spectral density over the last two dimensions, in ``dtype``.
 
     ``fftshift(|fft2(a, norm="forward")|**2)``: zero frequency at index
     ``(H // 2, W // 2)``; by Parseval the values sum to ``mean(a**2)`` per 2-D
@@ -155,40 +176,43 @@ def psd(a: Tensor) -> Tensor:
 
     Computed from the real-input FFT (``rfft2``, about 3x cheaper than ``fft2``
     on the CPU, DESIGN §7) as ``re**2 + im**2`` (no ``abs``/``sqrt``); the
-    missing half follows from Hermitian symmetry of a real image's spectrum,
-    ``P[i, j] = P[-i mod H, -j mod W]``.
+    missing half follows from Hermitian symmetry (:func:`full_grid`).
+
+    ``nodc=True``: the PSD of ``a - mean(a)`` (mean over the last three dims,
+    (C, H, W)).  Only the DC bin changes: it becomes ``X_c[0, 0] - m`` with
+    ``m = mean_c X_c[0, 0]``, formed in float64 and rounded to ``dtype``; the
+    rest of the same FFT is kept (an exact zero DC where a literal float32
+    subtraction would leave rounding noise).
 
     Args:
-        a: real tensor ``(..., H, W)``; computed in float64.
+        a: real tensor ``(..., H, W)`` (``(..., C, H, W)`` with ``nodc``).
+        dtype: float64 (the reference) or float32.
 
     Returns:
-        float64 tensor ``(..., H, W)``, non-negative.
+        ``dtype`` tensor ``(..., H, W)``, non-negative.
     """
     if a.is_complex():
         raise InputError("psd needs a real image, got a complex tensor")
-    a = a.to(torch.float64)
+    a = a.to(dtype)
     h, w = a.shape[-2], a.shape[-1]
     half = torch.fft.rfft2(a, norm="forward")  # (..., H, W//2 + 1)
-    half_power = half.real.square() + half.imag.square()
-
-    # Columns j <= W//2 are stored; column j > W//2 is the mirror of row -i,
-    # column W - j.
-    rows = torch.arange(h, device=a.device)
-    cols = torch.arange(w, device=a.device)
-    stored = cols <= w // 2
-    src_col = torch.where(stored, cols, w - cols)  # (W,)
-    src_row = torch.where(stored[None, :], rows[:, None], (-rows[:, None]) % h)  # (H, W)
-    power = half_power[..., src_row, src_col.expand(h, w)]
-    return torch.fft.fftshift(power, dim=(-2, -1))
+    power = half.real.square() + half.imag.square()
+    if nodc:
+        dc = half[..., 0, 0]  # (..., C)
+        re = dc.real.to(torch.float64)
+        centred = (re - re.mean(dim=-1, keepdim=True)).to(dtype)
+        power = power.clone()
+        power[..., 0, 0] = centred.square() + dc.imag.square()
+    return torch.fft.fftshift(full_grid(power, h, w), dim=(-2, -1))
 
 
 def db(a: Tensor) -> Tensor:
     """Decibels: ``10 * log10(max(a, DB_FLOOR))`` with ``DB_FLOOR = 1e-30``.
 
     DESIGN §4 notes the paper used ``10 * ln``; rankings are identical.
-    Shape-preserving; float64 in, float64 out.
+    Shape-preserving, in ``a``'s (floating) dtype.
     """
-    return 10.0 * torch.log10(a.to(torch.float64).clamp_min(DB_FLOOR))
+    return 10.0 * torch.log10(a.clamp_min(DB_FLOOR))
 
 
 def _frequencies(n: int) -> list[float]:
@@ -382,7 +406,8 @@ def db_bandwidth(power: Tensor, cut: float) -> Tensor:
 # --------------------------------------------------------------------------- #
 # Scores
 # --------------------------------------------------------------------------- #
-def _validate(corrupted: Tensor, outputs: Tensor) -> None:
+def validate_inputs(corrupted: Tensor, outputs: Tensor) -> None:
+    """Check a (C, H, W) corrupted image and (B, C, H, W) outputs; InputError names the problem."""
     for label, t, ndim, shape in (
         ("corrupted", corrupted, 3, "(C, H, W)"),
         ("outputs", outputs, 4, "(B, C, H, W)"),
@@ -406,65 +431,37 @@ def _validate(corrupted: Tensor, outputs: Tensor) -> None:
         raise InputError("outputs have non-finite values (NaN or inf)")
 
 
-def _nodc(a: Tensor) -> Tensor:
-    """Subtract the mean over the last three dimensions (C, H, W)."""
-    return a - a.mean(dim=(-3, -2, -1), keepdim=True)
+def checked_strip_mask(h: int, w: int) -> Tensor:
+    """:func:`strip_mask` of an (H, W) image; InputError when the annulus holds no pixel."""
+    mask = strip_mask(h, w)
+    if not bool(mask.any()):
+        raise InputError(
+            f"image {h}x{w} is too small for the strip metrics: "
+            "the 0.1-0.2 frequency annulus holds no pixel"
+        )
+    return mask
 
 
-class _Spectra:
-    """Lazily computed, shared intermediates of one scoring call."""
-
-    def __init__(self, y: Tensor, o: Tensor) -> None:
-        self.y, self.o = y, o  # (C, H, W), (B, C, H, W), float64
-        self._cache: dict[str, Tensor] = {}
-
-    def get(self, key: str) -> Tensor:
-        if key not in self._cache:
-            self._cache[key] = self._compute(key)
-        return self._cache[key]
-
-    def _compute(self, key: str) -> Tensor:
-        h, w = self.y.shape[-2:]
-        if key == "strip":
-            mask = strip_mask(h, w, device=self.y.device)
-            if not bool(mask.any()):
-                raise InputError(
-                    f"image {h}x{w} is too small for the strip metrics: "
-                    "the 0.1-0.2 frequency annulus holds no pixel"
-                )
-            return mask
-        # "psd_y", "psd_o", "nodc_psd_y", "db_nodc_psd_o", ...
-        if key.startswith("db_"):
-            return db(self.get(key[3:]))
-        nodc, which = key.startswith("nodc_"), key[-1]
-        image = self.y if which == "y" else self.o
-        return psd(_nodc(image) if nodc else image)
-
-
-def _similarity(base: str, prefix: str, spectra: _Spectra) -> Tensor:
-    """One similarity metric between y and each output, ``(B,)``."""
+def _similarity(base: str, py: Tensor, po: Tensor, strip: Tensor | None) -> Tensor:
+    """One similarity metric between the PSD ``py`` (C, H, W) and each of ``po`` (B, C, H, W): (B,)."""
     if base == "psd_db_mse":
-        diff = spectra.get(f"db_{prefix}psd_o") - spectra.get(f"db_{prefix}psd_y")
-        return diff.square().mean(dim=(1, 2, 3))
-    strip = spectra.get("strip")
+        return (db(po) - db(py)).square().mean(dim=(1, 2, 3))
+    assert strip is not None
     if base == "psd_db_strip_mse":
         # Boolean indexing of the trailing (H, W) dims: (C, S) and (B, C, S).
-        db_o = spectra.get(f"db_{prefix}psd_o")[..., strip]
-        db_y = spectra.get(f"db_{prefix}psd_y")[..., strip]
-        diff = db_o - db_y
-        return diff.square().mean(dim=(1, 2))
+        return (db(po[..., strip]) - db(py[..., strip])).square().mean(dim=(1, 2))
     if base == "psd_strip_hist_emd":
-        y_vals = spectra.get(f"{prefix}psd_y")[..., strip].reshape(-1)  # all channels together
-        o_vals = spectra.get(f"{prefix}psd_o")[..., strip]
-        return hist_emd(y_vals, o_vals.reshape(o_vals.shape[0], -1))
+        y_vals = py[..., strip].reshape(-1)  # all channels together
+        return hist_emd(y_vals, po[..., strip].reshape(po.shape[0], -1))
     raise AssertionError(base)
 
 
-def spectral_scores(
+def spectral_scores_reference(
     corrupted: Tensor,
     outputs: Tensor,
     metrics: Sequence[str],
     *,
+    dtype: torch.dtype = torch.float64,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Score candidate outputs against the corrupted image (lower is better).
@@ -476,9 +473,9 @@ def spectral_scores(
     * ``psd_db_mse``: the same over all pixels.
     * ``psd_strip_hist_emd``: strip values of ``psd(y)`` (all channels
       together, linear power) and of ``psd(o)`` -> 100-bin density histograms
-      -> :func:`hist_emd` of the two sets of bin heights.
+      (binned in float64) -> :func:`hist_emd` of the two sets of bin heights.
     * ``nodc_<any of the above>``: each image minus its mean over (C, H, W)
-      first.
+      first (:func:`psd` with ``nodc``).
     * ``per_bw_<p>``: :func:`per_bandwidth` of the output's channel-averaged
       PSD (image independent), in [0, 1].
     * ``db_bw_<cut>``: :func:`db_bandwidth` of the output's channel-averaged
@@ -492,6 +489,8 @@ def spectral_scores(
             computed once and reused for every output.
         outputs: ``(B, C, H, W)`` candidate outputs ``o`` of the same (C, H, W).
         metrics: names; one column each, in order.
+        dtype: precision of the FFTs and spectra: float64 (the reference of
+            every fast path) or float32 (the baseline of the fused kernels).
         generator: random source for ``random``.
 
     Returns:
@@ -499,17 +498,28 @@ def spectral_scores(
 
     Raises:
         InputError: wrong dimensions or mismatched shapes, non-finite values,
-            unknown metric, or an image too small to hold the strip.
+            unknown metric, an image too small to hold the strip, or a dtype
+            other than float32 / float64.
     """
+    if dtype not in (torch.float32, torch.float64):
+        raise InputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     names = [canonical_metric(m) for m in metrics]
-    _validate(corrupted, outputs)
+    validate_inputs(corrupted, outputs)
     device = outputs.device
-    y = corrupted.to(device=device, dtype=torch.float64)
-    o = outputs.to(torch.float64)
-    batch = o.shape[0]
+    batch = outputs.shape[0]
     if batch == 0 or not names:
         return torch.empty(batch, len(names), dtype=torch.float64, device=device)
-    spectra = _Spectra(y, o)
+    y = corrupted.to(device=device)
+    h, w = y.shape[-2:]
+    cache: dict[str, Tensor] = {}
+
+    def spectrum(key: str) -> Tensor:  # "psd_y", "nodc_psd_o", "strip"
+        if key not in cache:
+            if key == "strip":
+                cache[key] = checked_strip_mask(h, w).to(device)
+            else:
+                cache[key] = psd(y if key.endswith("y") else outputs, dtype, nodc=key.startswith("nodc_"))
+        return cache[key]
 
     columns = []
     for name in names:
@@ -520,11 +530,13 @@ def spectral_scores(
                 gen.manual_seed(0)
             column = torch.rand(batch, generator=gen, dtype=torch.float64, device=gen.device)
         elif name.startswith("per_bw_"):
-            column = per_bandwidth(spectra.get("psd_o").mean(dim=1), _parameter(name))
+            column = per_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
         elif name.startswith("db_bw_"):
-            column = db_bandwidth(spectra.get("psd_o").mean(dim=1), _parameter(name))
+            column = db_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
         else:
             prefix = "nodc_" if name.startswith("nodc_") else ""
-            column = _similarity(name.removeprefix("nodc_"), prefix, spectra)
-        columns.append(column.to(device))
+            base = name.removeprefix("nodc_")
+            strip = spectrum("strip") if base != "psd_db_mse" else None
+            column = _similarity(base, spectrum(prefix + "psd_y"), spectrum(prefix + "psd_o"), strip)
+        columns.append(column.to(device=device, dtype=torch.float64))
     return torch.stack(columns, dim=1)

@@ -1,4 +1,4 @@
-"""CLI subcommands ``export`` and ``run`` (DESIGN §1 step 6); wired into the main CLI by ``register``.
+"""``export`` and ``run``: deploying a saved run (DESIGN §1 step 6).
 
     isnas-fast export RUN_DIR --format onnx|pt2 -o OUT
     isnas-fast run MODEL.onnx|MODEL.pt2 -o OUT.png [--provider auto|cpu|cuda] [--json REPORT]
@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
+from ..io import IMAGE_SUFFIXES, check_output_path
 
 __all__ = ["register", "cmd_export", "cmd_run"]
 
@@ -64,18 +65,18 @@ def _format_of(path: Path, given: str | None) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``isnas-fast export RUN_DIR --format onnx|pt2 -o OUT``."""
-    from .bundle import load_run
+    from ..bundle import load_run
 
     out = Path(args.output)
     fmt = _format_of(out, args.format)
     run = load_run(args.run_dir)
     t = time.perf_counter()
     if fmt == "onnx":
-        from .export.onnx_export import to_onnx
+        from ..export.onnx_export import to_onnx
 
         to_onnx(run, out, opset=args.opset)
     else:
-        from .export.aoti import to_pt2
+        from ..export.aoti import to_pt2
 
         if not args.quiet:
             print("compiling with AOTInductor (a minute or more on a CPU)...", flush=True)
@@ -87,30 +88,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_image_path(out: Path) -> None:
-    from PIL import Image
-
-    if Image.registered_extensions().get(out.suffix.lower()) is None:
-        raise InputError(f"unknown image file type {out.suffix or '(none)'!r} for {out}; use .png or .jpg")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``isnas-fast run MODEL -o OUT.png [--provider ...] [--json REPORT]``."""
     import numpy as np
     import torch
 
-    from .imageio import atomic_write_text, save_image
+    from ..io import atomic_write_text, save_image
 
     model = Path(args.model)
-    out = Path(args.output)
-    _check_image_path(out)
-    if args.json is not None and not Path(args.json).parent.is_dir():
-        raise InputError(f"output folder does not exist: {Path(args.json).parent}")
+    out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
+    if args.json is not None:
+        check_output_path(args.json, "JSON report", (".json",))
     t = time.perf_counter()
     if model.suffix.lower() == ".pt2":
-        from .export.aoti import load_pt2
+        from ..export.aoti import load_pt2
 
         compiled = load_pt2(model)
         metadata = dict(compiled.get_metadata())
@@ -122,10 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         image = image.float().cpu()
         fmt = "pt2"
     else:
-        from .export.serve import _run_session, open_session
+        from ..export.serve import open_session, run_session
 
         sess = open_session(model, provider=args.provider)
-        arr, provider = _run_session(sess, model, None)
+        arr, provider = run_session(sess, model)
         metadata = dict(sess.get_modelmeta().custom_metadata_map)
         image = torch.from_numpy(np.ascontiguousarray(arr))
         fmt = "onnx"

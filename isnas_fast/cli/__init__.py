@@ -1,0 +1,64 @@
+"""The ``isnas-fast`` command line.
+
+Commands, one module per group: ``restore``, ``corrupt``, ``score``, ``demo``
+(:mod:`~isnas_fast.cli.restore`), ``export``, ``run``
+(:mod:`~isnas_fast.cli.deploy`).  Bad input prints one line
+``isnas-fast: error: ...`` and exits with status 2, without a traceback;
+warnings print as one line ``isnas-fast: warning: ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable, Optional, Sequence
+
+from ..errors import InputError
+from . import deploy, restore
+from .common import EXIT_INPUT, PROG, common_parser, eprint
+
+__all__ = ["main", "build_parser", "PROG"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Restore images with a Deep Image Prior whose architecture is searched for each image "
+                    "(ISNAS-DIP).",
+        epilog="Run 'isnas-fast demo' for a first try; 'isnas-fast COMMAND --help' for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    common = common_parser()
+    restore.register(sub, common)
+    deploy.register(sub)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    eprint(f"{PROG}: warning: {message}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``isnas-fast`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            return int(func(args) or 0)
+        except InputError as e:
+            eprint(f"{PROG}: error: {e}")
+            return EXIT_INPUT
+        except KeyboardInterrupt:
+            eprint(f"{PROG}: interrupted")
+            return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Pieces every ``isnas-fast`` command shares: messages, task options, JSON output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Optional
+
+from ..errors import InputError
+from ..io import atomic_write_text
+
+PROG = "isnas-fast"
+EXIT_INPUT = 2
+
+
+def eprint(msg: str) -> None:
+    """One line on standard error."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def logger(quiet: bool) -> Callable[[str], None]:
+    """``isnas-fast: <message>`` lines on standard error, or nothing when quiet."""
+    return (lambda m: None) if quiet else (lambda m: eprint(f"{PROG}: {m}"))
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """The options every command takes: --seed, --quiet, --device."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
+    common.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu or cuda")
+    return common
+
+
+def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, required: bool = True) -> None:
+    """--task and the task parameters (--sigma, --mask, --factor; --p when corrupting)."""
+    g = p.add_argument_group("task")
+    g.add_argument("--task", required=required, choices=["denoise", "inpaint", "sr"],
+                   help="degradation: denoise (Gaussian noise), inpaint (missing pixels), sr (super-resolution)")
+    g.add_argument("--sigma", type=float, default=None, metavar="S",
+                   help="noise standard deviation in 0..255 units (denoise; default 25)")
+    if corrupting:
+        g.add_argument("--p", type=float, default=None, metavar="PCT",
+                       help="percent of pixels to remove at random (inpaint; default 50)")
+    g.add_argument("--mask", default=None, metavar="MASK",
+                   help="mask image of the known pixels (inpaint; white = known, black = missing)")
+    g.add_argument("--factor", type=int, default=None, choices=[2, 4, 8],
+                   help="super-resolution factor (sr; default 4)")
+
+
+def task_kwargs(args: argparse.Namespace) -> dict:
+    """The task parameters given on the command line; a parameter of another task is an error."""
+    kw: dict[str, Any] = {}
+    if args.task == "denoise":
+        kw["sigma"] = args.sigma
+    elif args.task == "sr":
+        kw["factor"] = args.factor
+    elif args.task == "inpaint" and getattr(args, "p", None) is not None:
+        kw["p"] = args.p
+    stray = {"sigma": args.sigma if args.task != "denoise" else None,
+             "factor": args.factor if args.task != "sr" else None,
+             "mask": args.mask if args.task != "inpaint" else None}
+    for name, value in stray.items():
+        if value is not None:
+            raise InputError(f"--{name} does not apply to --task {args.task}")
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def write_json(data: Any, path: Optional[str]) -> None:
+    """JSON to ``path`` (atomically), or to standard output for None / ``-``."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    if path in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(path, text)

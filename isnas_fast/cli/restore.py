@@ -1,0 +1,205 @@
+"""``restore``, ``corrupt``, ``score`` and ``demo``: the commands around one image."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..io import IMAGE_SUFFIXES, atomic_write_text, check_output_path, load_image, read_image, save_image
+from ..search import add_knob_arguments, knob_options
+from .common import add_task_args, eprint, logger, task_kwargs, write_json
+
+__all__ = ["register", "cmd_restore", "cmd_corrupt", "cmd_score", "cmd_demo"]
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``restore``, ``corrupt``, ``score`` and ``demo`` to the subparsers ``sub``."""
+    p = sub.add_parser("restore", parents=[common], help="restore a corrupted image",
+                       description="Search an architecture for INPUT (the corrupted image) and restore it with DIP.")
+    p.add_argument("input", metavar="INPUT", help="the corrupted image (noisy, masked or low-resolution)")
+    add_task_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="where to write the restored image (16-bit PNG/TIFF for a 16-bit input)")
+    p.add_argument("--json", default=None, metavar="REPORT", help="write a JSON report here ('-' = stdout)")
+    p.add_argument("--ground-truth", default=None, metavar="GT",
+                   help="clean image, only to report PSNR/SSIM (the method never uses it)")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="quick: CPU-friendly (default); paper: the paper's settings (GPU)")
+    p.add_argument("--arch", default=None, metavar="NAME|GENOTYPE",
+                   help="skip the search: nasdip-denoise, nasdip-inpaint, nasdip-sr, dip-skip or 'u,bits'")
+    add_knob_arguments(p.add_argument_group("search knobs (override the preset)"))
+    p.add_argument("--save-run", default=None, metavar="DIR",
+                   help="save the trained network, input code and report to DIR (for export)")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("corrupt", parents=[common], help="corrupt a clean image (for experiments)",
+                       description="Add noise, remove pixels or downscale a clean image, seeded.")
+    p.add_argument("input", metavar="CLEAN", help="the clean image")
+    add_task_args(p, corrupting=True)
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the corrupted image")
+    p.add_argument("--mask-out", default=None, metavar="MASK", help="inpaint: also write the mask (white = known)")
+    p.set_defaults(func=cmd_corrupt)
+
+    p = sub.add_parser("score", parents=[common], help="score candidate architectures on an image (no training)",
+                       description="Rank candidate architectures by a spectral metric of their random output.")
+    p.add_argument("input", metavar="INPUT", help="the corrupted image")
+    add_task_args(p)
+    p.add_argument("--models", default=None, metavar="LIST",
+                   help="builtin522 (default: the 522 genotypes; also 'builtin'), random5000, random, random:N "
+                        "or a 'u,bits' CSV file")
+    p.add_argument("--candidates", type=int, default=None, metavar="N", help="score a seeded sample of N")
+    p.add_argument("--metric", action="append", default=None,
+                   help="metric (repeatable; default psd_db_strip_mse); e.g. psd_strip_hist_emd, per_bw_0.9")
+    p.add_argument("--width", type=int, default=128, help="network width W (default 128)")
+    p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="REPORT",
+                   help="write all scores as JSON (to REPORT, or stdout when no file is given)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", parents=[common], help="denoise the bundled sample image (quick preset)",
+                       description="Corrupt the bundled sample with sigma=25 noise, restore it with the quick "
+                                   "preset and print the PSNR before and after.")
+    p.add_argument("--out-dir", default="isnas-demo", metavar="DIR", help="where to write images (default ./isnas-demo)")
+    p.set_defaults(func=cmd_demo)
+
+
+def print_cohorts(result: Any) -> None:
+    """One table per metric: the cohort, its metric values and selection scores, the pick marked."""
+    search = result.search
+    if search is None:
+        return
+    for m in search.metrics:
+        eprint(f"cohort of {m} (pick: {search.picks[m]})")
+        eprint(f"  {'genotype':30s} {'metric':>12s} {'PSNR to average':>16s}")
+        for c in search.cohorts[m]:
+            mark = " *" if c.selected else ""
+            eprint(f"  {str(c.genotype):30s} {c.metric_value:12.5g} {c.selection_psnr:16.3f}{mark}")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from ..api import restore
+    from ..bundle import save_run
+
+    out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
+    if args.json not in (None, "-"):
+        check_output_path(args.json, "JSON report", (".json",))
+    if args.save_run is not None and Path(args.save_run).exists() and any(Path(args.save_run).iterdir()):
+        raise InputError(f"--save-run folder {args.save_run} exists and is not empty")
+    if args.task == "inpaint" and args.mask is None:
+        raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
+    log = logger(args.quiet)
+    _, depth = read_image(args.input)
+    t0 = time.perf_counter()
+    result = restore(args.input, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
+                     seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log,
+                     **knob_options(args), **task_kwargs(args))
+    save_image(result.tensor, out, bit_depth=depth if out.suffix.lower() in (".png", ".tif", ".tiff") else 8)
+    report = result.report()
+    report["input"] = str(args.input)
+    report["output"] = str(out)
+    if args.save_run is not None:
+        report["run_dir"] = str(save_run(result, args.save_run))
+    if args.json is not None:
+        write_json(report, args.json)
+    if not args.quiet:
+        if result.search is not None and len(result.search.metrics) > 1:
+            print_cohorts(result)
+        msg = f"restored image written to {out} (architecture {result.genotype}, {time.perf_counter() - t0:.1f} s"
+        if result.psnr is not None:
+            msg += f", PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}"
+        eprint(msg + ")")
+    return 0
+
+
+def cmd_corrupt(args: argparse.Namespace) -> int:
+    from ..problem import load_mask
+    from ..tasks import make_task
+
+    out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
+    mask_out = check_output_path(args.mask_out, "mask image", IMAGE_SUFFIXES) if args.mask_out else None
+    if args.mask_out and args.task != "inpaint":
+        raise InputError("--mask-out only applies to --task inpaint")
+    kw = task_kwargs(args)
+    if args.task == "inpaint" and args.mask is not None:
+        kw = {"mask": load_mask(args.mask)}
+    task = make_task(args.task, **kw)
+    clean, depth = read_image(args.input)
+    if args.task == "sr":
+        f = task.factor  # type: ignore[attr-defined]
+        h, w = clean.shape[-2:]
+        clean = clean[..., : h - h % f, : w - w % f]
+    obs = task.corrupt(clean, seed=args.seed)
+    save_image(obs.y, out, bit_depth=depth if out.suffix.lower() in (".png", ".tif", ".tiff") else 8)
+    if mask_out is not None and obs.mask is not None:
+        save_image(obs.mask, mask_out)
+    if not args.quiet:
+        extra = f" and mask to {mask_out}" if mask_out else ""
+        eprint(f"corrupted image written to {out}{extra}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ..api import score
+    from ..search import candidate_list
+
+    if args.task == "inpaint" and args.mask is None:
+        raise InputError("scoring for inpainting needs --mask (white = known)")
+    if args.json not in (None, "-"):
+        check_output_path(args.json, "JSON report", (".json",))
+    models = args.models or "builtin522"
+    genotypes, _ = candidate_list(models, args.candidates, args.seed)
+    metrics = args.metric or ["psd_db_strip_mse"]
+    rows = score(args.input, genotypes, args.task, metrics, width=args.width, seed=args.seed, mask=args.mask,
+                 device=args.device, quiet=args.quiet, **task_kwargs(args))
+    names = list(rows[0].keys())[1:]
+    ranked = sorted(rows, key=lambda r: r[names[0]])
+    if args.json is not None:
+        write_json({"task": args.task, "metrics": names, "width": args.width, "seed": args.seed, "scores": rows},
+                   args.json)
+    if args.json != "-":
+        print("genotype".ljust(30) + "".join(n.rjust(24) for n in names))
+        for r in ranked[: args.top]:
+            print(r["genotype"].ljust(30) + "".join(f"{r[n]:24.6g}" for n in names))
+        if len(ranked) > args.top:
+            print(f"... {len(ranked) - args.top} more (ranked by {names[0]}; use --top or --json for all)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..api import restore
+    from ..quality import psnr
+    from ..tasks import Denoise
+
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"demo output {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample = resources.files("isnas_fast").joinpath("data/sample.png")
+    with resources.as_file(sample) as path:
+        clean = load_image(path)
+    obs = Denoise(25).corrupt(clean, seed=args.seed)
+    noisy_psnr = float(psnr(obs.y, clean)[0])
+    save_image(clean, out_dir / "clean.png")
+    save_image(obs.y, out_dir / "noisy.png")
+    log = logger(args.quiet)
+    log(f"demo: denoising the bundled {clean.shape[-1]}x{clean.shape[-2]} sample (sigma 25) with the quick preset")
+    result = restore(obs.y, "denoise", "quick", sigma=25, ground_truth=clean, seed=args.seed, device=args.device,
+                     quiet=args.quiet, log=log)
+    save_image(result.tensor, out_dir / "restored.png")
+    report = result.report()
+    report["noisy_psnr"] = round(noisy_psnr, 4)
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    print(f"noisy PSNR    {noisy_psnr:6.2f} dB")
+    print(f"restored PSNR {result.psnr:6.2f} dB  (SSIM {result.ssim:.4f}, +{result.psnr - noisy_psnr:.2f} dB)")
+    print(f"architecture  {result.genotype}  (cohort of {len(result.cohort)} from "
+          f"{result.search_info.get('candidates')} candidates)")
+    print(f"time          {result.timings_s['total']:.1f} s  "
+          f"(score {result.timings_s.get('score', 0):.1f}, cohort {result.timings_s.get('cohort', 0):.1f}, "
+          f"final {result.timings_s.get('final', 0):.1f})")
+    print(f"images        {out_dir / 'clean.png'}, {out_dir / 'noisy.png'}, {out_dir / 'restored.png'}")
+    print(f"report        {out_dir / 'report.json'}")
+    return 0

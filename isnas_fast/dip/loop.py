@@ -1,0 +1,177 @@
+"""The Deep Image Prior loop (DESIGN §6): fit networks to corrupted images.
+
+Adam (lr 0.01) on the task loss; the input code ``z ~ U(0, 0.1)`` is fixed and
+each step feeds ``z + N(0, sigma_reg^2)`` with ``sigma_reg = 1/30``; the
+reported image is the exponential moving average ``s <- 0.99 s + 0.01 out``.
+BatchNorm stays in training mode throughout.  Ground truth, when given, is
+only used to record a PSNR curve: it never influences the fit.
+
+The loop reads in one screen: the step is planned once
+(:mod:`~isnas_fast.dip.plan`), run by a strategy (:mod:`~isnas_fast.dip.steps`)
+and recorded by a monitor per member (:mod:`~isnas_fast.dip.monitor`).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..network import batch_statistics_only
+from ..tasks import Observation
+from .monitor import DIPResult, Monitor
+from .plan import plan_step
+from .settings import DIPSettings, EarlyStopping, precision_context
+from .steps import build_step
+
+__all__ = ["fit_dip", "fit_dip_group", "make_input_code"]
+
+
+def make_input_code(channels: int, size: tuple[int, int], seed: int, scale: float = 0.1,
+                    device: torch.device | None = None) -> Tensor:
+    """Input code ``z ~ U(0, scale)`` of shape (1, channels, H, W), seeded (drawn on CPU)."""
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.rand((1, channels, *size), generator=g) * scale
+    return z.to(device) if device is not None else z
+
+
+def _per_member(value, n: int, what: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise InputError(f"need one {what} per network: {len(value)} for {n} networks")
+        return list(value)
+    return [value] * n
+
+
+def fit_dip_group(
+    networks: Sequence[nn.Module],
+    observation: Union[Observation, Sequence[Observation]],
+    settings: DIPSettings,
+    *,
+    seeds: Sequence[int],
+    zs: Optional[Sequence[Optional[Tensor]]] = None,
+    ground_truth: Union[Tensor, None, Sequence[Optional[Tensor]]] = None,
+    early_stopping: EarlyStopping | None = None,
+    compile: Optional[bool] = None,
+    precision: Optional[str] = None,
+    quiet: bool = False,
+    desc: str = "DIP",
+    callback: Callable[[int, float], None] | None = None,
+    workers: Optional[int] = None,
+    cuda_graph: Optional[bool] = None,
+) -> list[DIPResult]:
+    """Fit K networks together, each to its observation, as one program.
+
+    ``observation``: one :class:`~isnas_fast.tasks.Observation` for every
+    network, or one per network (``ground_truth`` likewise: one (1, C, H, W)
+    image, or one per network, or None).  Member ``k`` gets its own input
+    code (``make_input_code(C_in, (H, W), seeds[k])`` unless ``zs[k]`` is
+    given) and its own noise stream (seeded ``seeds[k] + 1``), exactly as
+    :func:`fit_dip` would give it alone; each step minimises the sum of the
+    members' losses (Adam is element-wise, so the sum changes no member's
+    update).  Members that early-stop leave the group.  Returns one
+    :class:`DIPResult` per network, in order.
+
+    ``compile``, ``cuda_graph``, ``workers``: None = automatic, ``precision``:
+    None = the device's default (see :func:`~isnas_fast.dip.plan.plan_step`).
+    ``callback(it, loss)`` gets the first active member's loss.
+    """
+    if not networks:
+        raise InputError("fit_dip_group needs at least one network")
+    n = len(networks)
+    if len(seeds) != n:
+        raise InputError(f"need one seed per network: {len(seeds)} seeds for {n} networks")
+    device = next(networks[0].parameters()).device
+    plan = plan_step(device, n, settings.iterations, compile=compile, cuda_graph=cuda_graph,
+                     precision=precision, workers=workers)
+    observations = [o.to(device) for o in _per_member(observation, n, "observation")]
+    truths = [g.to(device) if g is not None else None for g in _per_member(ground_truth, n, "ground truth")]
+    codes, noise = [], []
+    for k, net in enumerate(networks):
+        z = zs[k] if zs is not None else None
+        if z is None:
+            c_in = getattr(net, "in_channels", None)
+            if c_in is None:
+                raise InputError("network has no in_channels attribute; pass z explicitly")
+            z = make_input_code(c_in, observations[k].output_size, seeds[k], settings.input_scale, device)
+        codes.append(z.to(device))
+        noise.append(torch.Generator(device=device).manual_seed(int(seeds[k]) + 1))
+    monitors = [Monitor(settings.ema, truths[k], early_stopping, desc) for k in range(n)]
+    reg = settings.reg_noise_std
+
+    t0 = time.perf_counter()
+    compile_seconds = 0.0
+    bar = tqdm(total=settings.iterations, desc=desc, disable=quiet, leave=False, unit="it")
+    # BatchNorm normalises with the batch statistics throughout DIP; its running
+    # statistics are never read, so the fit does not update them.
+    with precision_context(plan.precision, device), contextlib.ExitStack() as stack:
+        for net in networks:
+            stack.enter_context(batch_statistics_only(net.train()))
+        step = build_step(plan, networks, [o.loss for o in observations], settings.lr)
+        stack.callback(step.close)
+        for it in range(1, settings.iterations + 1):
+            active = [k for k in range(n) if monitors[k].active]
+            if not active:
+                break
+            t_step = time.perf_counter()
+            inputs = [codes[k] + reg * torch.randn(codes[k].shape, generator=noise[k], device=device,
+                                                   dtype=codes[k].dtype) for k in active]
+            outs, losses = step(active, inputs)
+            with torch.no_grad():
+                values = torch.stack([l.detach() for l in losses]).tolist()
+                for k, out, value in zip(active, outs, values):
+                    monitors[k].record(it, out, value)
+            if it == 1 and plan.compiled:
+                compile_seconds = time.perf_counter() - t_step
+            if callback is not None:
+                callback(it, values[0])
+            bar.update(1)
+            if it % 25 == 0:
+                bar.set_postfix(loss=f"{values[0]:.2e}", refresh=False)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return [m.result(net, z, seconds, compiled=plan.compiled, compile_seconds=compile_seconds,
+                     precision=plan.precision, cuda_graph=plan.cuda_graph)
+            for m, net, z in zip(monitors, networks, codes)]
+
+
+def fit_dip(
+    network: nn.Module,
+    observation: Observation,
+    settings: DIPSettings,
+    *,
+    seed: int = 0,
+    z: Tensor | None = None,
+    ground_truth: Tensor | None = None,
+    early_stopping: EarlyStopping | None = None,
+    compile: Optional[bool] = None,
+    precision: Optional[str] = None,
+    quiet: bool = False,
+    desc: str = "DIP",
+    callback: Callable[[int, float], None] | None = None,
+    cuda_graph: bool = False,
+) -> DIPResult:
+    """Fit ``network`` to ``observation`` with DIP and return the smoothed output.
+
+    ``network`` maps (1, C_in, H, W) to (1, C, H, W) where (H, W) is
+    ``observation.output_size``; it is trained in place (train mode).  ``z``
+    defaults to ``make_input_code(C_in, (H, W), seed)`` with C_in read from
+    the network's ``in_channels`` attribute.  ``ground_truth`` (1, C, H, W) is
+    used only to record PSNR curves.  ``compile``: None = automatic
+    (:func:`~isnas_fast.dip.plan.should_compile`).  ``precision``: ``"fp32"``,
+    ``"tf32"`` or ``"bf16"``; None = ``"tf32"`` on CUDA, ``"fp32"`` elsewhere.
+    ``cuda_graph``: replay the step as a CUDA graph (CUDA only).
+    Deterministic for a given seed on the same machine and backend -- on the
+    CPU; on CUDA, PyTorch's atomic-add backward of reflection padding and
+    bilinear upsampling makes runs differ in the last bits, and DIP's Adam
+    steps amplify that.
+    """
+    return fit_dip_group(
+        [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
+        early_stopping=early_stopping, compile=compile, precision=precision, quiet=quiet, desc=desc,
+        callback=callback, cuda_graph=cuda_graph,
+    )[0]

@@ -1,0 +1,90 @@
+"""What a DIP run is asked to do (DESIGN §6): hyper-parameters, early stopping, precision."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from ..errors import InputError
+
+__all__ = ["DIPSettings", "EarlyStopping", "PRECISIONS", "resolve_precision", "precision_context"]
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class DIPSettings:
+    """Hyper-parameters of one DIP run (defaults are the paper's).
+
+    ``iterations``: Adam steps; ``lr``: Adam's learning rate;
+    ``reg_noise_std``: standard deviation of the noise added to the input
+    code at every step; ``ema``: weight of the old value in the output's
+    exponential moving average; ``input_scale``: the code is ``U(0, input_scale)``.
+    """
+
+    iterations: int
+    lr: float = 0.01
+    reg_noise_std: float = 1.0 / 30.0
+    ema: float = 0.99
+    input_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise InputError(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not (self.lr > 0):
+            raise InputError(f"learning rate must be > 0, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"EMA factor must be in [0, 1), got {self.ema}")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """ES-WMV: windowed moving variance of the raw outputs, no ground truth.
+
+    The variance of a window of the last ``window`` raw outputs is the mean
+    squared deviation of the window's outputs from their mean.  The stopping
+    point is the iteration of the smallest variance seen; training ends once
+    ``patience`` iterations pass without a new minimum.  The result is the
+    mean of that most stable window (its outputs averaged uniformly): unlike
+    the EMA at an early stopping point, it carries no weight from the first,
+    still blurry iterations.  See :mod:`isnas_fast.dip.early_stopping`.
+    """
+
+    window: int = 100
+    patience: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.window < 2 or self.patience < 1:
+            raise InputError(f"early stopping needs window >= 2 and patience >= 1, got {self.window}, {self.patience}")
+
+
+def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:
+    """The precision a run uses: ``precision`` checked, or the default for
+    ``device`` when None (``"tf32"`` on CUDA, as PyTorch's cuDNN default
+    already is; ``"fp32"`` elsewhere)."""
+    if precision is None:
+        return "tf32" if torch.device(device).type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """On CUDA, TF32 on for ``"tf32"`` and off for ``"fp32"`` during the run.
+
+    The switches are process-wide: they are set for the run and restored
+    after it (also after an error).  ``"bf16"`` (autocast, entered per step)
+    and other devices leave them alone.
+    """
+    if precision == "bf16" or device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

@@ -1,0 +1,18 @@
+"""Files and images at the package's edge (DESIGN §2: "convert once").
+
+* :mod:`~isnas_fast.io.images` -- decoding what users have (paths, PIL
+  images, NumPy arrays, tensors) to ``(1, C, H, W)`` float32 in [0, 1], and
+  encoding results back (8-bit, or 16-bit PNG/TIFF).
+* :mod:`~isnas_fast.io.sizing` -- the size policy (centre crops to multiples of 32).
+* :mod:`~isnas_fast.io.files` -- atomic writes and the one output-path check.
+"""
+from __future__ import annotations
+
+from .files import atomic_path, atomic_write_bytes, atomic_write_folder, atomic_write_text, check_output_path
+from .images import IMAGE_SUFFIXES, load_image, read_image, save_image, to_like
+from .sizing import crop_offsets, prepare_size
+
+__all__ = [
+    "load_image", "read_image", "save_image", "to_like", "IMAGE_SUFFIXES", "prepare_size", "crop_offsets",
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_folder", "atomic_path", "check_output_path",
+]

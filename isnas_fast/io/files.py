@@ -1,0 +1,151 @@
+"""Writing files safely: atomic writes and the one output-path check.
+
+Every file the package writes goes through here: a temporary file (or
+folder) beside the target, flushed to disk, then renamed into place, so a
+crash or a kill never leaves a half-written output -- readers see the old
+file or the new one.
+"""
+from __future__ import annotations
+
+import os
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+
+from ..errors import InputError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_folder", "atomic_path", "check_output_path",
+           "FILE_MODE", "FOLDER_MODE"]
+
+
+def _current_umask() -> int:
+    # Read once at import: os.umask is process-wide and racy to probe later.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+#: Permissions a plain ``open(path, "wb")`` / ``os.mkdir`` would give under this process's umask.
+FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
+
+
+def check_output_path(path: str | os.PathLike, what: str, suffixes: Sequence[str] = ()) -> Path:
+    """Fail before long work starts if ``path`` cannot be written as ``what``.
+
+    Its folder must exist, it must not be a folder, and (if ``suffixes`` are
+    given) it must end in one of them (case-insensitive).
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError(f"output folder does not exist: {p.parent} (for {what} {p})")
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a folder")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise InputError(f"{what} {p} must end in {' or '.join(suffixes)}")
+    return p
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Readers see the old file or the new one, never a partial one; on any error
+    the temporary file is removed. The result gets the permissions a plain
+    ``open(path, "wb")`` would give.
+    """
+    path = check_output_path(path, "output path")
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        _fsync_write(Path(tmp_name), data)
+        os.chmod(tmp_name, FILE_MODE)
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name
+    (e.g. a compiler's packager); renamed to ``path`` when the block ends
+    without error, removed otherwise."""
+    path = check_output_path(path, what)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; give what open() would
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_folder(target: str | os.PathLike, files: Mapping[str, bytes], *, replace: bool = False,
+                        what: str = "folder") -> Path:
+    """Write a folder of ``files`` (name -> bytes) atomically.
+
+    The files go into a temporary folder beside ``target`` (each flushed to
+    disk) that is then renamed into place.  An existing empty ``target`` is
+    replaced; a non-empty one only when ``replace`` (it is moved aside first
+    and restored if the rename fails).  Returns ``target``.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise InputError(f"output folder does not exist: {target.parent} (for {what} {target})")
+    tmp: Optional[Path] = None
+    old: Optional[Path] = None
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        for name, data in files.items():
+            _fsync_write(tmp / name, data)
+            os.chmod(tmp / name, FILE_MODE)
+        os.chmod(tmp, FOLDER_MODE)
+        if target.is_dir():
+            if any(target.iterdir()):
+                if not replace:
+                    raise InputError(f"{what} {target} exists and is not empty")
+                old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+                os.replace(target, old)
+            else:
+                os.rmdir(target)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+            old = None
+        raise InputError(f"cannot write {what} {target}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -1,0 +1,98 @@
+"""From what the user gives to the :class:`~isnas_fast.tasks.Observation` DIP fits.
+
+The task (a name with parameters, or a :class:`~isnas_fast.tasks.Task`), the
+corrupted image, the inpainting mask and the optional ground truth are
+loaded once, sized by the size policy (:mod:`isnas_fast.io.sizing`) and
+checked against each other.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from torch import Tensor
+
+from .errors import InputError
+from .io import crop_offsets, load_image, prepare_size
+from .tasks import Observation, SuperResolve, Task, make_task
+
+__all__ = ["resolve_task", "load_mask", "prepare_problem", "TASK_PARAMETERS"]
+
+#: Keyword parameters of each task, as the API takes them.
+TASK_PARAMETERS = ("sigma", "p", "factor")
+
+
+def load_mask(mask: Any) -> Tensor:
+    """An inpainting mask (path, PIL image, array or tensor; 1 / white = known) as (1, 1, H, W).
+
+    Colour masks are averaged over channels; :class:`~isnas_fast.tasks.Inpaint`
+    thresholds at 0.5.
+    """
+    if isinstance(mask, Tensor) and mask.ndim in (2, 4) and (mask.ndim == 2 or mask.shape[:2] == (1, 1)):
+        return mask if mask.ndim == 4 else mask[None, None]
+    m = load_image(mask)
+    if m.shape[1] != 1:
+        m = m.mean(dim=1, keepdim=True)
+    return m
+
+
+def resolve_task(task: Union[str, Task], mask: Any = None, task_params: Optional[dict] = None) -> Task:
+    """A :class:`~isnas_fast.tasks.Task` from a name and parameters (``sigma``,
+    ``p``, ``factor``; ``mask`` for inpainting), or the Task given."""
+    task_params = dict(task_params or {})
+    if isinstance(task, Task):
+        if task_params or mask is not None:
+            given = ", ".join(sorted(task_params) + (["mask"] if mask is not None else []))
+            raise InputError(f"pass task parameters ({given}) either in the Task object or as arguments, not both")
+        return task
+    if task is None:
+        raise InputError("a task is required: denoise, inpaint or sr")
+    name = str(task).strip().lower()
+    if name in ("inpaint", "inpainting") and mask is not None:
+        return make_task(name, mask=load_mask(mask), **{k: v for k, v in task_params.items() if k != "p"})
+    return make_task(name, **task_params)
+
+
+def prepare_problem(
+    image: Any,
+    task: Task,
+    *,
+    ground_truth: Any = None,
+) -> tuple[Observation, Optional[Tensor], list[str]]:
+    """Load and size-check the corrupted image (and ground truth), then wrap it.
+
+    Images are centre-cropped to multiples of 32 (for SR: the high-resolution
+    output is, so the low-resolution input to multiples of 32/f) and must be
+    at least 64 px (output) on each side; the mask and the ground truth are
+    cropped the same way.  Returns ``(observation, ground_truth or None,
+    notices)``.
+    """
+    x = load_image(image)
+    f = task.factor if isinstance(task, SuperResolve) else 1
+    what = "low-resolution image" if f > 1 else "image"
+    h0, w0 = x.shape[-2:]
+    if min(h0, w0) * f < 64:
+        need = -(-64 // f)
+        raise InputError(f"{what} is {w0}x{h0} px; both sides must be at least {need} px"
+                         + (f" (the x{f} output must be at least 64 px)" if f > 1 else ""))
+    x, notices = prepare_size(x, multiple=32 // f, min_side=-(-64 // f), what=what)
+    top, left, nh, nw = crop_offsets(h0, w0, 32 // f)
+    mask = getattr(task, "mask", None)
+    if mask is not None:
+        mh, mw = mask.shape[-2:]
+        if (mh, mw) != (h0, w0):
+            raise InputError(f"mask size {mw}x{mh} does not match the image size {w0}x{h0}")
+        mask = mask[..., top : top + nh, left : left + nw]
+    obs = task.observe(x, mask=mask)
+    gt = None
+    if ground_truth is not None:
+        gt = load_image(ground_truth)
+        gh, gw = gt.shape[-2:]
+        if (gh, gw) != (h0 * f, w0 * f):
+            raise InputError(
+                f"ground truth is {gw}x{gh} px but must be {w0 * f}x{h0 * f} px"
+                + (f" ({f}x the input)" if f > 1 else " (the input's size)")
+            )
+        if gt.shape[1] != x.shape[1]:
+            raise InputError(f"ground truth has {gt.shape[1]} channel(s) but the input has {x.shape[1]}")
+        gt = gt[..., top * f : (top + nh) * f, left * f : (left + nw) * f]
+    return obs, gt, notices

@@ -1,0 +1,125 @@
+"""What ``restore`` returns, and its JSON report (DESIGN §1).
+
+:class:`RestoreResult` wraps the :class:`~isnas_fast.trained.TrainedRun` the
+search (or a fixed architecture) produced, the restored image in the kind
+the user gave, the search's cohort tables and the timings.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import __version__
+from .dip import DIPResult
+from .genotype import Genotype
+from .search import CohortMember, SearchResult, SearchSettings
+from .search.settings import TASK_ITERATIONS
+from .tasks import Observation, Task
+from .trained import TrainedRun
+
+__all__ = ["RestoreResult"]
+
+
+@dataclass
+class RestoreResult:
+    """The outcome of :func:`isnas_fast.restore`.
+
+    ``image``: the restored image as the kind the user gave (tensor, array,
+    PIL image; a path gives a tensor).  ``tensor``: (1, C, H, W) float32 in
+    [0, 1].  ``genotype``: the architecture used (a Genotype or ``"dip-skip"``).
+    ``run``: the trained network, its code and DIP result (for bundles and
+    export).  ``cohort``: the first metric's cohort table (empty when
+    ``arch`` skipped the search); ``search``: the whole search (every
+    metric's cohort and pick).  ``timings_s``: seconds per stage.
+    ``psnr``/``ssim``: only with ground truth.
+    """
+
+    image: Any
+    tensor: Tensor
+    genotype: Union[Genotype, str]
+    cohort: list[CohortMember]
+    timings_s: dict[str, float]
+    task: Task
+    observation: Observation
+    run: TrainedRun
+    settings: SearchSettings
+    device: str
+    seed: int
+    psnr: Optional[float] = None
+    ssim: Optional[float] = None
+    notices: list[str] = field(default_factory=list)
+    search_info: dict = field(default_factory=dict)
+    search: Optional[SearchResult] = field(default=None, repr=False)
+    ground_truth: Optional[Tensor] = field(default=None, repr=False)  # cropped, for reports/export only
+
+    @property
+    def dip(self) -> DIPResult:
+        """The final DIP run's result."""
+        assert self.run.dip is not None
+        return self.run.dip
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the final network's input code."""
+        return self.run.in_channels
+
+    def report(self) -> dict:
+        """A JSON-able report of the run."""
+        d = self.dip
+        rep: dict[str, Any] = {
+            "task": self.task.name,
+            "params": self.task.params(),
+            "genotype": str(self.genotype),
+            "width": self.run.width,
+            "in_channels": self.run.in_channels,
+            "cohort": [m.as_dict() for m in self.cohort],
+            "metric": self.settings.metrics[0],
+            "search": self.search_info,
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+            "iterations": {"requested": self.settings.final_iterations or TASK_ITERATIONS[self.task.name],
+                           "run": d.iterations_run},
+            "compiled": d.compiled,
+            "compile_seconds": round(d.compile_seconds, 3),
+            "precision": d.precision,
+            "cuda_graph": d.cuda_graph,
+            "early_stopping": None,
+            "size": {"height": int(self.tensor.shape[2]), "width": int(self.tensor.shape[3])},
+            "seed": self.seed,
+            "device": self.device,
+            "versions": {
+                "isnas_fast": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "notices": list(self.notices),
+        }
+        if self.search is not None:
+            rep["metrics"] = {m: {"pick": str(self.search.picks[m]),
+                                  "cohort": [c.as_dict() for c in self.search.cohorts[m]]}
+                              for m in self.search.metrics}
+        if self.settings.early_stopping is not None and d.stopped_at is not None:
+            es = {
+                "window": self.settings.early_stopping.window,
+                "patience": self.settings.early_stopping.patience,
+                "detected_iteration": d.stopped_at,
+                "stopped_early": d.early_stopped,
+            }
+            if d.psnr_curve:
+                # The best the run passed through, smoothed or raw, vs what the detector returned.
+                best_s, best_r = max(d.psnr_curve), max(d.psnr_raw_curve)
+                es["psnr_at_detected"] = round(d.psnr_at_stop, 4)
+                es["best_psnr"] = round(max(best_s, best_r), 4)
+                curve = d.psnr_curve if best_s >= best_r else d.psnr_raw_curve
+                es["best_iteration"] = int(np.argmax(curve)) + 1
+            rep["early_stopping"] = es
+        if self.psnr is not None:
+            rep["psnr"] = round(self.psnr, 4)
+            rep["ssim"] = round(self.ssim, 5) if self.ssim is not None else None
+            rep["psnr_y_channel"] = self.task.name == "sr" and self.tensor.shape[1] == 3
+        return rep

@@ -1,0 +1,26 @@
+"""The image-specific architecture search (DESIGN §1, §4, §5).
+
+Rooms: :mod:`~isnas_fast.search.settings` (every knob, declared once; presets),
+:mod:`~isnas_fast.search.candidates` (the lists scored),
+:mod:`~isnas_fast.search.scoring` (one forward pass per candidate),
+:mod:`~isnas_fast.search.cohort` (the K best per metric, trained small),
+:mod:`~isnas_fast.search.selection` (the pick, no ground truth) and
+:mod:`~isnas_fast.search.pipeline` (the whole method, and the final run).
+"""
+from __future__ import annotations
+
+from .candidates import NAMED_LISTS, candidate_list, candidate_pool, genotype_seed
+from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
+from .pipeline import DIP_SKIP_WIDTH, SearchResult, run_search, train_final
+from .scoring import score_candidates, search_input_channels
+from .selection import select_member, selection_weights
+from .settings import (DEFAULT_METRIC, KNOBS, PRESETS, TASK_ITERATIONS, Knob, SearchSettings, add_knob_arguments,
+                       knob_options, preset, settings_from_options)
+
+__all__ = [
+    "TASK_ITERATIONS", "DEFAULT_METRIC", "SearchSettings", "Knob", "KNOBS", "PRESETS", "preset",
+    "settings_from_options", "add_knob_arguments", "knob_options", "NAMED_LISTS", "candidate_list",
+    "candidate_pool", "genotype_seed", "score_candidates", "search_input_channels", "selection_weights",
+    "select_member", "CohortMember", "rank_cohort", "train_cohort", "select_in_cohort", "SearchResult",
+    "run_search", "train_final", "DIP_SKIP_WIDTH",
+]

@@ -1,0 +1,105 @@
+"""The cohort stage (DESIGN §1 steps 2-4): the K best-scoring candidates per
+metric, trained on the small problem, and the pick of each metric's cohort."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..device import seeded
+from ..dip import DIPResult, DIPSettings, fit_dip, fit_dip_group
+from ..genotype import Genotype
+from ..network import build_network
+from ..tasks import Observation
+from .candidates import genotype_seed
+from .selection import select_member
+from .settings import TASK_ITERATIONS, SearchSettings
+
+__all__ = ["CohortMember", "rank_cohort", "train_cohort", "select_in_cohort"]
+
+
+@dataclass
+class CohortMember:
+    """One cohort member: its genotype, metric value and selection score (PSNR to the average, dB)."""
+
+    genotype: Genotype
+    metric_value: float
+    selection_psnr: float = float("nan")
+    selected: bool = False
+    train_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "genotype": str(self.genotype),
+            "metric_value": self.metric_value,
+            "selection_psnr": self.selection_psnr,
+            "selected": self.selected,
+            "train_seconds": round(self.train_seconds, 3),
+        }
+
+
+def rank_cohort(genotypes: Sequence[Genotype], values: Tensor, k: int) -> list[CohortMember]:
+    """The ``k`` genotypes with the lowest metric ``values`` (N,), best first (ties: genotype order)."""
+    order = sorted(range(len(genotypes)), key=lambda i: (float(values[i]), genotypes[i]))[:k]
+    return [CohortMember(genotypes[i], float(values[i])) for i in order]
+
+
+def train_cohort(
+    genotypes: Sequence[Genotype],
+    small: Observation,
+    settings: SearchSettings,
+    *,
+    seed: int = 0,
+    device: torch.device,
+    quiet: bool = False,
+) -> dict[Genotype, DIPResult]:
+    """Train each genotype once on the small problem (DESIGN §1 step 3).
+
+    Every member is built and seeded by its genotype alone
+    (:func:`~isnas_fast.search.candidates.genotype_seed`), so a genotype that
+    is in several metrics' cohorts trains once and gives the same result.
+    ``DIPResult.seconds`` of members trained together is the group's time
+    divided by their number.
+    """
+    c = int(small.y.shape[1])
+    iters = settings.cohort_iterations or TASK_ITERATIONS[small.task.name]
+    dip = DIPSettings(iters)
+    seeds = [genotype_seed(seed, g) for g in genotypes]
+    nets = []
+    for g, s in zip(genotypes, seeds):
+        with seeded(s, device):
+            nets.append(build_network(g, c, c, settings.width, device=device))
+    common = dict(early_stopping=settings.cohort_early_stopping, compile=settings.compile,
+                  precision=settings.precision)
+    if settings.cohort_together:
+        results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort",
+                                cuda_graph=settings.cuda_graph, **common)
+        for r in results:
+            r.seconds /= len(results)
+    else:
+        results = [fit_dip(net, small, dip, seed=s, quiet=quiet, desc=f"cohort {i + 1}/{len(nets)}",
+                           cuda_graph=bool(settings.cuda_graph), **common)
+                   for i, (net, s) in enumerate(zip(nets, seeds))]
+    return dict(zip(genotypes, results))
+
+
+def select_in_cohort(members: list[CohortMember], results: dict[Genotype, DIPResult], *,
+                     y_channel: bool = False) -> int:
+    """Select among ``members`` by their trained outputs (DESIGN §5); sets each
+    member's ``selection_psnr``, ``train_seconds`` and the pick's ``selected``;
+    returns the pick's index."""
+    for m in members:
+        m.train_seconds = results[m.genotype].seconds if m.genotype in results else 0.0
+    if len(members) == 1:
+        idx = 0
+    else:
+        outputs = torch.stack([results[m.genotype].output[0] for m in members])
+        values = torch.tensor([m.metric_value if math.isfinite(m.metric_value) else 0.0 for m in members])
+        idx, scores, _ = select_member(outputs, values, y_channel=y_channel)
+        for m, p in zip(members, scores.tolist()):
+            m.selection_psnr = p
+    members[idx].selected = True
+    return idx

@@ -1,0 +1,166 @@
+"""The image-specific search (DESIGN §1): score -> cohort -> train small ->
+select -> restore.
+
+Data flows one way: the corrupted observation and the candidate genotypes go
+in, each metric's cohort and pick and the final :class:`~isnas_fast.trained.TrainedRun`
+come out.  Ground truth, when given, is only passed to the final DIP run to
+record PSNR; no decision reads it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import torch
+from torch import Tensor
+
+from ..device import seeded
+from ..dip import DIPSettings, check_step_options, fit_dip
+from ..genotype import Genotype
+from ..network import build_network, resolve_architecture
+from ..tasks import Observation
+from ..trained import TrainedRun
+from .candidates import candidate_list, genotype_seed
+from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
+from .scoring import score_candidates, search_input_channels
+from .settings import TASK_ITERATIONS, SearchSettings
+
+__all__ = ["SearchResult", "run_search", "train_final", "DIP_SKIP_WIDTH"]
+
+#: The original DIP "skip" network has a fixed width (DESIGN §3.3).
+DIP_SKIP_WIDTH = 128
+
+
+@dataclass
+class SearchResult:
+    """What the search found and the final restoration.
+
+    ``metrics``: the scoring metrics, in order; ``cohorts`` / ``picks``: each
+    metric's cohort table (best metric value first) and selected genotype;
+    ``genotype`` / ``cohort`` / ``metric``: those of the first metric, whose
+    pick is restored in ``final``.  ``scores``: (N, len(metrics)) float64 for
+    ``candidates``.  ``stage_sizes``: per stage, the (H, W) of the network
+    output and of the observation it fitted.
+    """
+
+    genotype: Genotype
+    cohort: list[CohortMember]
+    final: TrainedRun
+    timings_s: dict[str, float]
+    num_scored: int
+    num_skipped_invalid: int
+    metric: str
+    metrics: tuple[str, ...] = ()
+    cohorts: dict[str, list[CohortMember]] = field(default_factory=dict)
+    picks: dict[str, Genotype] = field(default_factory=dict)
+    candidates: list[Genotype] = field(default_factory=list, repr=False)
+    scores: Optional[Tensor] = field(default=None, repr=False)
+    stage_sizes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+
+
+def _sizes(obs: Observation) -> dict[str, list[int]]:
+    return {"output": list(obs.output_size), "observation": [int(obs.y.shape[-2]), int(obs.y.shape[-1])]}
+
+
+def train_final(
+    architecture: Union[Genotype, str],
+    observation: Observation,
+    settings: SearchSettings,
+    *,
+    in_channels: Optional[int] = None,
+    seed: int = 0,
+    ground_truth: Tensor | None = None,
+    device: torch.device | None = None,
+    quiet: bool = False,
+    desc: str = "restore",
+) -> TrainedRun:
+    """Train ``architecture`` at full size with the settings' final-run knobs
+    (``final_iterations``, ``early_stopping``, ``width``, speed options).
+
+    ``in_channels``: channels of the input code (default: the image's, as the
+    search uses; the NAS-DIP and DIP baselines take 32).  The network and its
+    code are seeded by the genotype (:func:`~isnas_fast.search.candidates.genotype_seed`).
+    """
+    arch = resolve_architecture(architecture)
+    device = torch.device(device or observation.y.device)
+    obs = observation.to(device)
+    c = search_input_channels(obs)
+    in_ch = in_channels or c
+    width = DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width
+    s = genotype_seed(seed, arch)
+    with seeded(s, device):
+        net = build_network(arch, in_ch, c, width, task=obs.task.name, device=device)
+    iters = settings.final_iterations or TASK_ITERATIONS[obs.task.name]
+    res = fit_dip(net, obs, DIPSettings(iters), seed=s, ground_truth=ground_truth,
+                  early_stopping=settings.early_stopping, compile=settings.compile,
+                  precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=bool(settings.cuda_graph))
+    return TrainedRun(network=net, z=res.z, genotype=str(arch), width=width, in_channels=in_ch, out_channels=c,
+                      task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
+
+
+def run_search(
+    observation: Observation,
+    settings: SearchSettings,
+    *,
+    seed: int = 0,
+    ground_truth: Tensor | None = None,
+    device: torch.device | None = None,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run the whole ISNAS-DIP method on one corrupted observation (DESIGN §1).
+
+    Every metric of ``settings.metrics`` is scored in one pass; the union of
+    their cohorts is trained once on the small problem
+    (:meth:`~isnas_fast.tasks.Observation.cohort_problem`); each metric
+    selects its pick; the first metric's pick is restored at full size.
+    ``ground_truth`` (1, C, H, W) is forwarded to the final DIP run for its
+    PSNR curve only.
+    """
+    settings = settings.validate()
+    say = log or (lambda msg: None)
+    device = torch.device(device or observation.y.device)
+    check_step_options(settings.compile, settings.cuda_graph, device)
+    metrics = settings.metrics
+    task_name = observation.task.name
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    genotypes, skipped = candidate_list(settings.candidates, settings.num_candidates, seed)
+    if skipped:
+        say(f"skipped {skipped} genotype(s) with an invalid upsampling index")
+    say(f"scoring {len(genotypes)} candidate(s) with {', '.join(metrics)}")
+    scores = score_candidates(observation, genotypes, metrics, width=settings.width, seed=seed,
+                              batch=settings.score_batch, device=device, quiet=quiet)
+    timings["score"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    k = min(settings.cohort_size, len(genotypes))
+    cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
+    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
+    small = observation.cohort_problem(settings.small_side).to(device)
+    results = {}
+    if any(len(c) > 1 for c in cohorts.values()):
+        h, w = small.output_size
+        iters = settings.cohort_iterations or TASK_ITERATIONS[task_name]
+        say(f"training a cohort of {len(union)} at {h}x{w} for {iters} steps")
+        results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
+    picks = {}
+    for m, members in cohorts.items():
+        picks[m] = members[select_in_cohort(members, results, y_channel=task_name == "sr")].genotype
+    timings["cohort"] = time.perf_counter() - t
+
+    chosen = picks[metrics[0]]
+    t = time.perf_counter()
+    iters = settings.final_iterations or TASK_ITERATIONS[task_name]
+    say(f"restoring with {chosen} for {iters} steps")
+    final = train_final(chosen, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
+                        quiet=quiet)
+    timings["final"] = time.perf_counter() - t
+    stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
+    return SearchResult(
+        genotype=chosen, cohort=cohorts[metrics[0]], final=final, timings_s=timings, num_scored=len(genotypes),
+        num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics, cohorts=cohorts, picks=picks,
+        candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
+    )

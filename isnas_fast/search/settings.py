@@ -1,0 +1,242 @@
+"""Every knob of the search, declared once (DESIGN §1, §6).
+
+:class:`SearchSettings` is the one declaration: each field carries, in its
+:func:`knob` metadata, the keyword the API takes (``restore``, ``study``,
+``suite``), the command-line option and the help text.  The CLI options are
+generated from it (:func:`add_knob_arguments`), and so are the API keywords
+(:func:`settings_from_options`, :data:`KNOBS`): a new knob is one field.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import torch
+
+from ..dip import PRECISIONS, EarlyStopping, check_step_options, resolve_precision
+from ..errors import InputError
+from ..kernels.spectral_reference import canonical_metric
+
+__all__ = [
+    "TASK_ITERATIONS",
+    "DEFAULT_METRIC",
+    "SearchSettings",
+    "Knob",
+    "KNOBS",
+    "PRESETS",
+    "preset",
+    "settings_from_options",
+    "add_knob_arguments",
+    "knob_options",
+]
+
+# The paper's DIP iteration counts per task (DESIGN §3.4, §6).
+TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
+DEFAULT_METRIC = "psd_db_strip_mse"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One search knob: the settings field ``name``, the API keyword ``api``,
+    the CLI option ``flag``; ``kind`` is ``int``, ``str``, ``"choice"``,
+    ``"switch"`` (``--x`` / ``--no-x``, unset = the preset's) or
+    ``"early_stopping"`` (a switch whose True means the preset's detector)."""
+
+    name: str
+    api: str
+    flag: str
+    help: str
+    kind: Any
+    metavar: Optional[str] = None
+    choices: Optional[tuple] = None
+
+
+def knob(default: Any, help: str, *, api: Optional[str] = None, flag: Optional[str] = None, kind: Any = None,
+         metavar: Optional[str] = None, choices: Optional[tuple] = None) -> Any:
+    """A :class:`SearchSettings` field declared as a knob (see :class:`Knob`)."""
+    meta = dict(help=help, api=api, flag=flag, kind=kind, metavar=metavar, choices=choices)
+    return field(default=default, metadata={"knob": meta})
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every knob of the search.  ``None`` iteration counts mean the task's paper count.
+
+    The help text of each knob is in its declaration (``isnas-fast restore
+    --help`` prints it); :meth:`validate` checks ranges and canonicalises the
+    metric names.
+    """
+
+    width: int = knob(128, "channels W of every candidate network (a multiple of 16)", metavar="W")
+    candidates: Union[str, Path] = knob(
+        "builtin", "candidate genotypes: builtin522 (the 522 of the NAS dataset; also 'builtin'), random5000 "
+        "(the 5000 random genotypes the paper's search scored), random (num_candidates drawn with the seed), "
+        "random:N, or a 'u,bits' CSV file", api="models", flag="--models", metavar="LIST")
+    num_candidates: Optional[int] = knob(
+        None, "how many candidates to score (a seeded sample of the list; default: all of it)",
+        flag="--candidates", metavar="N")
+    cohort_size: int = knob(15, "the K best-scoring candidates trained in the cohort stage", metavar="K")
+    metric: str = knob(
+        DEFAULT_METRIC, "scoring metric(s), comma-separated, e.g. psd_db_strip_mse,psd_strip_hist_emd,random: "
+        "scored once, one cohort and pick per metric; the first metric's pick is restored", metavar="M[,M...]")
+    cohort_iterations: Optional[int] = knob(
+        None, "DIP steps of each cohort member (default: the task's paper count)", metavar="N")
+    final_iterations: Optional[int] = knob(
+        None, "DIP steps of the final run (default: the task's paper count)", api="iterations",
+        flag="--iterations", metavar="N")
+    small_side: int = knob(
+        64, "shorter side (px) of the cohort stage's problem: of the network output for denoising and "
+        "inpainting, of the low-resolution image for super-resolution (never enlarged)", metavar="PX")
+    early_stopping: Optional[EarlyStopping] = knob(
+        None, "stop the final run by the ES-WMV detector (no ground truth needed); unset: the preset's choice",
+        kind="early_stopping")
+    cohort_early_stopping: Optional[EarlyStopping] = knob(
+        None, "stop each cohort member by the ES-WMV detector", kind="early_stopping")
+    cohort_together: bool = knob(
+        True, "train the cohort together (one program, or one shard per core on a CPU) rather than one "
+        "member after another; the trajectories are the same", kind="switch")
+    compile: Optional[bool] = knob(
+        None, "compile the DIP step with torch.compile (default: on a GPU; on a CPU only for very long runs, "
+        "as compiling takes minutes there)", kind="switch")
+    cuda_graph: Optional[bool] = knob(
+        None, "replay every DIP step as a CUDA graph instead of compiling it (CUDA only; no compile time; "
+        "the cohort on a GPU does this by default)", kind="switch")
+    precision: Optional[str] = knob(
+        None, "fp32: float32 math (TF32 off on a GPU); tf32: TF32 convolutions (the default on a GPU); "
+        "bf16: autocast (faster on a GPU). Default: tf32 on a GPU, fp32 on a CPU", kind="choice",
+        choices=PRECISIONS)
+    score_batch: int = knob(16, "candidate outputs scored per batch", metavar="B")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The scoring metrics, canonical names, in order (the first decides what is restored)."""
+        return tuple(canonical_metric(m) for m in str(self.metric).split(",") if m.strip())
+
+    def validate(self) -> "SearchSettings":
+        """Check ranges; returns self with the metric names canonicalised."""
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 16 or self.width % 16:
+            raise InputError(f"width must be a positive multiple of 16, got {self.width}")
+        if self.num_candidates is not None and self.num_candidates < 1:
+            raise InputError(f"number of candidates must be >= 1, got {self.num_candidates}")
+        if self.cohort_size < 1:
+            raise InputError(f"cohort size must be >= 1, got {self.cohort_size}")
+        for name in ("cohort_iterations", "final_iterations"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        if self.score_batch < 1:
+            raise InputError(f"score batch must be >= 1, got {self.score_batch}")
+        resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run
+        check_step_options(self.compile, self.cuda_graph)
+        if self.small_side < 64 or self.small_side % 32:
+            raise InputError(f"small side must be a multiple of 32 and >= 64, got {self.small_side}")
+        metrics = self.metrics
+        if not metrics:
+            raise InputError("no scoring metric given")
+        if len(set(metrics)) != len(metrics):
+            raise InputError(f"metric listed twice: {','.join(metrics)}")
+        return replace(self, metric=",".join(metrics))
+
+
+def _knob_of(f) -> Knob:
+    meta = f.metadata["knob"]
+    kind = meta["kind"] or (int if f.type in ("int", "Optional[int]") else str)
+    return Knob(name=f.name, api=meta["api"] or f.name, flag=meta["flag"] or "--" + f.name.replace("_", "-"),
+                help=meta["help"], kind=kind, metavar=meta["metavar"], choices=meta["choices"])
+
+
+#: Every knob, in declaration order.
+KNOBS: tuple[Knob, ...] = tuple(_knob_of(f) for f in fields(SearchSettings) if "knob" in f.metadata)
+_BY_API = {k.api: k for k in KNOBS}
+
+
+PRESETS: dict[str, SearchSettings] = {
+    # The paper's setting (DESIGN §1, §6): for a GPU.
+    "paper": SearchSettings(candidates="random5000"),
+    # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
+    # trained 300 steps at 64 px; the final run keeps the task's full step
+    # count (the metric predicts quality only at those counts) and stops by
+    # the ES-WMV detector.
+    "quick": SearchSettings(
+        width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
+        early_stopping=EarlyStopping(window=100, patience=300),
+    ),
+}
+
+
+def preset(name: str, **overrides: object) -> SearchSettings:
+    """A preset's settings with ``overrides`` (field names; None values are ignored)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(kw) - set(SearchSettings.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"unknown search setting(s): {', '.join(sorted(unknown))}")
+    return replace(PRESETS[name], **kw).validate()
+
+
+def _field_value(k: Knob, value: Any, base: SearchSettings) -> Any:
+    """An API value of knob ``k`` as the settings field holds it."""
+    if k.kind == "early_stopping":
+        if isinstance(value, EarlyStopping):
+            return value
+        if value is True:
+            own = getattr(base, k.name)
+            return own if own is not None else EarlyStopping()
+        if value is False:
+            return None
+        raise InputError(f"{k.api} must be True, False or an EarlyStopping, got {value!r}")
+    if k.kind == "switch":
+        if not isinstance(value, bool):
+            raise InputError(f"{k.api} must be True or False, got {value!r}")
+        return value
+    if k.name == "metric" and isinstance(value, (list, tuple)):
+        return ",".join(str(m) for m in value)
+    if k.name == "candidates":
+        return str(value)
+    if k.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InputError(f"{k.api} must be an integer, got {value!r}")
+    return value
+
+
+def settings_from_options(preset_name: str, options: Mapping[str, Any]) -> SearchSettings:
+    """A preset's settings with API-keyword ``options`` applied (None = the preset's value).
+
+    ``early_stopping=True`` means the preset's detector (or the default one
+    if the preset has none), False none.  Unknown keywords raise InputError.
+    """
+    if preset_name not in PRESETS:
+        raise InputError(f"unknown preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset_name]
+    unknown = sorted(set(options) - set(_BY_API))
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(unknown)}; search options: {', '.join(_BY_API)}")
+    changes = {_BY_API[a].name: _field_value(_BY_API[a], v, base) for a, v in options.items() if v is not None}
+    return replace(base, **changes).validate()
+
+
+def add_knob_arguments(group: argparse._ActionsContainer, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one CLI option per knob (default None: the preset's value) to an argparse group."""
+    for k in KNOBS:
+        if k.api in skip:
+            continue
+        dest = f"knob_{k.api}"
+        if k.kind in ("switch", "early_stopping"):
+            group.add_argument(k.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=k.help)
+        elif k.kind == "choice":
+            group.add_argument(k.flag, dest=dest, default=None, choices=k.choices, help=k.help)
+        else:
+            group.add_argument(k.flag, dest=dest, type=k.kind, default=None, metavar=k.metavar, help=k.help)
+
+
+def knob_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The knob values given on a command line parsed with :func:`add_knob_arguments` (API keywords)."""
+    return {k.api: getattr(args, f"knob_{k.api}") for k in KNOBS
+            if getattr(args, f"knob_{k.api}", None) is not None}
+
+
+def knob_parameter_doc() -> str:
+    """One line per knob (API keyword: help) for docstrings."""
+    return "\n".join(f"    ``{k.api}``: {k.help}." for k in KNOBS)
