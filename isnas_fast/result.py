@@ -17,6 +17,7 @@ from torch import Tensor
 from . import __version__
 from .dip import DIPResult
 from .genotype import Genotype
+from .quality import psnr
 from .search import CohortMember, SearchResult, SearchSettings
 from .search.settings import TASK_ITERATIONS
 from .tasks import Observation, Task
@@ -68,6 +69,20 @@ class RestoreResult:
         """Channels of the final network's input code."""
         return self.run.in_channels
 
+    def _metric_entry(self, metric: str) -> dict:
+        """One metric's cohort table and pick, and its full-size run when it was restored."""
+        assert self.search is not None
+        pick = str(self.search.picks[metric])
+        entry: dict[str, Any] = {"pick": pick, "cohort": [c.as_dict() for c in self.search.cohorts[metric]]}
+        run = self.search.finals.get(pick)
+        if run is not None and run.dip is not None:
+            entry["final"] = {"iterations_run": run.dip.iterations_run, "stopped_at": run.dip.stopped_at}
+            if self.ground_truth is not None:
+                out = run.dip.output.float().cpu()
+                y_ch = self.task.name == "sr" and out.shape[1] == 3
+                entry["final"]["psnr"] = round(float(psnr(out, self.ground_truth, y_channel=y_ch)[0]), 4)
+        return entry
+
     def report(self) -> dict:
         """A JSON-able report of the run."""
         d = self.dip
@@ -100,9 +115,7 @@ class RestoreResult:
             "notices": list(self.notices),
         }
         if self.search is not None:
-            rep["metrics"] = {m: {"pick": str(self.search.picks[m]),
-                                  "cohort": [c.as_dict() for c in self.search.cohorts[m]]}
-                              for m in self.search.metrics}
+            rep["metrics"] = {m: self._metric_entry(m) for m in self.search.metrics}
         if self.settings.early_stopping is not None and d.stopped_at is not None:
             es = {
                 "window": self.settings.early_stopping.window,

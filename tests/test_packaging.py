@@ -21,3 +21,82 @@ def test_package_data_is_shipped():
     data = resources.files("isnas_fast").joinpath("data")
     assert data.joinpath("sample.png").is_file()
     assert len(data.joinpath("isnas_dip_522_models.csv").read_text().split()) == 522
+
+
+# The three ways a user imports the package (issue: the source folder must not shadow
+# the install's kernels/export mapping).  Each runs in a fresh interpreter; the
+# editable install of this test environment is hidden from it where it would
+# otherwise answer the import.
+_HIDE_EDITABLE = (
+    "import sys;"
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')];"
+    "sys.path_hooks[:] = [h for h in sys.path_hooks if 'editable' not in getattr(h, '__module__', '')];"
+    "sys.path_importer_cache.clear();"
+)
+_IMPORT = (
+    "import isnas_fast, isnas_fast.kernels, isnas_fast.export;"
+    "from isnas_fast.kernels import spectral_reference;"
+    "from isnas_fast.export import to_onnx;"
+    "print(isnas_fast.__file__); print(isnas_fast.kernels.__file__)"
+)
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _source_copy(dest):
+    """The tracked files of the checkout (what a clone has), copied to ``dest``."""
+    import shutil
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    return dest
+
+
+def _run(code, cwd, env_extra=None):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_imports_from_the_repository_root_with_the_editable_install():
+    done = _run(_IMPORT, ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pkg, kernels = done.stdout.split()
+    assert pkg == str(ROOT / "isnas_fast" / "__init__.py") and kernels == str(ROOT / "kernels" / "__init__.py")
+
+
+def test_imports_from_a_source_checkout_on_pythonpath(tmp_path):
+    src = _source_copy(tmp_path / "src")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = _run(_HIDE_EDITABLE + _IMPORT, elsewhere, {"PYTHONPATH": str(src)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    pkg, kernels = done.stdout.split()
+    assert pkg == str(src / "isnas_fast" / "__init__.py") and kernels == str(src / "kernels" / "__init__.py")
+
+
+def test_imports_from_the_repository_root_with_a_plain_install(tmp_path):
+    """A plain (non-editable) install, and Python started in the checkout's root:
+    the source folder ``isnas_fast/`` comes first on sys.path and holds no kernels/."""
+    src = _source_copy(tmp_path / "src")
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+                          "--disable-pip-version-check", "--target", str(target), str(src)],
+                         capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    assert (target / "isnas_fast" / "kernels" / "__init__.py").is_file()
+    done = _run(_HIDE_EDITABLE + _IMPORT, src, {"PYTHONPATH": str(target)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    pkg, kernels = done.stdout.split()
+    assert pkg == str(src / "isnas_fast" / "__init__.py")  # the source folder shadows the install...
+    assert kernels == str(src / "kernels" / "__init__.py")  # ...and still finds its kernels
+    # Away from the checkout the installed package is used, with its own kernels inside.
+    away = _run(_HIDE_EDITABLE + _IMPORT, tmp_path, {"PYTHONPATH": str(target)})
+    assert away.returncode == 0, away.stderr[-2000:]
+    assert away.stdout.split() == [str(target / "isnas_fast" / "__init__.py"),
+                                   str(target / "isnas_fast" / "kernels" / "__init__.py")]

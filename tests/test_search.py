@@ -109,3 +109,48 @@ def test_run_search_tiny_no_ground_truth_influence(small):
     assert a.final.dip.output.shape == small.shape
     assert set(a.timings_s) == {"score", "cohort", "final"}
     assert b.final.dip.psnr_curve is not None and a.final.dip.psnr_curve is None
+
+
+def test_several_metrics_score_once_train_the_union_once_and_pick_per_metric(small, monkeypatch):
+    from isnas_fast.search import cohort as cohort_module
+    from isnas_fast.search import pipeline
+
+    obs = Denoise(25).corrupt(small, seed=0)
+    trained: list[list] = []
+    real = cohort_module.train_cohort
+    monkeypatch.setattr(pipeline, "train_cohort", lambda g, *a, **k: trained.append(list(g)) or real(g, *a, **k))
+    metrics = ("psd_db_strip_mse", "psd_strip_hist_emd", "random")
+    settings = SearchSettings(width=16, candidates="random", num_candidates=5, cohort_size=2, cohort_iterations=3,
+                              final_iterations=3, metric=",".join(metrics), final="all")
+    r = run_search(obs, settings, seed=0, quiet=True)
+    assert r.metrics == metrics and r.metric == metrics[0] and r.scores.shape == (5, 3)
+    union = {m.genotype for c in r.cohorts.values() for m in c}
+    assert len(trained) == 1 and sorted(trained[0]) == sorted(union)  # each genotype trained once
+    for j, m in enumerate(metrics):
+        cohort = r.cohorts[m]
+        best = sorted(range(5), key=lambda i: (float(r.scores[i, j]), r.candidates[i]))[:2]
+        assert [c.genotype for c in cohort] == [r.candidates[i] for i in best]
+        assert sum(c.selected for c in cohort) == 1 and r.picks[m] in [c.genotype for c in cohort]
+    assert r.genotype == r.picks[metrics[0]] and r.final is r.finals[str(r.genotype)]
+    assert set(r.finals) == {str(g) for g in r.picks.values()}
+    # The first metric alone picks the same genotype: other metrics change nothing of its cohort.
+    alone = run_search(obs, SearchSettings(width=16, candidates="random", num_candidates=5, cohort_size=2,
+                                           cohort_iterations=3, final_iterations=3), seed=0, quiet=True)
+    assert alone.genotype == r.genotype and torch.equal(alone.final.dip.output, r.final.dip.output)
+
+
+def test_sr_cohort_problem_keeps_the_low_resolution_image_at_64px_or_full(small):
+    from isnas_fast.search import SearchSettings as S
+
+    lr = SuperResolve(4).observe(torch.rand(1, 3, 48, 40))  # smaller than 64: full resolution
+    assert lr.cohort_problem(64) is lr
+    big = SuperResolve(4).observe(torch.rand(1, 3, 96, 128))
+    small_lr = big.cohort_problem(64)
+    assert tuple(small_lr.y.shape[-2:]) == (64, 88) and small_lr.output_size == (256, 352)
+    den = Denoise(25).observe(torch.rand(1, 3, 128, 192))
+    assert den.cohort_problem(64).output_size == (64, 96)  # denoising: the output's short side
+    r = run_search(SuperResolve(2).corrupt(small, seed=0),
+                   S(width=16, candidates="random", num_candidates=2, cohort_size=2, cohort_iterations=2,
+                     final_iterations=2), quiet=True)
+    assert r.stage_sizes["cohort"] == {"output": [64, 64], "observation": [32, 32]}
+    assert r.stage_sizes["final"] == r.stage_sizes["score"] == {"output": [64, 64], "observation": [32, 32]}

@@ -106,8 +106,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(report, args.json)
     if not args.quiet:
-        if result.search is not None and len(result.search.metrics) > 1:
-            print_cohorts(result)
+        print_cohorts(result)
         msg = f"restored image written to {out} (architecture {result.genotype}, {time.perf_counter() - t0:.1f} s"
         if result.psnr is not None:
             msg += f", PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}"

@@ -41,7 +41,9 @@ class SearchResult:
     ``genotype`` / ``cohort`` / ``metric``: those of the first metric, whose
     pick is restored in ``final``.  ``scores``: (N, len(metrics)) float64 for
     ``candidates``.  ``stage_sizes``: per stage, the (H, W) of the network
-    output and of the observation it fitted.
+    output and of the observation it fitted.  ``finals``: the full-size run
+    of each restored pick by genotype text (only the first metric's unless
+    the settings' ``final`` is ``"all"``).
     """
 
     genotype: Genotype
@@ -57,6 +59,7 @@ class SearchResult:
     candidates: list[Genotype] = field(default_factory=list, repr=False)
     scores: Optional[Tensor] = field(default=None, repr=False)
     stage_sizes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    finals: dict[str, TrainedRun] = field(default_factory=dict)
 
 
 def _sizes(obs: Observation) -> dict[str, list[int]]:
@@ -154,13 +157,17 @@ def run_search(
     chosen = picks[metrics[0]]
     t = time.perf_counter()
     iters = settings.final_iterations or TASK_ITERATIONS[task_name]
-    say(f"restoring with {chosen} for {iters} steps")
-    final = train_final(chosen, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
-                        quiet=quiet)
+    restored = [chosen] if settings.final == "first" else list(dict.fromkeys(picks[m] for m in metrics))
+    finals: dict[str, TrainedRun] = {}
+    for g in restored:
+        say(f"restoring with {g} for {iters} steps")
+        finals[str(g)] = train_final(g, observation, settings, seed=seed, ground_truth=ground_truth,
+                                     device=device, quiet=quiet)
+    final = finals[str(chosen)]
     timings["final"] = time.perf_counter() - t
     stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
     return SearchResult(
         genotype=chosen, cohort=cohorts[metrics[0]], final=final, timings_s=timings, num_scored=len(genotypes),
         num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics, cohorts=cohorts, picks=picks,
-        candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
+        candidates=genotypes, scores=scores, stage_sizes=stage_sizes, finals=finals,
     )

@@ -83,6 +83,10 @@ class SearchSettings:
         "scored once, one cohort and pick per metric; the first metric's pick is restored", metavar="M[,M...]")
     cohort_iterations: Optional[int] = knob(
         None, "DIP steps of each cohort member (default: the task's paper count)", metavar="N")
+    final: str = knob(
+        "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
+        "distinct pick; the result is the first metric's, the report has every pick's run)", kind="choice",
+        choices=("first", "all"))
     final_iterations: Optional[int] = knob(
         None, "DIP steps of the final run (default: the task's paper count)", api="iterations",
         flag="--iterations", metavar="N")
