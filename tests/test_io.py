@@ -1,13 +1,14 @@
 """Loading, size preparation, atomic saving and returning the user's kind (isnas_fast.imageio)."""
 from __future__ import annotations
 
+import io
 import os
-import struct
 import warnings
-import zlib
 
 import numpy as np
+import png
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
@@ -20,6 +21,7 @@ from isnas_fast.io import (
     atomic_write_text,
     load_image,
     prepare_size,
+    read_image,
     save_image,
     to_like,
 )
@@ -29,14 +31,38 @@ def _rgb(h=40, w=48, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _png16_rgb(path, h=8, w=8):
-    """A 16-bit-per-channel RGB PNG, written by hand (PIL cannot write one)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = b"".join(b"\x00" + bytes(range(6 * w)) for _ in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
-                     + chunk(b"IEND", b""))
+def _u16(shape, seed=0):
+    """Random 16-bit values, with both ends of the range present."""
+    arr = np.random.default_rng(seed).integers(0, 65536, shape, dtype=np.uint16)
+    arr.flat[0], arr.flat[-1] = 0, 65535
+    return arr
+
+
+def _exact(arr):
+    """What a 16-bit source must load as: (1, C, H, W) float32 = value / 65535."""
+    hwc = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(hwc.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+
+
+def _write_png16(path, arr, alpha=False):
+    """(H, W) or (H, W, C) uint16 → a 16-bit PNG written by pypng (grey, grey + alpha, RGB or RGBA)."""
+    h, w = arr.shape[:2]
+    planes = 1 if arr.ndim == 2 else arr.shape[2]
+    writer = png.Writer(w, h, greyscale=planes in (1, 2), alpha=alpha, bitdepth=16)
+    with open(path, "wb") as fh:
+        writer.write(fh, arr.reshape(h, w * planes).tolist())
+
+
+def _png_with_exif(data, orientation):
+    """PNG bytes with an eXIf chunk (EXIF orientation) inserted after IHDR."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    raw = exif.tobytes()
+    chunks = list(png.Reader(bytes=data).chunks())
+    chunks.insert(1, (b"eXIf", raw[6:] if raw.startswith(b"Exif\x00\x00") else raw))
+    buf = io.BytesIO()
+    png.write_chunks(buf, chunks)
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------- loading
@@ -84,26 +110,192 @@ def test_mode_conversions():
         load_image(grey)
 
 
-def test_sixteen_bit_refused(tmp_path):
-    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)).save(tmp_path / "g16.png")
-    with Image.open(tmp_path / "g16.png") as img:
-        assert img.mode == "I;16"
-    with pytest.raises(InputError, match="16-bit images are not supported; convert to 8-bit"):
-        load_image(tmp_path / "g16.png")
-    _png16_rgb(tmp_path / "rgb16.png")
-    with pytest.raises(InputError, match="16-bit"):
-        load_image(tmp_path / "rgb16.png")
-    with pytest.raises(InputError, match="16-bit"):
-        load_image(np.zeros((8, 8), np.uint16))
-    for mode in ("I", "F"):
+def test_sixteen_bit_png_keeps_precision(tmp_path):
+    grey, rgb = _u16((20, 24), seed=1), _u16((20, 24, 3), seed=2)
+    _write_png16(tmp_path / "g16.png", grey)
+    _write_png16(tmp_path / "rgb16.png", rgb)
+    with Image.open(tmp_path / "rgb16.png") as img:
+        assert img.mode == "RGB"  # what PIL alone would give: 8 bits per channel
+    for name, arr in (("g16.png", grey), ("rgb16.png", rgb)):
+        x, depth = read_image(tmp_path / name)
+        assert depth == 16 and x.dtype == torch.float32
+        assert torch.equal(x, _exact(arr))
+        assert torch.equal(load_image(str(tmp_path / name)), x)
+
+
+def test_sixteen_bit_tiff_keeps_precision(tmp_path):
+    grey, rgb = _u16((20, 24), seed=3), _u16((20, 24, 3), seed=4)
+    tifffile.imwrite(tmp_path / "g16.tif", grey, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "rgb16.tiff", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar16.tif", np.moveaxis(rgb, -1, 0), photometric="rgb",
+                     planarconfig="separate")
+    tifffile.imwrite(tmp_path / "be16.tif", grey.astype(">u2"), byteorder=">")
+    for name, arr in (("g16.tif", grey), ("rgb16.tiff", rgb), ("planar16.tif", rgb), ("be16.tif", grey)):
+        x, depth = read_image(tmp_path / name)
+        assert depth == 16, name
+        assert torch.equal(x, _exact(arr)), name
+
+
+def test_sixteen_bit_save_roundtrip(tmp_path):
+    for shape in ((1, 3, 10, 12), (1, 1, 10, 12)):
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+        x[0, 0, 0, 0], x[0, 0, 0, 1] = 0.0, 1.0
+        expected = (x[0].double() * 65535).round().to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+        for name in ("o16.png", "o16.tif", "o16.tiff"):
+            assert save_image(x, tmp_path / name, bit_depth=16) == tmp_path / name
+            if name.endswith(".png"):
+                width, height, rows, info = png.Reader(filename=str(tmp_path / name)).read()
+                assert info["bitdepth"] == 16 and info["planes"] == shape[1] and not info["alpha"]
+                stored = np.array([list(r) for r in rows], np.uint16).reshape(height, width, shape[1])
+            else:
+                stored = tifffile.imread(tmp_path / name).reshape(10, 12, shape[1])
+                assert stored.dtype == np.uint16
+            assert np.array_equal(stored, expected), name
+            back, depth = read_image(tmp_path / name)
+            assert depth == 16 and torch.equal(back, _exact(expected))
+            save_image(back, tmp_path / ("again" + name), bit_depth=16)  # 16-bit → 16-bit is lossless
+            assert torch.equal(load_image(tmp_path / ("again" + name)), back)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["o16.png", "o16.tif", "o16.tiff", "againo16.png", "againo16.tif", "againo16.tiff"])
+
+
+def test_eight_bit_sources_have_depth_8(tmp_path):
+    save_image(load_image(_rgb()), tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png")[1] == 8
+    Image.fromarray(_rgb()).save(tmp_path / "a.tif")
+    x, depth = read_image(tmp_path / "a.tif")
+    assert depth == 8 and torch.equal(x, load_image(_rgb()))
+    assert read_image(_rgb())[1] == 8
+    assert read_image(np.random.default_rng(0).random((8, 8)))[1] == 8
+    assert read_image(torch.rand(3, 8, 8))[1] == 8
+    assert read_image(Image.fromarray(_rgb()))[1] == 8
+
+
+def test_sixteen_bit_rgba_drops_alpha_with_warning(tmp_path):
+    rgba, la = _u16((12, 16, 4), seed=5), _u16((12, 16, 2), seed=6)
+    _write_png16(tmp_path / "rgba16.png", rgba, alpha=True)
+    _write_png16(tmp_path / "la16.png", la, alpha=True)
+    tifffile.imwrite(tmp_path / "rgba16.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    for name, arr in (("rgba16.png", rgba[:, :, :3]), ("la16.png", la[:, :, :1]), ("rgba16.tif", rgba[:, :, :3])):
+        with pytest.warns(UserWarning, match="alpha"):
+            x, depth = read_image(tmp_path / name)
+        assert depth == 16 and torch.equal(x, _exact(arr)), name
+
+
+def test_sixteen_bit_orientation_applied(tmp_path):
+    arr8 = _rgb(6, 10, seed=7)
+    arr16 = arr8.astype(np.uint16) * 257  # v * 257 / 65535 == v / 255: the same floats as the 8-bit file
+    _write_png16(tmp_path / "plain16.png", arr16)
+    data = (tmp_path / "plain16.png").read_bytes()
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(arr8).save(tmp_path / "o8.png", exif=exif)
+        (tmp_path / "o16.png").write_bytes(_png_with_exif(data, orientation))
+        x16, depth = read_image(tmp_path / "o16.png")
+        assert depth == 16 and torch.equal(x16, load_image(tmp_path / "o8.png")), orientation
+    tifffile.imwrite(tmp_path / "o16.tif", arr16, photometric="rgb", extratags=[(0x0112, "H", 1, 6, True)])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr8).save(tmp_path / "o8.png", exif=exif)
+    x16 = load_image(tmp_path / "o16.tif")
+    assert x16.shape == (1, 3, 10, 6) and torch.equal(x16, load_image(tmp_path / "o8.png"))
+
+
+def test_truncated_sixteen_bit_files_refused(tmp_path):
+    _write_png16(tmp_path / "full.png", _u16((64, 64, 3)))
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut16.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cannot read image .*cut16.png"):
+        load_image(tmp_path / "cut16.png")
+    tifffile.imwrite(tmp_path / "full.tif", _u16((64, 64, 3)), photometric="rgb")
+    data = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "cut16.tif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut16.tif"):
+        load_image(tmp_path / "cut16.tif")
+
+
+def test_sixteen_bit_arrays_tensors_and_pil():
+    grey, rgb = _u16((8, 10), seed=8), _u16((8, 10, 3), seed=9)
+    for arr in (grey, rgb, grey[:, :, None], rgb.astype(">u2")):
+        x, depth = read_image(arr)
+        assert depth == 16 and torch.equal(x, _exact(arr.astype(np.uint16)))
+    with pytest.warns(UserWarning, match="alpha"):
+        assert torch.equal(read_image(np.dstack([rgb, grey]))[0], _exact(rgb))
+    t = torch.from_numpy(rgb.astype(np.int32)).to(torch.uint16).permute(2, 0, 1)
+    x, depth = read_image(t)
+    assert depth == 16 and torch.equal(x, _exact(rgb))
+    x, depth = read_image(Image.fromarray(grey))  # PIL mode "I;16"
+    assert depth == 16 and torch.equal(x, _exact(grey))
+    with pytest.raises(InputError, match="dtype int16"):
+        load_image(grey.astype(np.int16))
+    for mode in ("I", "F"):  # 32-bit modes stay refused
         with pytest.raises(InputError, match=f"mode '{mode}'"):
             load_image(Image.new(mode, (8, 8)))
 
 
-def test_palette_refused(tmp_path):
-    Image.fromarray(_rgb()).convert("P").save(tmp_path / "p.png")
-    with pytest.raises(InputError, match="palette"):
-        load_image(tmp_path / "p.png")
+def test_to_like_uint16():
+    rgb = _u16((8, 10, 3), seed=10)
+    out = to_like(load_image(rgb), rgb)
+    assert out.dtype == np.uint16 and np.array_equal(out, rgb)
+    grey = rgb[:, :, 0]
+    out = to_like(load_image(grey), grey)
+    assert out.dtype == np.uint16 and out.shape == (8, 10) and np.array_equal(out, grey)
+
+
+def _palette_image(mode="P"):
+    """A palette image of distinct, non-grey colours in a pattern that uses all of them."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50), (10, 20, 30), (255, 255, 0)]
+    img = Image.new("P", (24, 16))
+    img.putpalette([c for rgb in colours for c in rgb])
+    img.putdata([(x * 7 + y * 3) % len(colours) for y in range(16) for x in range(24)])
+    return img.convert("PA") if mode == "PA" else img
+
+
+def test_palette_read_as_rgb(tmp_path):
+    img = _palette_image()
+    expected = load_image(img.convert("RGB"))
+    assert expected.shape == (1, 3, 16, 24)
+    img.save(tmp_path / "p.png")
+    img.save(tmp_path / "p.gif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no transparency: no warning
+        assert torch.equal(load_image(img), expected)
+        for name in ("p.png", "p.gif"):
+            with Image.open(tmp_path / name) as f:
+                assert f.mode == "P"
+            x, depth = read_image(tmp_path / name)
+            assert depth == 8 and torch.equal(x, expected), name
+        grey = Image.fromarray(_rgb()[:, :, 0]).convert("P")  # grey palette: one channel
+        assert torch.equal(load_image(grey), load_image(grey.convert("L")))
+
+
+def test_palette_transparency_drops_alpha_with_warning(tmp_path):
+    img = _palette_image()
+    expected = load_image(img.convert("RGB"))
+    img.save(tmp_path / "t.png", transparency=2)
+    with Image.open(tmp_path / "t.png") as f:
+        assert f.mode == "P" and "transparency" in f.info
+    with pytest.warns(UserWarning, match="alpha"):
+        assert torch.equal(load_image(tmp_path / "t.png"), expected)
+    pa = _palette_image("PA")
+    assert pa.mode == "PA"
+    with pytest.warns(UserWarning, match="alpha"):
+        assert torch.equal(load_image(pa), expected)
+
+
+def test_sixteen_bit_output_needs_png_or_tiff(tmp_path):
+    x = torch.rand(1, 3, 8, 8)
+    for name in ("a.jpg", "a.bmp", "a"):
+        with pytest.raises(InputError, match=r"16-bit output needs \.png or \.tif/\.tiff"):
+            save_image(x, tmp_path / name, bit_depth=16)
+    with pytest.raises(InputError, match="bit_depth must be 8 or 16"):
+        save_image(x, tmp_path / "a.png", bit_depth=12)
+    with pytest.raises(InputError, match="NaN"):
+        save_image(torch.full((3, 8, 8), float("nan")), tmp_path / "n.png", bit_depth=16)
+    with pytest.raises(InputError, match="output folder does not exist"):
+        save_image(x, tmp_path / "missing" / "a.png", bit_depth=16)
+    assert os.listdir(tmp_path) == []
 
 
 def test_truncated_png_refused(tmp_path):

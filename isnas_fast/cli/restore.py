@@ -92,9 +92,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.task == "inpaint" and args.mask is None:
         raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
     log = logger(args.quiet)
-    _, depth = read_image(args.input)
+    image, depth = read_image(args.input)  # decoded once; the depth decides the output's
     t0 = time.perf_counter()
-    result = restore(args.input, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
+    result = restore(image, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
                      seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log,
                      **knob_options(args), **task_kwargs(args))
     save_image(result.tensor, out, bit_depth=depth if out.suffix.lower() in (".png", ".tif", ".tiff") else 8)
