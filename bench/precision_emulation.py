@@ -98,7 +98,7 @@ class _RoundBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bits, truncate):
         ctx.bits, ctx.truncate = bits, truncate
-        return x.view_as(x)
+        return x.clone()  # a new tensor: the networks' in-place activations may overwrite it
 
     @staticmethod
     def backward(ctx, g):

@@ -8,7 +8,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["resolve_device", "seeded"]
+__all__ = ["resolve_device", "seeded", "memory_format"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -41,3 +41,15 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def memory_format(device: torch.device | str | None) -> torch.memory_format:
+    """The activation and weight layout the networks use on ``device``.
+
+    Channels-last on the CPU: oneDNN's convolutions run on it without
+    reordering every input and output (see bench/README.md for the measured
+    gain); the default contiguous layout on CUDA, where cuDNN with float32 /
+    TF32 gained nothing from it in the cohort's CUDA-graph step.
+    """
+    kind = torch.device(device).type if device is not None else "cpu"
+    return torch.channels_last if kind == "cpu" else torch.contiguous_format

@@ -14,6 +14,7 @@ from typing import Iterator, Union
 import torch
 from torch import Tensor, nn
 
+from .device import memory_format
 from .errors import InputError
 from .genotype import BASELINES, Genotype, UpsampleCell
 
@@ -34,10 +35,13 @@ BASELINE_NAMES = ("nasdip-denoise", "nasdip-inpaint", "nasdip-sr", "dip-skip")
 
 
 def _act(name: str) -> nn.Module:
+    # In place: every activation follows an op (conv, BatchNorm, resize, shuffle)
+    # whose backward does not need its output, so overwriting it saves one
+    # tensor allocation and one pass over memory per activation.
     if name == "relu":
-        return nn.ReLU()
+        return nn.ReLU(inplace=True)
     if name == "leaky_relu":
-        return nn.LeakyReLU(0.2)
+        return nn.LeakyReLU(0.2, inplace=True)
     return nn.Identity()
 
 
@@ -72,7 +76,7 @@ def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _conv_bn_act(c_in: int, c_out: int, k: int, stride: int = 1) -> list[nn.Module]:
-    return [_conv(c_in, c_out, k, stride), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+    return [_conv(c_in, c_out, k, stride), nn.BatchNorm2d(c_out), _act("leaky_relu")]
 
 
 class _SplitStackSum(nn.Module):
@@ -214,8 +218,8 @@ class CrossScaleUNet(nn.Module):
         self._rows = [[c for c in range(5) if S[r][c]] for r in range(5)]
 
     def forward(self, z: Tensor) -> Tensor:
-        """``z``: (B, C_in, H, W), H and W multiples of 32 -> (B, C_out, H, W) in (0, 1)."""
-        feats = [z]
+        """``z``: (B, C_in, H, W), H and W multiples of 32 -> (B, C_out, H, W) in (0, 1), contiguous."""
+        feats = [_in_layout(z, self.out.weight)]
         for enc in self.enc:
             feats.append(enc(feats[-1]))
         # Intermediate results of the shared skip chains, keyed by (source, scale):
@@ -239,10 +243,12 @@ class CrossScaleUNet(nn.Module):
         for level in range(5, 0, -1):
             r = level - 1
             acc = self.up[r](x)
-            for c in self._rows[r]:
-                acc = acc + path(c, r)
+            for i, c in enumerate(self._rows[r]):
+                # The first sum is a new tensor (the cell's output may be saved by its
+                # activation's backward); later terms are added into it in place.
+                acc = acc + path(c, r) if i == 0 else acc.add_(path(c, r))
             x = self.dec[r](acc)
-        return torch.sigmoid(self.out(x))
+        return torch.sigmoid(self.out(x)).contiguous()
 
 
 class _DIPSkipLevel(nn.Module):
@@ -268,6 +274,13 @@ class _DIPSkipLevel(nn.Module):
         return self.post(self.bn(deep))
 
 
+def _in_layout(z: Tensor, weight: Tensor) -> Tensor:
+    """The input code in the memory layout of the network's weights (channels-last on the CPU)."""
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return z.contiguous(memory_format=torch.channels_last)
+    return z
+
+
 def _center_crop(x: Tensor, h: int, w: int) -> Tensor:
     dh, dw = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
     return x[:, :, dh : dh + h, dw : dw + w]
@@ -287,8 +300,8 @@ class DIPSkip(nn.Module):
         self.out = _conv(128, out_channels, 1)
 
     def forward(self, z: Tensor) -> Tensor:
-        """``z``: (B, C_in, H, W) -> (B, C_out, H, W) in (0, 1)."""
-        return torch.sigmoid(self.out(self.body(z)))
+        """``z``: (B, C_in, H, W) -> (B, C_out, H, W) in (0, 1), contiguous."""
+        return torch.sigmoid(self.out(self.body(_in_layout(z, self.out.weight)))).contiguous()
 
 
 Architecture = Union[Genotype, str]
@@ -326,7 +339,9 @@ def build_network(
     ``width`` is the channel count W of the cross-scale U-Net (multiple of 16);
     ``dip-skip`` has fixed width 128 and uses 128-channel skips and nearest
     upsampling when ``task == "inpaint"``.  The module maps ``(B, in_channels,
-    H, W)`` to ``(B, out_channels, H, W)``; H, W multiples of 32.
+    H, W)`` to ``(B, out_channels, H, W)``; H, W multiples of 32.  Its weights
+    and activations use the device's memory layout
+    (:func:`isnas_fast.device.memory_format`: channels-last on the CPU).
     """
     for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -340,7 +355,7 @@ def build_network(
         else:
             assert isinstance(arch, Genotype)
             net = CrossScaleUNet(arch, in_channels, out_channels, width)
-    return net.train()
+    return net.to(memory_format=memory_format(factory)).train()
 
 
 @contextlib.contextmanager

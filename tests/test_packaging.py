@@ -48,6 +48,8 @@ def _source_copy(dest):
 
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
+        if not (ROOT / rel).is_file():  # deleted in the working tree, not yet committed
+            continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)

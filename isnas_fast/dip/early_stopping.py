@@ -1,12 +1,28 @@
-"""Early stopping without ground truth (ES-WMV, "Early Stopping for Deep Image
-Prior", arXiv 2112.06074).
+"""Early stopping without ground truth: detectors that watch a DIP run.
 
-DIP first fits the image's structure and later its noise.  The raw outputs
-change little while the fit is good and keep drifting once it overfits; the
-windowed moving variance (WMV) of the last ``window`` outputs tracks that.
-The detector keeps the window of smallest variance seen and stops after
-``patience`` iterations without a new minimum; its result is that window's
-mean.
+DIP first fits the image's structure and later its noise.  A detector sees,
+after every step, the raw output, the smoothed (EMA) output and the loss; it
+says when to stop and what the run returns then.
+
+* ``wmv`` -- ES-WMV ("Early Stopping for Deep Image Prior", arXiv
+  2112.06074): the variance of the last ``window`` raw outputs; the window of
+  smallest variance is kept, and the run stops ``patience`` steps after the
+  last new minimum.  Returns that window's mean.
+* ``emv`` -- ES-EMV, the same paper's exponential form: an exponential
+  moving mean and variance of the raw outputs (weight ``alpha``); returns the
+  exponential mean at the smallest variance.
+* ``shift`` -- a pseudo-validation loss from the corrupted image itself, in
+  the spirit of self-referenced early stopping (arXiv 2605.25299): the
+  smoothed output, through the task's forward operator and shifted by one
+  pixel, against the corrupted image.  Neighbouring pixels share almost all
+  of the image but none of the noise, so this loss falls while the network
+  fits the image and rises once it fits the noise at each pixel; the run
+  stops ``patience`` steps after its minimum and returns the smoothed output
+  there.
+
+Each detector is fed by :class:`~isnas_fast.dip.monitor.Monitor`; several
+can watch one run passively (the study records what each would have
+returned) while at most one stops it.
 """
 from __future__ import annotations
 
@@ -16,9 +32,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..tasks import Observation
 from .settings import EarlyStopping
 
-__all__ = ["WindowVariance", "WMVDetector"]
+__all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "ShiftDetector", "make_detector"]
 
 
 class WindowVariance:
@@ -58,30 +75,114 @@ class WindowVariance:
         return self.sum / len(self.items)
 
 
-class WMVDetector:
-    """ES-WMV on one member's raw outputs.
+class Detector:
+    """A stopping rule: fed every step, it keeps the best point so far.
 
-    :meth:`update` takes iteration ``it`` and the raw output and returns True
-    when training should stop.  ``best_iteration`` is the last iteration of
-    the most stable window, ``best_output`` (1, C, H, W) its mean, clamped to
-    [0, 1]; ``variances`` the variance per iteration once the window is full.
+    :meth:`update` takes iteration ``it``, the raw output (1, C, H, W), the
+    smoothed output and the loss, and returns True once the run should stop.
+    ``best_iteration`` / ``best_output`` (clamped to [0, 1]) are what the run
+    returns when it stops now; ``trace`` the detector's signal per
+    iteration (variance or validation loss; empty until it starts).
     """
+
+    name = "detector"
 
     def __init__(self, settings: EarlyStopping):
         self.settings = settings
-        self.wv = WindowVariance(settings.window)
-        self.best_variance = float("inf")
+        self.best_value = float("inf")
         self.best_iteration: Optional[int] = None
         self.best_output: Optional[Tensor] = None
-        self.variances: list[float] = []
+        self.trace: list[float] = []
 
-    def update(self, it: int, out: Tensor) -> bool:
-        v = self.wv.push(out)
-        if v is None:
+    def _signal(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> Optional[tuple[float, Tensor]]:
+        """(value, what to return if it is the best) or None before the signal exists."""
+        raise NotImplementedError
+
+    def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
+        signal = self._signal(it, raw, smooth, loss)
+        if signal is None:
             return False
-        self.variances.append(v)
-        if v < self.best_variance:
-            self.best_variance, self.best_iteration = v, it
-            self.best_output = self.wv.mean().to(out.dtype).clamp_(0, 1)
+        value, candidate = signal
+        self.trace.append(value)
+        if value < self.best_value:
+            self.best_value, self.best_iteration = value, it
+            self.best_output = candidate.to(raw.dtype).clamp(0, 1)
             return False
         return self.best_iteration is not None and it - self.best_iteration >= self.settings.patience
+
+
+class WMVDetector(Detector):
+    """ES-WMV: smallest variance of a window of ``window`` raw outputs; returns the window's mean."""
+
+    name = "wmv"
+
+    def __init__(self, settings: EarlyStopping):
+        super().__init__(settings)
+        self.wv = WindowVariance(settings.window)
+
+    def _signal(self, it, raw, smooth, loss):
+        v = self.wv.push(raw)
+        return None if v is None else (v, self.wv.mean())
+
+
+class EMVDetector(Detector):
+    """ES-EMV: exponential moving variance of the raw outputs (weight ``alpha``); returns the
+    exponential moving mean.  The first ``window`` iterations only warm the averages up."""
+
+    name = "emv"
+
+    def __init__(self, settings: EarlyStopping):
+        super().__init__(settings)
+        self.mean: Optional[Tensor] = None
+        self.var: Optional[Tensor] = None
+
+    def _signal(self, it, raw, smooth, loss):
+        a = self.settings.alpha
+        x = raw.detach().to(torch.float64)
+        if self.mean is None:
+            self.mean, self.var = x.clone(), torch.zeros_like(x)
+            return None
+        d = x - self.mean
+        self.mean += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        if it < self.settings.window:
+            return None
+        return float(self.var.mean()), self.mean
+
+
+class ShiftDetector(Detector):
+    """Pseudo-validation: the smoothed output through the forward operator, shifted by
+    one pixel (right and down), against the corrupted image where both pixels
+    are known; returns the smoothed output at the minimum."""
+
+    name = "shift"
+
+    def __init__(self, settings: EarlyStopping, observation: Observation):
+        super().__init__(settings)
+        self.obs = observation
+        y = observation.y
+        known = observation.mask if observation.mask is not None else torch.ones_like(y[:, :1])
+        # Pairs (p, p + 1 pixel) with both pixels known, horizontally and vertically.
+        self.w_h = known[..., :, 1:] * known[..., :, :-1]
+        self.w_v = known[..., 1:, :] * known[..., :-1, :]
+        self.norm = float(self.w_h.sum() + self.w_v.sum()) * y.shape[1]
+
+    def _signal(self, it, raw, smooth, loss):
+        if it < self.settings.window:
+            return None
+        with torch.no_grad():
+            a = self.obs.task.forward(smooth, self.obs.mask)
+            y = self.obs.y
+            dh = (a[..., :, :-1] - y[..., :, 1:]).square() * self.w_h
+            dv = (a[..., :-1, :] - y[..., 1:, :]).square() * self.w_v
+            value = float((dh.sum() + dv.sum()) / self.norm)
+        return value, smooth.clone()
+
+
+def make_detector(settings: EarlyStopping, observation: Observation) -> Detector:
+    """The detector ``settings.method`` names, for a run fitting ``observation``."""
+    if settings.method == "wmv":
+        return WMVDetector(settings)
+    if settings.method == "emv":
+        return EMVDetector(settings)
+    return ShiftDetector(settings, observation)

@@ -8,15 +8,16 @@ step runs (:mod:`isnas_fast.dip.steps`) and what is recorded stay apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
 from ..quality import psnr
-from .early_stopping import WMVDetector
+from ..tasks import Observation
+from .early_stopping import Detector, make_detector
 from .settings import EarlyStopping
 
-__all__ = ["DIPResult", "Monitor"]
+__all__ = ["DIPResult", "Monitor", "probe_name"]
 
 
 @dataclass
@@ -33,6 +34,10 @@ class DIPResult:
     in the first (compiling) step when compiled.  ``cuda_graph``: whether the
     step was replayed as a CUDA graph.  ``precision``: the precision the run
     used (``"fp32"``, ``"tf32"`` or ``"bf16"``, the default resolved).
+    ``variance_curve``: the stopping detector's signal per iteration.
+    ``probes``: per watching detector (:func:`probe_name`), ``fired_at``
+    (None: never), ``iteration`` it would have returned and that output's
+    ``psnr`` (with ground truth).
     """
 
     output: Tensor
@@ -52,6 +57,41 @@ class DIPResult:
     precision: str = "fp32"
     psnr_at_stop: Optional[float] = None
     cuda_graph: bool = False
+    probes: dict[str, dict] = field(default_factory=dict)
+
+
+def probe_name(settings: EarlyStopping) -> str:
+    """A short name of a detector's settings, e.g. ``wmv/w100/p1000``."""
+    name = f"{settings.method}/w{settings.window}/p{settings.patience}"
+    return name + (f"/a{settings.alpha:g}" if settings.method == "emv" else "")
+
+
+class _Probe:
+    """A detector watching passively: what it would have returned, had it stopped the run."""
+
+    def __init__(self, detector: Detector, gt: Optional[Tensor]):
+        self.detector, self.gt = detector, gt
+        self.fired_at: Optional[int] = None
+        self.iteration: Optional[int] = None
+        self.psnr: Optional[float] = None
+
+    def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> None:
+        if self.fired_at is not None:
+            return
+        if self.detector.update(it, raw, smooth, loss):
+            self.fired_at = it
+            self._freeze()
+
+    def _freeze(self) -> None:
+        d = self.detector
+        self.iteration = d.best_iteration
+        if self.gt is not None and d.best_output is not None:
+            self.psnr = float(psnr(d.best_output, self.gt)[0])
+
+    def record(self) -> dict:
+        if self.fired_at is None:
+            self._freeze()  # never fired: the run would return the best point at the end
+        return {"fired_at": self.fired_at, "iteration": self.iteration, "psnr": self.psnr}
 
 
 class Monitor:
@@ -59,15 +99,20 @@ class Monitor:
 
     ``ground_truth`` (1, C, H, W) only adds PSNR curves; ``early_stopping``
     None runs every iteration.  ``active`` turns False once the detector
-    fires.
+    fires.  ``probes``: detectors that only watch (they never stop the run);
+    the result's ``probes`` says, per detector, where it would have stopped
+    and the PSNR of what it would have returned (with ground truth).
+    ``observation``: what the run fits (needed by the ``shift`` detector).
     """
 
     def __init__(self, ema: float, ground_truth: Optional[Tensor] = None,
-                 early_stopping: Optional[EarlyStopping] = None, name: str = "DIP"):
+                 early_stopping: Optional[EarlyStopping] = None, name: str = "DIP", *,
+                 observation: Optional[Observation] = None, probes: Sequence[EarlyStopping] = ()):
         self.ema = ema
         self.gt = ground_truth
         self.name = name
-        self.detector = WMVDetector(early_stopping) if early_stopping is not None else None
+        self.detector = make_detector(early_stopping, observation) if early_stopping is not None else None
+        self.probes = {probe_name(p): _Probe(make_detector(p, observation), ground_truth) for p in probes}
         self.smooth: Optional[Tensor] = None
         self.last: Optional[Tensor] = None
         self.losses: list[float] = []
@@ -90,10 +135,12 @@ class Monitor:
         if self.gt is not None:
             self.curve.append(float(psnr(self.smooth.clamp(0, 1), self.gt)[0]))
             self.raw_curve.append(float(psnr(o.clamp(0, 1), self.gt)[0]))
+        for probe in self.probes.values():
+            probe.update(it, o, self.smooth, loss)
         if self.detector is None:
             return
         best_before = self.detector.best_iteration
-        stop = self.detector.update(it, o)
+        stop = self.detector.update(it, o, self.smooth, loss)
         if self.gt is not None and self.detector.best_iteration != best_before:
             self.psnr_at_stop = float(psnr(self.detector.best_output, self.gt)[0])
         if stop:
@@ -113,7 +160,8 @@ class Monitor:
             output=out.clamp(0, 1), last_output=self.last.clamp(0, 1), network=network, z=z,
             losses=self.losses, iterations_run=self.iterations, seconds=seconds, psnr_curve=self.curve,
             psnr_raw_curve=self.raw_curve, stopped_at=det.best_iteration if det is not None else None,
-            early_stopped=self.early, variance_curve=det.variances if det is not None else [],
+            early_stopped=self.early, variance_curve=det.trace if det is not None else [],
             compiled=compiled, compile_seconds=compile_seconds, precision=precision,
             psnr_at_stop=self.psnr_at_stop, cuda_graph=cuda_graph,
+            probes={name: p.record() for name, p in self.probes.items()},
         )

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["DIPSettings", "EarlyStopping", "PRECISIONS", "resolve_precision", "precision_context"]
+__all__ = ["DIPSettings", "EarlyStopping", "ES_METHODS", "PRECISIONS", "resolve_precision", "precision_context"]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -39,25 +39,35 @@ class DIPSettings:
             raise InputError(f"EMA factor must be in [0, 1), got {self.ema}")
 
 
+#: Early-stopping detectors (see :mod:`isnas_fast.dip.early_stopping`).
+ES_METHODS = ("wmv", "emv", "shift")
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
-    """ES-WMV: windowed moving variance of the raw outputs, no ground truth.
+    """Early stopping without ground truth (:mod:`isnas_fast.dip.early_stopping`).
 
-    The variance of a window of the last ``window`` raw outputs is the mean
-    squared deviation of the window's outputs from their mean.  The stopping
-    point is the iteration of the smallest variance seen; training ends once
-    ``patience`` iterations pass without a new minimum.  The result is the
-    mean of that most stable window (its outputs averaged uniformly): unlike
-    the EMA at an early stopping point, it carries no weight from the first,
-    still blurry iterations.  See :mod:`isnas_fast.dip.early_stopping`.
+    ``method``: ``"wmv"`` (ES-WMV: the variance of the last ``window`` raw
+    outputs; returns the most stable window's mean), ``"emv"`` (its
+    exponential form, weight ``alpha``, after ``window`` warm-up steps) or
+    ``"shift"`` (a pseudo-validation loss from the corrupted image, checked
+    from step ``window`` on; returns the smoothed output at its minimum).
+    Training ends ``patience`` iterations after the detector's last new
+    minimum.
     """
 
     window: int = 100
     patience: int = 1000
+    method: str = "wmv"
+    alpha: float = 0.1
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.patience < 1:
             raise InputError(f"early stopping needs window >= 2 and patience >= 1, got {self.window}, {self.patience}")
+        if self.method not in ES_METHODS:
+            raise InputError(f"early stopping method must be one of {', '.join(ES_METHODS)}, got {self.method!r}")
+        if not 0 < self.alpha < 1:
+            raise InputError(f"early stopping alpha must be in (0, 1), got {self.alpha}")
 
 
 def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:
