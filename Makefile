@@ -32,12 +32,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-## bench: CPU benchmarks at their small defaults, then the ratio table (see bench/README.md)
+## bench: CPU benchmarks at their small defaults (pytest-benchmark), then the ratio table (see bench/README.md)
+BENCH_OPTS ?= --bench-compile
 bench: $(VENV)/.installed-test
-	$(PY) bench/bench_spectral.py
-	$(PY) bench/bench_upsample_conv.py
-	$(PY) bench/bench_dip.py
-	$(PY) bench/bench_export.py --threads 1
+	$(PY) -m pytest bench -q --bench-device cpu --benchmark-json=bench/results/bench-cpu.json $(BENCH_OPTS)
 	$(PY) bench/report.py
 
 clean:

@@ -1,14 +1,14 @@
-"""Shared setup of the benchmark scripts (DESIGN §7: ratios measured in one run).
+"""Shared helpers of the benchmarks, ``gpu_check.py`` and ``precision_emulation.py`` (DESIGN §7).
 
-Every script times a reference and a fast path side by side on the same
-inputs and writes rows ``{"name", "reference_ms", "fast_ms", "ratio",
-"device", ...}`` (``ratio = reference_ms / fast_ms``, > 1 means the fast path
-is faster) to one JSON file.
+Benchmarks measure a reference and a fast path on the same inputs and report
+``ratio = reference / fast`` (> 1: the fast path is faster), never a bare
+absolute time.  The pytest-benchmark tests (``bench/test_*.py``) take their
+options and fixtures from ``bench/conftest.py``; ``gpu_check.py`` writes
+rows ``{"name", "reference_ms", "fast_ms", "ratio", "device", ...}``
+(:func:`row`) into its report.
 """
 from __future__ import annotations
 
-import json
-import os
 import platform
 import re
 import statistics
@@ -17,8 +17,27 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+#: The metric sets of the spectral benchmarks.
+METRIC_SETS = {
+    "strip": ["psd_db_strip_mse"],
+    "mse": ["psd_db_strip_mse", "psd_db_mse", "nodc_psd_db_mse"],
+    "all": [
+        "psd_db_strip_mse", "psd_strip_hist_emd", "psd_db_mse",
+        "nodc_psd_db_strip_mse", "nodc_psd_strip_hist_emd", "nodc_psd_db_mse",
+    ],
+}
+
+#: The two sides of every benchmark group; the pytest ids are exactly these.
+PATHS = ["reference", "fast"]
+
+COMPILE_SKIP = ("compiles (torch.compile / AOTInductor: 1-2 min per architecture on a CPU): "
+                "pass --bench-compile to run it")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -28,7 +47,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def device_label(device: torch.device) -> str:
-    """The GPU's name, or ``cpu (<processor>)``."""
+    """The GPU's name, or ``cpu (<processor>, N threads)``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -36,12 +55,6 @@ def device_label(device: torch.device) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def default_out(name: str, device: torch.device) -> Path:
-    """``bench/results/<name>-<device>.json``."""
-    label = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return RESULTS / f"{name}-{slug(label)}.json"
 
 
 def sync(device: torch.device) -> None:
@@ -97,13 +110,6 @@ def step_times(run: Callable[[Callable[[int, float], None]], object], device: to
     return result, [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]
 
 
-def write_rows(rows: Iterable[dict], path: os.PathLike | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(list(rows), indent=1) + "\n")
-    return path
-
-
 def print_rows(rows: Iterable[dict]) -> None:
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "n/a"
@@ -117,3 +123,48 @@ def ints(text: str) -> list[int]:
 
 def words(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """``max|actual - expected| / max|expected|`` in float64 (inf if anything is non-finite)."""
+    a, e = actual.detach().double(), expected.detach().double()
+    if not (torch.isfinite(a).all() and torch.isfinite(e).all()):
+        return float("inf")
+    scale = e.abs().max().item()
+    return (a - e).abs().max().item() / scale if scale > 0 else (a - e).abs().max().item()
+
+
+def max_abs_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return (actual.detach().double() - expected.detach().double()).abs().max().item()
+
+
+def spectral_inputs(batch: int, channels: int, h: int, w: int, device: torch.device, seed: int = 0):
+    """A noisy corrupted image and ``batch`` smooth random outputs in (0, 1), like random nets give."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    y = torch.rand(channels, h, w, generator=g, device=device)
+    o = torch.rand(batch, channels, h, w, generator=g, device=device)
+    o = F.avg_pool2d(F.pad(o, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    return y, torch.sigmoid(6 * (o - 0.5))
+
+
+def upsample_conv_inputs(batch: int, c_in: int, c_out: int, size: int, k: int, dtype, device: torch.device,
+                         seed: int = 0):
+    """Activations (batch, c_in, size, size) and a k x k weight, both in ``dtype``."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    x = torch.randn(batch, c_in, size, size, generator=g, device=device)
+    w = torch.randn(c_out, c_in, k, k, generator=g, device=device) / (c_in * k * k) ** 0.5
+    return x.to(dtype), w.to(dtype)
+
+
+def option_list(config, name: str, default, cast: Callable = int) -> list:
+    """A comma-separated pytest option as a list (``default`` when the option is not given)."""
+    value = config.getoption(name)
+    return [cast(v) for v in words(str(default if value is None else value))]
+
+
+def median_of_steps(runs: list[list[float]], warmup: int) -> float:
+    """Median of the per-step times (ms) of several runs, each after its first ``warmup`` steps
+    (at least each run's last step is kept)."""
+    return statistics.median([t for steps in runs for t in steps[min(warmup, len(steps) - 1):]])

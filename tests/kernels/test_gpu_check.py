@@ -1,4 +1,5 @@
-"""bench/gpu_check.py stays importable and its correctness sections run (CPU dry run, interpreter)."""
+"""bench/gpu_check.py stays importable, refuses to run without CUDA, and its sections run
+(CPU dry run under the interpreter; the correctness sections run tests/gpu's CPU rehearsal)."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +14,8 @@ import torch
 pytest.importorskip("triton")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+interpreter_only = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                      reason="the dry run is a CPU interpreter rehearsal")
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +30,28 @@ def gpu_check():
         sys.modules.pop("gpu_check", None)
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
-def test_dry_run_correctness_sections(gpu_check, tmp_path):
-    only = "env,correctness_spectral,correctness_upsample_conv"
-    assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
+def _report(tmp_path) -> dict:
     (path,) = tmp_path.glob("gpu_check-*.json")
-    report = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+@interpreter_only
+def test_dry_run_correctness_sections(gpu_check, tmp_path):
+    only = "env,correctness_kernels,correctness_dip"
+    assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
+    report = _report(tmp_path)
     assert report["dry_run"] and report["failed"] == []
     assert set(report["sections"]) == set(only.split(","))
-    assert report["sections"]["correctness_spectral"]["histogram_counts_exact"]
-    assert report["sections"]["correctness_upsample_conv"]["n_cases"] >= 4
+    kernels = report["sections"]["correctness_kernels"]
+    outcome = {t["test"].rsplit("::", 1)[-1]: t["outcome"] for t in kernels["tests"]}
+    assert outcome["test_histogram_counts_exact"] == "passed"
+    assert outcome["test_spectral_scores_match_references[6x3x40x56]"] == "passed"
+    assert sum(o == "passed" and n.startswith("test_upsample_conv_matches_float64") for n, o in outcome.items()) >= 4
+    assert kernels["failed"] == [] and kernels["skip_reasons"] == ["the CPU rehearsal runs the smallest case only"]
+    dip = {t["test"].rsplit("::", 1)[-1]: t for t in report["sections"]["correctness_dip"]["tests"]}
+    assert dip["test_bf16_dip_runs_and_starts_where_fp32_does[eager]"]["outcome"] == "passed"
+    graph = dip["test_graph_cohort_first_losses_match_solo_runs"]
+    assert graph["outcome"] == "skipped" and "needs a GPU" in graph["message"]
 
 
 def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
@@ -48,12 +63,18 @@ def test_refuses_without_cuda(gpu_check, tmp_path, monkeypatch, capsys):
     assert list(gpu_check.SECTIONS)[0] == "env"
 
 
-@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
+def test_correctness_sections_report_a_missing_test_file(gpu_check, tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "TESTS", tmp_path)
+    ctx = gpu_check.Context(device=torch.device("cpu"), dry_run=True, args=None)
+    result = gpu_check.section_correctness_kernels(ctx)
+    assert not result["ok"] and "not found" in result["error"]
+
+
+@interpreter_only
 def test_dry_run_dip_sections(gpu_check, tmp_path):
     only = "dip_full,dip_cohort,dip_variants,dip_precision"
     assert gpu_check.main(["--dry-run", "--only", only, "--out-dir", str(tmp_path)]) == 0
-    (path,) = tmp_path.glob("gpu_check-*.json")
-    report = json.loads(path.read_text())
+    report = _report(tmp_path)
     assert report["failed"] == [] and set(report["sections"]) == set(only.split(","))
     full = report["sections"]["dip_full"]
     runs = full["runs"]
