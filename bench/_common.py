@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks, ``gpu_check.py`` and ``precision_emulation.py`` (DESIGN §7).
+"""Shared helpers of the benchmarks, ``gpu_check.py`` and ``precision_emulation.py`` (docs/design.md §7).
 
 Benchmarks measure a reference and a fast path on the same inputs and report
 ``ratio = reference / fast`` (> 1: the fast path is faster), never a bare

@@ -1,4 +1,4 @@
-"""Shared setup of the pytest-benchmark tests in ``bench/`` (DESIGN §7: ratios measured in one run).
+"""Shared setup of the pytest-benchmark tests in ``bench/`` (docs/design.md §7: ratios measured in one run).
 
 Convention (``bench/report.py`` reads it): every case is one pytest-benchmark
 ``group`` (e.g. ``"spectral/strip/B4xC3x64x64"``), parametrised over

@@ -1,4 +1,4 @@
-"""One-command GPU check of the Triton kernels: correctness, then timings (DESIGN §7).
+"""One-command GPU check of the Triton kernels: correctness, then timings (docs/design.md §7).
 
     python bench/gpu_check.py                   # on a CUDA machine (< 8 min on an H100)
     python bench/gpu_check.py --only env,spectral_timing

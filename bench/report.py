@@ -1,4 +1,4 @@
-"""Print benchmark results as ratio tables (DESIGN §7: ratios, never a bare absolute time).
+"""Print benchmark results as ratio tables (docs/design.md §7: ratios, never a bare absolute time).
 
     python bench/report.py [FILES...]        # default: every bench/results/*.json
 

@@ -1,4 +1,4 @@
-"""DIP loop: eager vs compiled step; a cohort one by one vs together (DESIGN §6, §7).
+"""DIP loop: eager vs compiled step; a cohort one by one vs together (docs/design.md §6, §7).
 
 Groups (``path``: ``reference`` / ``fast``):
 

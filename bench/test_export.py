@@ -1,5 +1,5 @@
 """Inference of an exported DIP network: PyTorch eager vs ONNX Runtime and the AOTInductor ``.pt2``
-(DESIGN §1 step 6, §7).
+(docs/design.md §1 step 6, §7).
 
 One network (``nasdip-denoise`` with a 3-channel code, BatchNorm in training
 mode as DIP runs it) at ``<S>x<S>``, on the CPU whatever ``--bench-device``

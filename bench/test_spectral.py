@@ -1,4 +1,4 @@
-"""Spectral scoring: reference vs fused (DESIGN §4, §7 (a)).
+"""Spectral scoring: reference vs fused (docs/design.md §4, §7 (a)).
 
 Groups (``path``: ``reference`` / ``fast``):
 

@@ -1,4 +1,4 @@
-"""x2 upsample + conv of an upsampling cell: reference vs fused (DESIGN §3.2, §7 (b)).
+"""x2 upsample + conv of an upsampling cell: reference vs fused (docs/design.md §3.2, §7 (b)).
 
 Groups ``upsample_conv/<mode>/k<k>/<act>/<dtype>/N<n>xC<c>x<S>x<S>``
 (``path``: ``reference`` / ``fast``), forward only, under ``no_grad``:

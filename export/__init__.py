@@ -1,6 +1,6 @@
 """Deployment: ONNX export served by ONNX Runtime, a compiled TorchInductor package, a C++ runner.
 
-DESIGN §1 step 6.  Installed as ``isnas_fast.export``.
+docs/design.md §1 step 6.  Installed as ``isnas_fast.export``.
 
 * :func:`to_onnx` / :func:`run_onnx` — ONNX model (optional input ``z`` with
   dynamic H, W; the trained code is its default) and ONNX Runtime serving.

@@ -1,4 +1,4 @@
-"""Compiled TorchInductor (AOT) package of a trained DIP network (DESIGN §1 step 6).
+"""Compiled TorchInductor (AOT) package of a trained DIP network (docs/design.md §1 step 6).
 
 :func:`to_pt2` exports ``forward() -> image`` with ``torch.export`` — the
 trained code z is a buffer of the module, so the compiled program takes *no

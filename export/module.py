@@ -1,6 +1,6 @@
 """The module that gets exported: the trained network with train-mode BatchNorm made explicit.
 
-DIP runs every BatchNorm in training mode (DESIGN §3.1): each normalises with
+DIP runs every BatchNorm in training mode (docs/design.md §3.1): each normalises with
 the mean and (biased) variance of the current batch — here the one image —
 over (N, H, W).  Exporters assume inference mode, where BatchNorm would use
 the running statistics instead and give a different image; and a train-mode

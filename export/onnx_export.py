@@ -1,4 +1,4 @@
-"""ONNX export of a trained DIP network (DESIGN §1 step 6).
+"""ONNX export of a trained DIP network (docs/design.md §1 step 6).
 
 The graph has one input ``z`` (1, C_in, height, width) with dynamic height
 and width, and one output ``image`` (1, C_out, height, width).  The trained

@@ -1,4 +1,4 @@
-"""Serving exported models with ONNX Runtime (DESIGN §1 step 6).
+"""Serving exported models with ONNX Runtime (docs/design.md §1 step 6).
 
 :func:`run_onnx` is the one place that picks the execution provider: CUDA
 when it is asked for (``"cuda"`` or ``"auto"``) and ONNX Runtime reports it

@@ -37,7 +37,7 @@ from .trained import TrainedRun  # noqa: E402
 
 def spectral_scores(corrupted: Tensor, outputs: Tensor, metrics: Sequence[str],
                     backend: Optional[str] = None, *, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Spectral metric scores (DESIGN §4) of candidate outputs; lower is better.
+    """Spectral metric scores (docs/design.md §4) of candidate outputs; lower is better.
 
     ``corrupted``: (C, H, W); ``outputs``: (B, C, H, W); returns a float64
     ``(B, len(metrics))`` tensor.  ``backend``: None (automatic),

@@ -1,4 +1,4 @@
-"""Public API: ``restore`` and ``score`` (DESIGN §1), thin over the search.
+"""Public API: ``restore`` and ``score`` (docs/design.md §1), thin over the search.
 
 Inputs are converted once at this edge (path, PIL image, NumPy array or
 tensor -> (1, C, H, W) float32 in [0, 1]); results come back as the kind the
@@ -31,7 +31,7 @@ from .tasks import Task
 
 __all__ = ["RestoreResult", "restore", "score", "split_options", "baseline_input_channels"]
 
-#: Channels of the input code of the NAS-DIP and DIP baselines (DESIGN §3.3).
+#: Channels of the input code of the NAS-DIP and DIP baselines (docs/design.md §3.3).
 BASELINE_INPUT_CHANNELS = 32
 
 
@@ -116,7 +116,7 @@ def restore(
                        "skipped_invalid": search.num_skipped_invalid, "preset": preset,
                        "models": str(settings.candidates), "stage_sizes": search.stage_sizes}
     assert run.dip is not None
-    out = run.dip.output.float()
+    out = search.ensemble.output if search is not None and search.ensemble is not None else run.dip.output.float()
     timings["total"] = time.perf_counter() - t_start
     p = s_ = None
     if gt is not None:

@@ -1,4 +1,4 @@
-"""Run bundles: a trained DIP network with its input code, on disk (DESIGN §1 step 6).
+"""Run bundles: a trained DIP network with its input code, on disk (docs/design.md §1 step 6).
 
 A bundle is a folder::
 

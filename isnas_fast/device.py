@@ -1,4 +1,4 @@
-"""The one place that decides the device (DESIGN §2: no scattered device checks)."""
+"""The one place that decides the device (docs/design.md §2: no scattered device checks)."""
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Genotypes of the NAS-DIP cross-scale search space (DESIGN §3).
+"""Genotypes of the NAS-DIP cross-scale search space (docs/design.md §3).
 
 A genotype is ``(u, S)``: an upsampling-cell index ``u`` in ``[0, 323]`` and a
 5x5 binary matrix ``S`` of cross-scale skip connections (row ``r`` targets
@@ -79,7 +79,7 @@ def _invalid_reason(u: int) -> str | None:
 
 
 def decode_upsample(u: int) -> UpsampleCell:
-    """Decode upsampling-cell index ``u`` (DESIGN §3.2); invalid indices raise InputError."""
+    """Decode upsampling-cell index ``u`` (docs/design.md §3.2); invalid indices raise InputError."""
     if isinstance(u, bool) or not isinstance(u, int):
         raise InputError(f"upsampling index must be an integer, got {u!r}")
     why = _invalid_reason(u)
@@ -111,7 +111,7 @@ class Genotype:
     """An architecture of the search space: upsampling index + 5x5 skip matrix.
 
     ``skips`` is the 25-character row-major bit string (row r = decoder level
-    r + 1, column c = source; see DESIGN §3.1). Instances are immutable,
+    r + 1, column c = source; see docs/design.md §3.1). Instances are immutable,
     hashable and sortable by ``(upsample, skips)``.
     """
 
@@ -179,7 +179,7 @@ class Genotype:
         return f"u={self.upsample} ({self.cell.describe()}), skips {rows}"
 
 
-# NAS-DIP's best architectures per task (DESIGN §3.3); they take 32 input channels.
+# NAS-DIP's best architectures per task (docs/design.md §3.3); they take 32 input channels.
 BASELINES: dict[str, Genotype] = {
     "nasdip-denoise": Genotype(158, "1111101111001110001100001"),
     "nasdip-inpaint": Genotype(86, "1100001100101100101100101"),

@@ -1,4 +1,4 @@
-"""Networks of the search space and the fixed baselines (DESIGN §3.1–3.3).
+"""Networks of the search space and the fixed baselines (docs/design.md §3.1–3.3).
 
 ``build_network`` turns a :class:`~isnas_fast.genotype.Genotype` (or a baseline
 name) into a ``torch.nn.Module`` mapping an input code ``z`` of shape
@@ -120,7 +120,7 @@ def _conv_op(kind: str, c_in: int, c_out: int, k: int) -> nn.Module:
 
 
 class UpsampleBlock(nn.Module):
-    """The x2 upsampling cell ``Up(u)`` (DESIGN §3.2): two ops, each followed by
+    """The x2 upsampling cell ``Up(u)`` (docs/design.md §3.2): two ops, each followed by
     the cell's activation (the identity op has none).  ``(B, c_in, H, W) ->
     (B, c_out, 2H, 2W)``."""
 
@@ -148,7 +148,7 @@ class UpsampleBlock(nn.Module):
                 ops.append(_act(act))
         self.ops = nn.Sequential(*[m for m in ops if not isinstance(m, nn.Identity)])
         # "bilinear|nearest -> conv k x k" cells can run as one fused kernel
-        # (DESIGN §7 (b)); a plain int, so parameters and state_dict keys are unchanged.
+        # (docs/design.md §7 (b)); a plain int, so parameters and state_dict keys are unchanged.
         self._fused_conv: int | None = None
         if not cell.conv_first and cell.primitive in ("bilinear", "nearest") and cell.conv == "conv":
             self._fused_conv = next(i for i, m in enumerate(self.ops) if isinstance(m, nn.Conv2d))
@@ -158,7 +158,7 @@ class UpsampleBlock(nn.Module):
         # Compiled, traced and exported graphs keep the plain ops: Inductor fuses
         # them itself, and exporters cannot look inside a Triton kernel.
         if fused is not None and not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            from . import kernels  # the one dispatcher decides (DESIGN §2)
+            from . import kernels  # the one dispatcher decides (docs/design.md §2)
 
             if kernels.backend(device=x.device) == "triton":
                 return kernels.upsample_conv(
@@ -168,7 +168,7 @@ class UpsampleBlock(nn.Module):
 
 
 class CrossScaleUNet(nn.Module):
-    """The NAS-DIP cross-scale U-Net of a genotype (DESIGN §3.1).
+    """The NAS-DIP cross-scale U-Net of a genotype (docs/design.md §3.1).
 
     Only the skip modules the genotype uses are built.  The down-blocks and
     upsampling cells of the skip paths are *shared* per scale transition:
@@ -287,7 +287,7 @@ def _center_crop(x: Tensor, h: int, w: int) -> Tensor:
 
 
 class DIPSkip(nn.Module):
-    """The original DIP "skip" network (DESIGN §3.3): 5 scales, 128 channels,
+    """The original DIP "skip" network (docs/design.md §3.3): 5 scales, 128 channels,
     ``skip_channels`` concatenated skips, bilinear (or nearest) upsampling."""
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, skip_channels: int = 4, upsample: str = "bilinear"):

@@ -1,4 +1,4 @@
-"""Image quality against a reference: PSNR, SSIM and the BT.601 Y channel — DESIGN §6.
+"""Image quality against a reference: PSNR, SSIM and the BT.601 Y channel — docs/design.md §6.
 
 All functions take ``(B, C, H, W)`` tensors with values in [0, ``data_range``]
 and return one value per image, shape ``(B,)``, computed in float64 (and

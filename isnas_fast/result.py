@@ -1,4 +1,4 @@
-"""What ``restore`` returns, and its JSON report (DESIGN §1).
+"""What ``restore`` returns, and its JSON report (docs/design.md §1).
 
 :class:`RestoreResult` wraps the :class:`~isnas_fast.trained.TrainedRun` the
 search (or a fixed architecture) produced, the restored image in the kind
@@ -116,6 +116,16 @@ class RestoreResult:
         }
         if self.search is not None:
             rep["metrics"] = {m: self._metric_entry(m) for m in self.search.metrics}
+            if self.search.ensemble is not None:
+                ens = self.search.ensemble
+                rep["ensemble"] = {"genotypes": [str(g) for g in ens.genotypes],
+                                   "weights": [round(w, 6) for w in ens.weights],
+                                   "exported_network": str(self.genotype)}
+                if self.ground_truth is not None:
+                    y_ch = self.task.name == "sr" and self.tensor.shape[1] == 3
+                    rep["ensemble"]["member_psnr"] = [
+                        round(float(psnr(self.search.finals[str(g)].dip.output.float().cpu(), self.ground_truth,
+                                         y_channel=y_ch)[0]), 4) for g in ens.genotypes]
         if self.settings.early_stopping is not None and d.stopped_at is not None:
             es = {
                 "window": self.settings.early_stopping.window,

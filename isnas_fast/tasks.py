@@ -1,4 +1,4 @@
-"""Tasks: the degradations ("physics") a restoration undoes — DESIGN §6.
+"""Tasks: the degradations ("physics") a restoration undoes — docs/design.md §6.
 
 A :class:`Task` is the degradation alone (denoising, inpainting, ×f
 super-resolution), independent of the reconstruction method. Applying it to a
@@ -71,7 +71,7 @@ def _check_factor(factor: Any, *, what: str = "factor") -> int:
 def lanczos2_kernel(factor: int) -> Tensor:
     """The ``(n, n)`` Lanczos-2 kernel of the ×``factor`` downsampler, n = 4·factor.
 
-    DESIGN §6: support a = 2, phase ½. With c = (4f + 2)/2 and, for
+    docs/design.md §6: support a = 2, phase ½. With c = (4f + 2)/2 and, for
     i = 1..n, d_i = |i + ½ − c| / f::
 
         L(d) = a·sin(πd)·sin(πd/a) / (π²d²),  L(0) = 1
@@ -480,7 +480,7 @@ class Observation:
         return torch.mean((self.forward(out) - self.y) ** 2)
 
     def scoring_view(self, out: Tensor) -> Tensor:
-        """What the spectral metrics (DESIGN §4) compare with ``y``.
+        """What the spectral metrics (docs/design.md §4) compare with ``y``.
 
         The raw output for denoising *and* inpainting (``y`` is the masked
         image, the output is not masked), and A(out) — the HR output through
@@ -492,7 +492,7 @@ class Observation:
         return out
 
     def resized(self, short_side: int = 64) -> "Observation":
-        """The "small" problem of the cohort stage (DESIGN §6).
+        """The "small" problem of the cohort stage (docs/design.md §6).
 
         The *network output* size gets its shorter side = ``short_side`` and
         the other side scaled by the same ratio and rounded to the nearest multiple of
@@ -531,7 +531,7 @@ class Observation:
         return Observation(self.task, y, mask)
 
     def cohort_problem(self, short_side: int = 64) -> "Observation":
-        """The problem the cohort stage fits (DESIGN §1 step 3).
+        """The problem the cohort stage fits (docs/design.md §1 step 3).
 
         Denoising and inpainting: :meth:`resized` -- the network output's
         shorter side becomes ``short_side``.  Super-resolution: the

@@ -1,4 +1,4 @@
-"""Fast paths and the one dispatcher that picks them (DESIGN §2, §7).
+"""Fast paths and the one dispatcher that picks them (docs/design.md §2, §7).
 
 ``backend()`` decides, in one place, whether the Triton kernels or the plain
 PyTorch references run.  Callers never branch on the device themselves.
@@ -62,7 +62,7 @@ def backend(requested: Optional[str] = None, device: Optional[torch.device] = No
     ``"triton"`` asked for (argument or environment) on a device where
     Triton cannot run -- a known non-CUDA ``device`` without
     ``TRITON_INTERPRET=1`` -- gives ``"reference"``: every feature must still
-    run on a CPU-only machine (DESIGN §7).  Asking for it when Triton is not
+    run on a CPU-only machine (docs/design.md §7).  Asking for it when Triton is not
     installed is an error.
 
     Raises:
@@ -88,7 +88,7 @@ _choose = backend  # for the functions below, whose ``backend`` argument shadows
 
 def spectral_scores(corrupted: Tensor, outputs: Tensor, metrics: Sequence[str], *,
                     backend: Optional[str] = None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Spectral scores (DESIGN §4) of candidate outputs on the chosen backend; lower is better.
+    """Spectral scores (docs/design.md §4) of candidate outputs on the chosen backend; lower is better.
 
     ``corrupted``: (C, H, W); ``outputs``: (B, C, H, W); returns a float64
     ``(B, len(metrics))`` tensor on ``outputs``' device.  See

@@ -1,5 +1,5 @@
 """Fused spectral scoring: the Triton kernels and their launcher
-(DESIGN §4 "Spectral metrics", §7 (a)).
+(docs/design.md §4 "Spectral metrics", §7 (a)).
 
 The reference of every metric is
 :func:`isnas_fast.kernels.spectral_reference.spectral_scores_reference`

@@ -1,5 +1,5 @@
 """Fused x2 upsample + k x k convolution: Triton kernel beside its PyTorch
-reference (DESIGN §3.2 "Upsampling cell", §7 (b)).
+reference (docs/design.md §3.2 "Upsampling cell", §7 (b)).
 
 An upsampling cell ``bilinear|nearest -> conv k x k`` computes::
 
@@ -30,7 +30,7 @@ rounded to the weight's dtype before the product (as the unfused pipeline
 rounds the upsampled tensor), multiplied on tensor cores with float32
 accumulation, and the output is rounded once to the weight's dtype.
 
-Backward is not fused (DESIGN §7): :class:`UpsampleConvFunction` recomputes
+Backward is not fused (docs/design.md §7): :class:`UpsampleConvFunction` recomputes
 the reference under ``enable_grad`` and differentiates it.
 """
 from __future__ import annotations
@@ -344,7 +344,7 @@ class UpsampleConvFunction(torch.autograd.Function):
     Forward: ``x`` (N, C_in, H, W), ``weight`` (C_out, C_in, k, k) ->
     (N, C_out, 2H, 2W) by the Triton kernel (the x2 tensor is never stored).
     Backward: the gradients of :func:`upsample_conv_reference` w.r.t. ``x``
-    and ``weight``, obtained by recomputing it under ``enable_grad`` (DESIGN §7
+    and ``weight``, obtained by recomputing it under ``enable_grad`` (docs/design.md §7
     allows the unfused backward; it costs one extra reference forward).
     """
 

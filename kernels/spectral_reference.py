@@ -1,4 +1,4 @@
-"""Spectral metrics (DESIGN §4): the one plain-PyTorch reference.
+"""Spectral metrics (docs/design.md §4): the one plain-PyTorch reference.
 
 A randomly initialised candidate network is scored by how well the power
 spectrum of its output ``o`` matches that of the corrupted image ``y``
@@ -23,8 +23,8 @@ Conventions shared by every function here:
   spectra are formed that way from one FFT, the DC term in float64.
 * Frequency grid (cycles per pixel, zero frequency where ``fftshift`` puts it,
   at index ``n // 2``): for an even size ``n`` the coordinate of index ``i`` is
-  ``i / n - 1/2`` evaluated in exactly that form (as DESIGN §4 and the paper's
-  code do); for an odd size it is ``(i - n // 2) / n`` (DESIGN's form would put
+  ``i / n - 1/2`` evaluated in exactly that form (as docs/design.md §4 and the paper's
+  code do); for an odd size it is ``(i - n // 2) / n`` (the design's form would put
   the zero frequency half a bin off centre there). The two are equal in exact
   arithmetic for even ``n`` but *not* bit-for-bit (``48/80 - 1/2`` is
   ``0.09999999999999998`` while ``8/80`` is ``0.1``), and boundary pixels such
@@ -79,10 +79,10 @@ PARAMETRIC_METRICS: tuple[str, ...] = ("per_bw_<p>", "db_bw_<cut>")
 
 #: PSD values below this are floored before taking dB (guards log 0).
 DB_FLOOR = 1e-30
-#: Bins of the strip histogram (DESIGN §4).
+#: Bins of the strip histogram (docs/design.md §4).
 HIST_BINS = 100
 
-# Strip (annulus) diameter ratios and the per_bw circles (DESIGN §4).
+# Strip (annulus) diameter ratios and the per_bw circles (docs/design.md §4).
 _STRIP_INNER = 0.1
 _STRIP_OUTER = 0.2
 _N_CIRCLES = 99  # diameters linspace(0, sqrt(2), 100)[1:]
@@ -175,7 +175,7 @@ def psd(a: Tensor, dtype: torch.dtype = torch.float64, *, nodc: bool = False) ->
     slice (units: squared intensity).
 
     Computed from the real-input FFT (``rfft2``, about 3x cheaper than ``fft2``
-    on the CPU, DESIGN §7) as ``re**2 + im**2`` (no ``abs``/``sqrt``); the
+    on the CPU, docs/design.md §7) as ``re**2 + im**2`` (no ``abs``/``sqrt``); the
     missing half follows from Hermitian symmetry (:func:`full_grid`).
 
     ``nodc=True``: the PSD of ``a - mean(a)`` (mean over the last three dims,
@@ -209,7 +209,7 @@ def psd(a: Tensor, dtype: torch.dtype = torch.float64, *, nodc: bool = False) ->
 def db(a: Tensor) -> Tensor:
     """Decibels: ``10 * log10(max(a, DB_FLOOR))`` with ``DB_FLOOR = 1e-30``.
 
-    DESIGN §4 notes the paper used ``10 * ln``; rankings are identical.
+    docs/design.md §4 notes the paper used ``10 * ln``; rankings are identical.
     Shape-preserving, in ``a``'s (floating) dtype.
     """
     return 10.0 * torch.log10(a.clamp_min(DB_FLOOR))
@@ -218,7 +218,7 @@ def db(a: Tensor) -> Tensor:
 def _frequencies(n: int) -> list[float]:
     """Frequency (cycles/pixel) of each fftshifted index ``0..n-1`` (see module doc)."""
     if n % 2 == 0:
-        return [i / n - 1 / 2 for i in range(n)]  # DESIGN's form, kept bit-exact
+        return [i / n - 1 / 2 for i in range(n)]  # the design's form, kept bit-exact
     return [(i - n // 2) / n for i in range(n)]
 
 
@@ -249,10 +249,10 @@ def strip_mask(
     outer: float = _STRIP_OUTER,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Annulus ``(r2 < (outer/2)**2) & ~(r2 < (inner/2)**2)`` (DESIGN §4).
+    """Annulus ``(r2 < (outer/2)**2) & ~(r2 < (inner/2)**2)`` (docs/design.md §4).
 
     Diameter ratios default to 0.1 (inner) and 0.2 (outer); float64 arithmetic
-    exactly in DESIGN's form, because grid points on the boundary (e.g.
+    exactly in the design's form, because grid points on the boundary (e.g.
     ``fx = 0.1`` when ``W = 80``) move in or out under float32.
 
     Returns:
@@ -341,7 +341,7 @@ def _circle_thresholds() -> list[float]:
 
 
 def per_bandwidth(power: Tensor, p: float) -> Tensor:
-    """Fractional energy bandwidth (``per_bw_<p>``), DESIGN §4.
+    """Fractional energy bandwidth (``per_bw_<p>``), docs/design.md §4.
 
     ``E_k`` (k = 1..99) is the energy of ``power`` strictly inside circle k
     (``r2 < (d_k / 2)**2``, d = linspace(0, sqrt(2), 100)[1:]), ``E_0 = 0``,
@@ -387,7 +387,7 @@ def per_bandwidth(power: Tensor, p: float) -> Tensor:
 
 
 def db_bandwidth(power: Tensor, cut: float) -> Tensor:
-    """Fraction of pixels within ``cut`` dB of the peak (``db_bw_<cut>``), DESIGN §4.
+    """Fraction of pixels within ``cut`` dB of the peak (``db_bw_<cut>``), docs/design.md §4.
 
     ``mean(db(power) > max(db(power)) - cut)`` over (H, W).
 
@@ -466,7 +466,7 @@ def spectral_scores_reference(
 ) -> Tensor:
     """Score candidate outputs against the corrupted image (lower is better).
 
-    Metrics (any spelling :func:`canonical_metric` accepts), DESIGN §4:
+    Metrics (any spelling :func:`canonical_metric` accepts), docs/design.md §4:
 
     * ``psd_db_strip_mse``: mean over the strip pixels of all channels of
       ``(db(psd(y)) - db(psd(o)))**2`` (dB²).

@@ -1,4 +1,4 @@
-"""Public API: input kinds, result contents, size rules (DESIGN §1, §2)."""
+"""Public API: input kinds, result contents, size rules (docs/design.md §1, §2)."""
 from __future__ import annotations
 
 import numpy as np

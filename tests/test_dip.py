@@ -1,4 +1,4 @@
-"""The DIP loop (DESIGN §6): determinism, EMA, no use of ground truth, ES-WMV detector."""
+"""The DIP loop (docs/design.md §6): determinism, EMA, no use of ground truth, ES-WMV detector."""
 from __future__ import annotations
 
 import numpy as np

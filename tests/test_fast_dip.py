@@ -1,4 +1,4 @@
-"""Fast DIP loop (DESIGN §7): group training, compiled step, precision, automatic choices."""
+"""Fast DIP loop (docs/design.md §7): group training, compiled step, precision, automatic choices."""
 from __future__ import annotations
 
 import numpy as np

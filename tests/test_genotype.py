@@ -1,4 +1,4 @@
-"""Genotype parsing, printing, validation and the shipped lists (DESIGN §3)."""
+"""Genotype parsing, printing, validation and the shipped lists (docs/design.md §3)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +54,7 @@ def test_297_valid_indices_and_decoding_rules():
     valid = valid_upsample_indices()
     assert len(valid) == 297
     assert not set(range(237, 252)) & set(valid) and not set(range(300, 312)) & set(valid)
-    # Independent decode of a few indices straight from DESIGN §3.2.
+    # Independent decode of a few indices straight from docs/design.md §3.2.
     c = decode_upsample(0)
     assert (c.primitive, c.conv, c.kernel, c.activation, c.conv_first) == ("bilinear", "conv", 1, "none", False)
     c = decode_upsample(63 + 13)  # bicubic; m = 13: act ACT[1], k = K[(13 // 3) % 4] = 1, CONV[1]

@@ -1,4 +1,4 @@
-"""Networks of the search space (DESIGN §3.1–3.3): shapes, parameter counts, weight sharing."""
+"""Networks of the search space (docs/design.md §3.1–3.3): shapes, parameter counts, weight sharing."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ from isnas_fast.errors import InputError
 from isnas_fast.genotype import Genotype, builtin_genotypes, decode_upsample
 from isnas_fast.network import CrossScaleUNet, build_network, count_parameters
 
-# Test vectors from the reference implementation (DESIGN §3.1), width 128, 3 outputs.
+# Test vectors from the reference implementation (docs/design.md §3.1), width 128, 3 outputs.
 REFERENCE_COUNTS = [
     ("172,0000011001001001100111101", 3, 3_577_219),
     ("269,0111101000000011001010000", 3, 8_692_227),
@@ -23,7 +23,7 @@ REFERENCE_COUNTS = [
 ]
 
 
-# ---- an independent count written from the text of DESIGN §3, not from the module
+# ---- an independent count written from the text of docs/design.md §3, not from the module
 def _conv(cin, cout, k, bias=True):
     return cin * cout * k * k + (cout if bias else 0)
 

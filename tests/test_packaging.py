@@ -1,4 +1,4 @@
-"""Installed layout (DESIGN §2): kernels/ and export/ live only inside the isnas_fast namespace."""
+"""Installed layout (docs/design.md §2): kernels/ and export/ live only inside the isnas_fast namespace."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Search pipeline (DESIGN §1, §5): scoring, cohort, selection without ground truth."""
+"""Search pipeline (docs/design.md §1, §5): scoring, cohort, selection without ground truth."""
 from __future__ import annotations
 
 import numpy as np
@@ -154,3 +154,25 @@ def test_sr_cohort_problem_keeps_the_low_resolution_image_at_64px_or_full(small)
                      final_iterations=2), quiet=True)
     assert r.stage_sizes["cohort"] == {"output": [64, 64], "observation": [32, 32]}
     assert r.stage_sizes["final"] == r.stage_sizes["score"] == {"output": [64, 64], "observation": [32, 32]}
+
+
+def test_ensemble_averages_the_best_members_with_the_selection_weights(small):
+    from isnas_fast import restore
+    from isnas_fast.search import selection_weights
+
+    obs = Denoise(25).corrupt(small, seed=0)
+    r = restore(obs.y, "denoise", ground_truth=small, models="random", num_candidates=4, cohort_size=3,
+                cohort_iterations=3, iterations=3, ensemble=2, quiet=True)
+    ens = r.search.ensemble
+    cohort = r.search.cohort
+    ranked = sorted(cohort, key=lambda m: -m.selection_psnr)
+    assert ens.genotypes == [m.genotype for m in ranked[:2]] and ens.genotypes[0] == r.genotype
+    w = selection_weights(torch.tensor([m.metric_value for m in ranked[:2]]))
+    w = w / w.sum() if float(w.sum()) > 0 else torch.full((2,), 0.5, dtype=torch.float64)
+    outs = [r.search.finals[str(g)].dip.output for g in ens.genotypes]
+    want = (w[0] * outs[0].double() + w[1] * outs[1].double()).float().clamp(0, 1)
+    assert torch.allclose(r.tensor, want, atol=1e-6) and r.run.genotype == str(r.genotype)
+    rep = r.report()
+    assert rep["ensemble"]["genotypes"] == [str(g) for g in ens.genotypes] and len(rep["ensemble"]["member_psnr"]) == 2
+    with pytest.raises(InputError, match="ensemble"):
+        SearchSettings(ensemble=0).validate()

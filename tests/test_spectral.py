@@ -1,6 +1,6 @@
-"""Tests of the spectral reference (kernels/spectral_reference.py, DESIGN §4) against an independent NumPy/SciPy version.
+"""Tests of the spectral reference (kernels/spectral_reference.py, docs/design.md §4) against an independent NumPy/SciPy version.
 
-The NumPy implementation below is written from DESIGN §4 directly: full
+The NumPy implementation below is written from docs/design.md §4 directly: full
 ``numpy.fft.fft2``, ``np.abs(...)**2``, ``np.histogram(density=True)``,
 ``scipy.stats.wasserstein_distance`` and one explicit mask per per_bw circle;
 it imports nothing from the module under test.
@@ -29,10 +29,10 @@ RTOL = 1e-9  # float64 against float64
 
 
 # --------------------------------------------------------------------------- #
-# Independent NumPy implementation (DESIGN §4)
+# Independent NumPy implementation (docs/design.md §4)
 # --------------------------------------------------------------------------- #
 def np_freq(n: int) -> np.ndarray:
-    """fftshifted frequencies: DESIGN's i/n - 1/2 for even n, (i - n//2)/n for odd n."""
+    """fftshifted frequencies: the design's i/n - 1/2 for even n, (i - n//2)/n for odd n."""
     i = np.arange(n, dtype=np.float64)
     return i / n - 1 / 2 if n % 2 == 0 else (i - n // 2) / n
 
@@ -219,7 +219,7 @@ def test_masks_match_numpy(h, w):
 
 
 def test_strip_boundary_w80_needs_float64():
-    """fx = 0.1 (and -0.05) at W = 80 lie on the strip's edges (DESIGN §4)."""
+    """fx = 0.1 (and -0.05) at W = 80 lie on the strip's edges (docs/design.md §4)."""
     h, w = 64, 80
     got = strip_mask(h, w).numpy()
     want64 = np_strip(h, w)

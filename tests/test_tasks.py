@@ -1,4 +1,4 @@
-"""Tasks (DESIGN §6): corruption statistics, the Lanczos-2 operator, losses, resizing."""
+"""Tasks (docs/design.md §6): corruption statistics, the Lanczos-2 operator, losses, resizing."""
 from __future__ import annotations
 
 import math
@@ -123,7 +123,7 @@ def test_inpaint_observe_masks_the_missing_pixels():
 # ---------------------------------------------------------------- Lanczos-2
 
 def _lanczos_numpy(f):
-    """Independent, loop-by-loop reading of the DESIGN §6 formula."""
+    """Independent, loop-by-loop reading of the docs/design.md §6 formula."""
     a, n = 2, 4 * f
     c = (4 * f + 2) / 2
     taps = []

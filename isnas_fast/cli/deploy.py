@@ -1,4 +1,4 @@
-"""``export`` and ``run``: deploying a saved run (DESIGN §1 step 6).
+"""``export`` and ``run``: deploying a saved run (docs/design.md §1 step 6).
 
     isnas-fast export RUN_DIR --format onnx|pt2 -o OUT
     isnas-fast run MODEL.onnx|MODEL.pt2 -o OUT.png [--provider auto|cpu|cuda] [--json REPORT]

@@ -1,4 +1,4 @@
-"""Deep Image Prior (DESIGN §6, §7): fit networks to a corrupted image.
+"""Deep Image Prior (docs/design.md §6, §7): fit networks to a corrupted image.
 
 Rooms, each with one job:
 

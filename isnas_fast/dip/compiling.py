@@ -1,16 +1,14 @@
-"""How the DIP step is compiled (DESIGN §7): ``torch.compile`` settings per device.
+"""How the DIP step is compiled (docs/design.md §7): ``torch.compile`` settings per device.
 
 On CUDA the step runs with CUDA graphs (``mode="reduce-overhead"``).  On the
-CPU, Inductor's C++ code generation has two weak spots that made the compiled
-DIP step *slower* than eager on the 2-core AVX2 machine this package is
-developed on (measured: 1.07-1.2x eager at width 64):
+CPU, Inductor's C++ code generation has two weak spots that make a compiled
+DIP step slower than eager unless they are worked around (measurements in
+bench/README.md):
 
 1. **Boolean masks.**  The autograd partitioner saves the masks of ReLU /
    LeakyReLU (``x > 0``, one byte per element) for the backward pass because
-   they are 4x smaller than the float activation.  Inductor's vectorised
-   bool store on this CPU runs at ~10 ns per element: ``x > 0`` on a
-   (1, 64, 64, 64) tensor took 2.8 ms compiled vs 0.2 ms eager (a float
-   result: 0.13 ms compiled).  :class:`RecomputeBoolMasks` marks every
+   they are smaller than the float activation, but Inductor's vectorised
+   bool store is slow on the CPU.  :class:`RecomputeBoolMasks` marks every
    boolean pointwise node of the joint graph "must recompute", so the forward
    saves float tensors it materialises anyway and the backward recomputes the
    comparison inside its fused kernels.  Same arithmetic, same results.
@@ -22,17 +20,12 @@ developed on (measured: 1.07-1.2x eager at width 64):
 
 Both only change how the compiled program computes the same function; the
 eager reference path is untouched.  Two Inductor options complete the CPU
-settings (width 64, 64x64, 2 cores; 60 interleaved steps, median ratio
-compiled/eager): Inductor's layout optimisation (``layout_optimization``)
-converts every conv weight to channels-last in each forward and the weight
-gradients back for ``AccumulateGrad``, for no faster oneDNN convolutions
-here -- off: 0.855 -> 0.808; the C++ wrapper (``cpp_wrapper``) drops the
-Python wrapper's per-call overhead (~7 ms a step over ~100 extern calls):
-0.808 -> 0.772, for 13-22% more compile time (cold, this machine: 136 ->
-155 s for NAS-DIP at width 64; 196 -> 239 s for a 522-list genotype at
-width 16), which the ~4 ms it saves per step at width 64 repays in ~10^4
-steps: about the run length from which :func:`isnas_fast.dip.should_compile`
-compiles on a CPU at all.
+settings: no layout optimisation (``layout_optimization``, which would copy
+every conv weight and weight gradient between layouts each step for no
+faster oneDNN convolution) and the C++ wrapper (``cpp_wrapper``, which drops
+the Python wrapper's per-call overhead for some more compile time).
+:func:`isnas_fast.dip.should_compile` compiles on a CPU only for runs long
+enough to repay the compile.
 """
 from __future__ import annotations
 
@@ -90,7 +83,7 @@ def inductor_options(device: torch.device) -> Optional[dict[str, Any]]:
         else:
             CustomGraphPass.register(RecomputeBoolMasks)  # an ABC: a virtual subclass, idempotent
         options: dict[str, Any] = {"joint_custom_post_pass": RecomputeBoolMasks(), "layout_optimization": False}
-        if torch.__version__ >= "2.13":  # the C++ wrapper of a training graph: measured from 2.13 on
+        if torch.__version__ >= "2.13":  # the C++ wrapper compiles training graphs from 2.13 on
             options["cpp_wrapper"] = True
         return options
     return None

@@ -108,7 +108,10 @@ class Detector:
             self.best_value, self.best_iteration = value, it
             self.best_output = candidate.to(raw.dtype).clamp(0, 1)
             return False
-        return self.best_iteration is not None and it - self.best_iteration >= self.settings.patience
+        if self.best_iteration is None:
+            return False
+        rise = self.settings.rise
+        return it - self.best_iteration >= self.settings.patience or (rise > 0 and value >= (1 + rise) * self.best_value)
 
 
 class WMVDetector(Detector):

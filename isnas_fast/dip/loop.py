@@ -1,4 +1,4 @@
-"""The Deep Image Prior loop (DESIGN §6): fit networks to corrupted images.
+"""The Deep Image Prior loop (docs/design.md §6): fit networks to corrupted images.
 
 Adam (lr 0.01) on the task loss; the input code ``z ~ U(0, 0.1)`` is fixed and
 each step feeds ``z + N(0, sigma_reg^2)`` with ``sigma_reg = 1/30``; the
@@ -158,6 +158,7 @@ def fit_dip(
     desc: str = "DIP",
     callback: Callable[[int, float], None] | None = None,
     cuda_graph: bool = False,
+    probes: Sequence[EarlyStopping] = (),
 ) -> DIPResult:
     """Fit ``network`` to ``observation`` with DIP and return the smoothed output.
 
@@ -168,7 +169,8 @@ def fit_dip(
     used only to record PSNR curves.  ``compile``: None = automatic
     (:func:`~isnas_fast.dip.plan.should_compile`).  ``precision``: ``"fp32"``,
     ``"tf32"`` or ``"bf16"``; None = ``"tf32"`` on CUDA, ``"fp32"`` elsewhere.
-    ``cuda_graph``: replay the step as a CUDA graph (CUDA only).
+    ``cuda_graph``: replay the step as a CUDA graph (CUDA only).  ``probes``:
+    early-stopping detectors that only watch (see :func:`fit_dip_group`).
     Deterministic for a given seed on the same machine and backend -- on the
     CPU; on CUDA, PyTorch's atomic-add backward of reflection padding and
     bilinear upsampling makes runs differ in the last bits, and DIP's Adam
@@ -177,5 +179,5 @@ def fit_dip(
     return fit_dip_group(
         [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
         early_stopping=early_stopping, compile=compile, precision=precision, quiet=quiet, desc=desc,
-        callback=callback, cuda_graph=cuda_graph,
+        callback=callback, cuda_graph=cuda_graph, probes=probes,
     )[0]

@@ -1,5 +1,5 @@
 """What a DIP run records per member: the smoothed output, losses, PSNR
-curves, early stopping (DESIGN §6), and the :class:`DIPResult` it ends with.
+curves, early stopping (docs/design.md §6), and the :class:`DIPResult` it ends with.
 
 The loop calls :meth:`Monitor.record` after every step with the member's raw
 output and loss; the monitor owns everything derived from them, so how a
@@ -63,7 +63,8 @@ class DIPResult:
 def probe_name(settings: EarlyStopping) -> str:
     """A short name of a detector's settings, e.g. ``wmv/w100/p1000``."""
     name = f"{settings.method}/w{settings.window}/p{settings.patience}"
-    return name + (f"/a{settings.alpha:g}" if settings.method == "emv" else "")
+    name += f"/a{settings.alpha:g}" if settings.method == "emv" else ""
+    return name + (f"/r{settings.rise:g}" if settings.rise > 0 else "")
 
 
 class _Probe:

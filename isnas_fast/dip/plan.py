@@ -1,4 +1,4 @@
-"""How a group's DIP step runs, decided once (DESIGN §7).
+"""How a group's DIP step runs, decided once (docs/design.md §7).
 
 :func:`plan_step` turns (device, members, run length, ``compile``,
 ``cuda_graph``, ``precision``, ``workers``) into a :class:`StepPlan`, and is

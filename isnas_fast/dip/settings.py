@@ -1,4 +1,4 @@
-"""What a DIP run is asked to do (DESIGN §6): hyper-parameters, early stopping, precision."""
+"""What a DIP run is asked to do (docs/design.md §6): hyper-parameters, early stopping, precision."""
 from __future__ import annotations
 
 import contextlib
@@ -53,13 +53,16 @@ class EarlyStopping:
     ``"shift"`` (a pseudo-validation loss from the corrupted image, checked
     from step ``window`` on; returns the smoothed output at its minimum).
     Training ends ``patience`` iterations after the detector's last new
-    minimum.
+    minimum, or, with ``rise`` > 0, as soon as the signal climbs to
+    ``1 + rise`` times that minimum (the first valley of the signal, however
+    long the run).
     """
 
     window: int = 100
     patience: int = 1000
     method: str = "wmv"
     alpha: float = 0.1
+    rise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.patience < 1:
@@ -68,6 +71,8 @@ class EarlyStopping:
             raise InputError(f"early stopping method must be one of {', '.join(ES_METHODS)}, got {self.method!r}")
         if not 0 < self.alpha < 1:
             raise InputError(f"early stopping alpha must be in (0, 1), got {self.alpha}")
+        if not self.rise >= 0:
+            raise InputError(f"early stopping rise must be >= 0, got {self.rise}")
 
 
 def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:

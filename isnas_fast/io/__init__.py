@@ -1,4 +1,4 @@
-"""Files and images at the package's edge (DESIGN §2: "convert once").
+"""Files and images at the package's edge (docs/design.md §2: "convert once").
 
 * :mod:`~isnas_fast.io.images` -- decoding what users have (paths, PIL
   images, NumPy arrays, tensors) to ``(1, C, H, W)`` float32 in [0, 1], and

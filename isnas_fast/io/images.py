@@ -1,4 +1,4 @@
-"""Image loading and saving at the API edge — DESIGN §2 ("convert once").
+"""Image loading and saving at the API edge — docs/design.md §2 ("convert once").
 
 Everything the user gives (a path, a PIL image, a NumPy array, a tensor) is
 converted once, by :func:`read_image` (or :func:`load_image`, which drops the

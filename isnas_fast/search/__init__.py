@@ -1,4 +1,4 @@
-"""The image-specific architecture search (DESIGN §1, §4, §5).
+"""The image-specific architecture search (docs/design.md §1, §4, §5).
 
 Rooms: :mod:`~isnas_fast.search.settings` (every knob, declared once; presets),
 :mod:`~isnas_fast.search.candidates` (the lists scored),
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .candidates import NAMED_LISTS, candidate_list, candidate_pool, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
-from .pipeline import DIP_SKIP_WIDTH, SearchResult, run_search, train_final
+from .pipeline import DIP_SKIP_WIDTH, Ensemble, SearchResult, ensemble_average, run_search, train_final, train_finals
 from .scoring import score_candidates, search_input_channels
 from .selection import select_member, selection_weights
 from .settings import (DEFAULT_METRIC, KNOBS, PRESETS, TASK_ITERATIONS, Knob, SearchSettings, add_knob_arguments,
@@ -22,5 +22,5 @@ __all__ = [
     "settings_from_options", "add_knob_arguments", "knob_options", "NAMED_LISTS", "candidate_list",
     "candidate_pool", "genotype_seed", "score_candidates", "search_input_channels", "selection_weights",
     "select_member", "CohortMember", "rank_cohort", "train_cohort", "select_in_cohort", "SearchResult",
-    "run_search", "train_final", "DIP_SKIP_WIDTH",
+    "run_search", "train_final", "train_finals", "ensemble_average", "Ensemble", "DIP_SKIP_WIDTH",
 ]

@@ -1,4 +1,4 @@
-"""The candidate genotypes a search scores (DESIGN §3.4)."""
+"""The candidate genotypes a search scores (docs/design.md §3.4)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""The cohort stage (DESIGN §1 steps 2-4): the K best-scoring candidates per
+"""The cohort stage (docs/design.md §1 steps 2-4): the K best-scoring candidates per
 metric, trained on the small problem, and the pick of each metric's cohort."""
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def train_cohort(
     device: torch.device,
     quiet: bool = False,
 ) -> dict[Genotype, DIPResult]:
-    """Train each genotype once on the small problem (DESIGN §1 step 3).
+    """Train each genotype once on the small problem (docs/design.md §1 step 3).
 
     Every member is built and seeded by its genotype alone
     (:func:`~isnas_fast.search.candidates.genotype_seed`), so a genotype that
@@ -88,7 +88,7 @@ def train_cohort(
 
 def select_in_cohort(members: list[CohortMember], results: dict[Genotype, DIPResult], *,
                      y_channel: bool = False) -> int:
-    """Select among ``members`` by their trained outputs (DESIGN §5); sets each
+    """Select among ``members`` by their trained outputs (docs/design.md §5); sets each
     member's ``selection_psnr``, ``train_seconds`` and the pick's ``selected``;
     returns the pick's index."""
     for m in members:

@@ -1,4 +1,4 @@
-"""The image-specific search (DESIGN §1): score -> cohort -> train small ->
+"""The image-specific search (docs/design.md §1): score -> cohort -> train small ->
 select -> restore.
 
 Data flows one way: the corrupted observation and the candidate genotypes go
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ..device import seeded
-from ..dip import DIPSettings, check_step_options, fit_dip
+from ..dip import DIPSettings, check_step_options, fit_dip_group
 from ..genotype import Genotype
 from ..network import build_network, resolve_architecture
 from ..tasks import Observation
@@ -24,11 +24,12 @@ from ..trained import TrainedRun
 from .candidates import candidate_list, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
+from .selection import selection_weights
 from .settings import TASK_ITERATIONS, SearchSettings
 
-__all__ = ["SearchResult", "run_search", "train_final", "DIP_SKIP_WIDTH"]
+__all__ = ["SearchResult", "Ensemble", "run_search", "train_final", "train_finals", "ensemble_average", "DIP_SKIP_WIDTH"]
 
-#: The original DIP "skip" network has a fixed width (DESIGN §3.3).
+#: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
 DIP_SKIP_WIDTH = 128
 
 
@@ -42,8 +43,9 @@ class SearchResult:
     pick is restored in ``final``.  ``scores``: (N, len(metrics)) float64 for
     ``candidates``.  ``stage_sizes``: per stage, the (H, W) of the network
     output and of the observation it fitted.  ``finals``: the full-size run
-    of each restored pick by genotype text (only the first metric's unless
-    the settings' ``final`` is ``"all"``).
+    of each restored genotype by its text (the first metric's pick; every
+    metric's with ``final="all"``; the ensemble's members).  ``ensemble``:
+    with ``ensemble`` > 1, the averaged output of the best cohort members.
     """
 
     genotype: Genotype
@@ -60,14 +62,26 @@ class SearchResult:
     scores: Optional[Tensor] = field(default=None, repr=False)
     stage_sizes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     finals: dict[str, TrainedRun] = field(default_factory=dict)
+    ensemble: Optional["Ensemble"] = None
+
+
+@dataclass
+class Ensemble:
+    """The ensemble of the best cohort members (``ensemble`` knob): their
+    genotypes (best selection score first), weights and weighted average
+    output (1, C, H, W)."""
+
+    genotypes: list[Genotype]
+    weights: list[float]
+    output: Tensor
 
 
 def _sizes(obs: Observation) -> dict[str, list[int]]:
     return {"output": list(obs.output_size), "observation": [int(obs.y.shape[-2]), int(obs.y.shape[-1])]}
 
 
-def train_final(
-    architecture: Union[Genotype, str],
+def train_finals(
+    architectures: Sequence[Union[Genotype, str]],
     observation: Observation,
     settings: SearchSettings,
     *,
@@ -77,29 +91,55 @@ def train_final(
     device: torch.device | None = None,
     quiet: bool = False,
     desc: str = "restore",
-) -> TrainedRun:
-    """Train ``architecture`` at full size with the settings' final-run knobs
-    (``final_iterations``, ``early_stopping``, ``width``, speed options).
+) -> list[TrainedRun]:
+    """Train ``architectures`` at full size, together, with the settings'
+    final-run knobs (``final_iterations``, ``early_stopping``, ``width``,
+    speed options); one :class:`~isnas_fast.trained.TrainedRun` each, in order.
 
     ``in_channels``: channels of the input code (default: the image's, as the
-    search uses; the NAS-DIP and DIP baselines take 32).  The network and its
-    code are seeded by the genotype (:func:`~isnas_fast.search.candidates.genotype_seed`).
+    search uses; the NAS-DIP and DIP baselines take 32).  Each network and
+    its code are seeded by its genotype
+    (:func:`~isnas_fast.search.candidates.genotype_seed`), so a run does not
+    depend on the others trained beside it (up to the rounding of the CPU
+    threads it runs on).
     """
-    arch = resolve_architecture(architecture)
+    archs = [resolve_architecture(a) for a in architectures]
     device = torch.device(device or observation.y.device)
     obs = observation.to(device)
     c = search_input_channels(obs)
     in_ch = in_channels or c
-    width = DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width
-    s = genotype_seed(seed, arch)
-    with seeded(s, device):
-        net = build_network(arch, in_ch, c, width, task=obs.task.name, device=device)
+    nets, seeds, widths = [], [], []
+    for arch in archs:
+        widths.append(DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width)
+        seeds.append(genotype_seed(seed, arch))
+        with seeded(seeds[-1], device):
+            nets.append(build_network(arch, in_ch, c, widths[-1], task=obs.task.name, device=device))
     iters = settings.final_iterations or TASK_ITERATIONS[obs.task.name]
-    res = fit_dip(net, obs, DIPSettings(iters), seed=s, ground_truth=ground_truth,
-                  early_stopping=settings.early_stopping, compile=settings.compile,
-                  precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=bool(settings.cuda_graph))
-    return TrainedRun(network=net, z=res.z, genotype=str(arch), width=width, in_channels=in_ch, out_channels=c,
-                      task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
+    graph = bool(settings.cuda_graph) if len(nets) == 1 else settings.cuda_graph
+    results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=ground_truth,
+                            early_stopping=settings.early_stopping, compile=settings.compile,
+                            precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
+    return [TrainedRun(network=net, z=res.z, genotype=str(arch), width=w, in_channels=in_ch, out_channels=c,
+                       task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
+            for arch, net, w, res in zip(archs, nets, widths, results)]
+
+
+def train_final(architecture: Union[Genotype, str], observation: Observation, settings: SearchSettings,
+                **kw) -> TrainedRun:
+    """:func:`train_finals` of one architecture."""
+    return train_finals([architecture], observation, settings, **kw)[0]
+
+
+def ensemble_average(members: Sequence[CohortMember], runs: Sequence[TrainedRun]) -> tuple[Tensor, list[float]]:
+    """The weighted average (1, C, H, W) of the runs' outputs, with the selection's
+    weights over these members (docs/design.md §5; uniform when they are all zero)."""
+    w = selection_weights(torch.tensor([m.metric_value for m in members]))
+    if float(w.sum()) <= 0:
+        w = torch.ones_like(w)
+    w = w / w.sum()
+    outs = torch.stack([r.dip.output[0].to(torch.float64) for r in runs])
+    avg = (w.view(-1, 1, 1, 1).to(outs.device) * outs).sum(0, keepdim=True)
+    return avg.to(torch.float32).clamp(0, 1), w.tolist()
 
 
 def run_search(
@@ -112,7 +152,7 @@ def run_search(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Run the whole ISNAS-DIP method on one corrupted observation (DESIGN §1).
+    """Run the whole ISNAS-DIP method on one corrupted observation (docs/design.md §1).
 
     Every metric of ``settings.metrics`` is scored in one pass; the union of
     their cohorts is trained once on the small problem
@@ -158,16 +198,26 @@ def run_search(
     t = time.perf_counter()
     iters = settings.final_iterations or TASK_ITERATIONS[task_name]
     restored = [chosen] if settings.final == "first" else list(dict.fromkeys(picks[m] for m in metrics))
-    finals: dict[str, TrainedRun] = {}
-    for g in restored:
-        say(f"restoring with {g} for {iters} steps")
-        finals[str(g)] = train_final(g, observation, settings, seed=seed, ground_truth=ground_truth,
-                                     device=device, quiet=quiet)
+    ensemble_members: list[CohortMember] = []
+    if settings.ensemble > 1:
+        # best selection score first (the pick); members never scored (a cohort of one) last
+        by_selection = sorted(cohorts[metrics[0]], key=lambda m: (m.selection_psnr != m.selection_psnr,
+                                                                  -m.selection_psnr))
+        ensemble_members = by_selection[: settings.ensemble]
+        restored = list(dict.fromkeys(restored + [m.genotype for m in ensemble_members]))
+    say(f"restoring with {', '.join(map(str, restored))} for {iters} steps")
+    runs = train_finals(restored, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
+                        quiet=quiet)
+    finals = {str(g): r for g, r in zip(restored, runs)}
     final = finals[str(chosen)]
+    ensemble = None
+    if len(ensemble_members) > 1:
+        output, weights = ensemble_average(ensemble_members, [finals[str(m.genotype)] for m in ensemble_members])
+        ensemble = Ensemble([m.genotype for m in ensemble_members], weights, output)
     timings["final"] = time.perf_counter() - t
     stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
     return SearchResult(
         genotype=chosen, cohort=cohorts[metrics[0]], final=final, timings_s=timings, num_scored=len(genotypes),
         num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics, cohorts=cohorts, picks=picks,
-        candidates=genotypes, scores=scores, stage_sizes=stage_sizes, finals=finals,
+        candidates=genotypes, scores=scores, stage_sizes=stage_sizes, finals=finals, ensemble=ensemble,
     )

@@ -1,4 +1,4 @@
-"""Score candidates by the spectrum of their random output (DESIGN §1 step 1, §4)."""
+"""Score candidates by the spectrum of their random output (docs/design.md §1 step 1, §4)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,7 +20,7 @@ __all__ = ["score_candidates", "search_input_channels"]
 
 
 def search_input_channels(observation: Observation) -> int:
-    """Channels of the searched networks' input code: the image's own (DESIGN §3.1)."""
+    """Channels of the searched networks' input code: the image's own (docs/design.md §3.1)."""
     return int(observation.y.shape[1])
 
 

@@ -1,4 +1,4 @@
-"""Pick a cohort member without ground truth (DESIGN §5)."""
+"""Pick a cohort member without ground truth (docs/design.md §5)."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +10,7 @@ __all__ = ["selection_weights", "select_member"]
 
 
 def selection_weights(values: Tensor) -> Tensor:
-    """DESIGN §5: ``w_i = (max m - m_i) / (max m - min m)``; all equal -> uniform."""
+    """docs/design.md §5: ``w_i = (max m - m_i) / (max m - min m)``; all equal -> uniform."""
     v = values.to(torch.float64)
     span = v.max() - v.min()
     if not torch.isfinite(span) or span <= 0:

@@ -1,4 +1,4 @@
-"""Every knob of the search, declared once (DESIGN §1, §6).
+"""Every knob of the search, declared once (docs/design.md §1, §6).
 
 :class:`SearchSettings` is the one declaration: each field carries, in its
 :func:`knob` metadata, the keyword the API takes (``restore``, ``study``,
@@ -32,7 +32,7 @@ __all__ = [
     "knob_options",
 ]
 
-# The paper's DIP iteration counts per task (DESIGN §3.4, §6).
+# The paper's DIP iteration counts per task (docs/design.md §3.4, §6).
 TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
 
@@ -87,6 +87,9 @@ class SearchSettings:
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
         "distinct pick; the result is the first metric's, the report has every pick's run)", kind="choice",
         choices=("first", "all"))
+    ensemble: int = knob(
+        1, "restore the K best cohort members (by selection score) at full size and return the average of "
+        "their outputs, weighted as the selection weights them (1: the pick alone)", metavar="K")
     final_iterations: Optional[int] = knob(
         None, "DIP steps of the final run (default: the task's paper count)", api="iterations",
         flag="--iterations", metavar="N")
@@ -130,6 +133,8 @@ class SearchSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise InputError(f"ensemble must be a positive integer, got {self.ensemble!r}")
         if self.score_batch < 1:
             raise InputError(f"score batch must be >= 1, got {self.score_batch}")
         resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run
@@ -157,7 +162,7 @@ _BY_API = {k.api: k for k in KNOBS}
 
 
 PRESETS: dict[str, SearchSettings] = {
-    # The paper's setting (DESIGN §1, §6): for a GPU.
+    # The paper's setting (docs/design.md §1, §6): for a GPU.
     "paper": SearchSettings(candidates="random5000"),
     # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
     # trained 300 steps at 64 px; the final run keeps the task's full step

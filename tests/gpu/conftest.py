@@ -1,4 +1,4 @@
-"""CUDA-only correctness tests (DESIGN §7): they run when CUDA is present and
+"""CUDA-only correctness tests (docs/design.md §7): they run when CUDA is present and
 are skipped otherwise ("needs a CUDA device").  ``bench/gpu_check.py`` runs
 them as its correctness sections; tests/kernels holds the CPU-sized kernel
 tests, these are the bigger GPU cases.

@@ -1,4 +1,4 @@
-"""Shared setup of the kernel tests (DESIGN §7: Triton kernels are tested on the
+"""Shared setup of the kernel tests (docs/design.md §7: Triton kernels are tested on the
 CPU with ``TRITON_INTERPRET=1`` at small sizes).
 
 Environment, set at import time -- before any test module imports a kernel

@@ -1,4 +1,4 @@
-"""The one dispatcher (kernels/__init__.py, DESIGN §2 / §7): argument > env var > automatic."""
+"""The one dispatcher (kernels/__init__.py, docs/design.md §2 / §7): argument > env var > automatic."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Fused spectral scoring (kernels/fused_spectral.py) against the references (DESIGN §4, §7).
+"""Fused spectral scoring (kernels/fused_spectral.py) against the references (docs/design.md §4, §7).
 
 Tolerances (relative = max |error| over the B candidates / max |reference|):
 

@@ -1,4 +1,4 @@
-"""Fused x2 upsample + conv (kernels/fused_upsample_conv.py) against its reference (DESIGN §3.2, §7).
+"""Fused x2 upsample + conv (kernels/fused_upsample_conv.py) against its reference (docs/design.md §3.2, §7).
 
 Tolerances (relative = max |error| / max |float32 reference|):
 

@@ -1,0 +1,273 @@
+"""The NAS-dataset study of one image (the paper's evidence, docs/design.md §1, §4, §5).
+
+Every genotype of a list is trained on the corrupted image for the task's
+steps; its spectral metrics at initialisation, its PSNR curve, best and final
+PSNR, and what each early-stopping detector would have returned are recorded
+(one row per genotype in ``rows.jsonl``, append-only: a rerun after a kill
+skips finished genotypes).  The search's own pick among the same genotypes
+(its cohort stage, per metric) and the task's NAS-DIP genotype at the same
+budget are placed in the PSNR distribution.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..device import resolve_device, seeded
+from ..dip import DIPSettings, EarlyStopping, fit_dip_group
+from ..dip.monitor import probe_name
+from ..errors import InputError
+from ..genotype import BASELINES, Genotype
+from ..io.records import RecordLog, guard_settings
+from ..kernels.spectral_reference import canonical_metric
+from ..network import build_network
+from ..problem import prepare_problem, resolve_task
+from ..search import (SearchSettings, candidate_list, genotype_seed, rank_cohort, score_candidates,
+                      select_in_cohort, settings_from_options, train_cohort)
+from ..search.settings import TASK_ITERATIONS
+from ..tasks import Observation, Task
+from .analysis import correlations, early_stopping_summary, placement, top_k_hits
+
+__all__ = ["StudyResult", "run_study", "STUDY_METRICS", "DEFAULT_PROBES", "ROWS", "SETTINGS"]
+
+#: Metrics every study records at initialisation (the search's own are added).
+STUDY_METRICS = ("psd_db_strip_mse", "psd_strip_hist_emd", "psd_db_mse", "random")
+#: Early-stopping detectors every study watches (the settings' own is added first).
+DEFAULT_PROBES = (
+    EarlyStopping(window=100, patience=1000),
+    EarlyStopping(window=100, patience=300),
+    EarlyStopping(window=100, patience=300, method="emv", alpha=0.1),
+    EarlyStopping(window=100, patience=300, method="shift"),
+    EarlyStopping(window=100, patience=100, method="shift"),
+)
+ROWS, SETTINGS = "rows.jsonl", "study-settings.json"
+_CURVE_POINTS = 300  # PSNR curve stored at about this many points
+
+
+@dataclass
+class StudyResult:
+    """A finished study: its rows (one per trained genotype, NAS-DIP's included,
+    marked ``role``), the search's picks and the analysis written to ``study.json``."""
+
+    out: Path
+    rows: list[dict]
+    picks: dict[str, dict]
+    analysis: dict
+    settings: dict = field(default_factory=dict)
+
+
+def _curve_every(iterations: int) -> int:
+    return max(1, math.ceil(iterations / _CURVE_POINTS))
+
+
+def _row(genotype: str, role: str, in_channels: int, res: Any, scores: dict, every: int, seconds: float) -> dict:
+    curve, raw = res.psnr_curve, res.psnr_raw_curve
+    best_i = max(range(len(curve)), key=curve.__getitem__)
+    passed = max(max(curve), max(raw))
+    probes = {}
+    for name, p in res.probes.items():
+        probes[name] = dict(p, gap=None if p["psnr"] is None else passed - p["psnr"])
+    return {
+        "kind": "genotype", "genotype": genotype, "role": role, "in_channels": in_channels, **scores,
+        "best_psnr": curve[best_i], "best_iteration": best_i + 1, "best_raw_psnr": max(raw),
+        "best_passed_psnr": passed, "final_psnr": curve[-1], "final_raw_psnr": raw[-1],
+        "iterations": res.iterations_run, "curve_every": every, "psnr_curve": curve[every - 1::every],
+        "probes": probes, "seconds": round(seconds, 3),
+    }
+
+
+def _problem_key(obs: Observation, gt: Tensor) -> dict:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (obs.y, gt) + ((obs.mask,) if obs.mask is not None else ()):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return {"sha256": h.hexdigest(), "size": list(obs.y.shape)}
+
+
+def run_study(
+    corrupted: Any,
+    task: Union[str, Task],
+    *,
+    ground_truth: Any,
+    out: Union[str, Path],
+    preset: str = "quick",
+    mask: Any = None,
+    seed: int = 0,
+    inits: int = 1,
+    group: int = 8,
+    probes: Sequence[EarlyStopping] = DEFAULT_PROBES,
+    device: Union[str, torch.device, None] = "auto",
+    quiet: bool = False,
+    log: Optional[Callable[[str], None]] = None,
+    **options: Any,
+) -> StudyResult:
+    """Study how well the spectral metrics predict DIP quality on one image.
+
+    ``corrupted``, ``task``, ``mask`` and task parameters as for
+    :func:`isnas_fast.restore`; ``ground_truth`` (the clean image) is
+    required: the study measures PSNR.  Search knobs (``models``,
+    ``num_candidates``, ``width``, ``iterations``, ``metric``,
+    ``cohort_size``, ``cohort_iterations``, ``early_stopping``, ...) as for
+    ``restore``, the preset's values otherwise.  ``inits``: the metrics at
+    initialisation are also averaged over this many random initialisations
+    and input codes (the first is the search's own).  ``group``: genotypes
+    trained together.  ``probes``: early-stopping detectors watched on every
+    run (the settings' own detector first).  Writes ``rows.jsonl``,
+    ``study.json``, ``study.md`` (and plots with matplotlib) under ``out``,
+    which is created if missing (its parent must exist).
+    """
+    from ..api import split_options
+
+    say = log or (lambda m: None)
+    if ground_truth is None:
+        raise InputError("a study needs the ground truth (--ground-truth): it measures PSNR")
+    if isinstance(inits, bool) or not isinstance(inits, int) or inits < 1:
+        raise InputError(f"inits must be a positive integer, got {inits!r}")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise InputError(f"group must be a positive integer, got {group!r}")
+    knobs, task_params = split_options(options)
+    settings = settings_from_options(preset, knobs)
+    tk = resolve_task(task, mask, task_params)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"output folder's parent does not exist: {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"study output {out} exists and is not a folder")
+    dev = resolve_device(device)
+    obs, gt, notices = prepare_problem(corrupted, tk, ground_truth=ground_truth)
+    for n in notices:
+        say(n)
+    obs, gt = obs.to(dev), gt.to(dev)
+    iters = settings.final_iterations or TASK_ITERATIONS[tk.name]
+    metrics = list(dict.fromkeys(list(settings.metrics) + [canonical_metric(m) for m in STUDY_METRICS]))
+    es = settings.early_stopping or EarlyStopping()
+    watch = list(dict.fromkeys([es, *probes]))
+    genotypes, skipped = candidate_list(settings.candidates, settings.num_candidates, seed)
+    if skipped:
+        say(f"skipped {skipped} genotype(s) with an invalid upsampling index")
+    key = {
+        "problem": _problem_key(obs, gt), "task": tk.name, "params": tk.params(), "seed": seed, "inits": inits,
+        "models": str(settings.candidates), "genotypes": [str(g) for g in genotypes], "width": settings.width,
+        "iterations": iters, "metrics": metrics, "search_metrics": list(settings.metrics),
+        "cohort_size": settings.cohort_size, "cohort_iterations": settings.cohort_iterations,
+        "small_side": settings.small_side, "probes": [probe_name(p) for p in watch], "device": dev.type,
+        "precision": settings.precision,
+    }
+    out.mkdir(exist_ok=True)
+    guard_settings(out, key, name=SETTINGS, what="study")
+    records = RecordLog(out / ROWS)
+    done = {r["genotype"] for r in records.read() if r.get("kind") == "genotype"}
+    have_picks = {r["metric"] for r in records.read() if r.get("kind") == "pick"}
+
+    # Metrics at initialisation: the first initialisation is the search's own.
+    t = time.perf_counter()
+    per_init = [score_candidates(obs, genotypes, metrics, width=settings.width, seed=seed + r,
+                                 batch=settings.score_batch, device=dev, quiet=quiet) for r in range(inits)]
+    stacked = torch.stack(per_init)  # (R, N, M)
+    say(f"scored {len(genotypes)} genotype(s) with {len(metrics)} metric(s) in {time.perf_counter() - t:.1f} s")
+
+    def scores_of(i: int) -> dict:
+        d: dict[str, Any] = {"metrics": {m: float(stacked[0, i, j]) for j, m in enumerate(metrics)},
+                             "metrics_mean": {m: float(stacked[:, i, j].mean()) for j, m in enumerate(metrics)}}
+        if inits > 1:
+            d["metrics_inits"] = {m: stacked[:, i, j].tolist() for j, m in enumerate(metrics)}
+        return d
+
+    # The search's pick among these genotypes: its cohort stage, per metric.
+    if set(settings.metrics) - have_picks:
+        k = min(settings.cohort_size, len(genotypes))
+        cohorts = {m: rank_cohort(genotypes, stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
+        union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
+        small = obs.cohort_problem(settings.small_side)
+        say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[0]}x{small.output_size[1]}")
+        trained = train_cohort(union, small, settings, seed=seed, device=dev, quiet=quiet) if k > 1 else {}
+        for m in settings.metrics:
+            if m in have_picks:
+                continue
+            members = cohorts[m]
+            idx = select_in_cohort(members, trained, y_channel=tk.name == "sr")
+            records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
+                            "cohort": [c.as_dict() for c in members]})
+
+    # Every genotype (and the task's NAS-DIP genotype as the baseline), trained in groups.
+    c = obs.channels
+    baseline = BASELINES[f"nasdip-{tk.name}"]
+    todo: list[tuple[Genotype, str, int, Optional[int]]] = [
+        (g, "candidate", c, i) for i, g in enumerate(genotypes) if str(g) not in done]
+    if f"nasdip:{baseline}" not in done:
+        todo.append((baseline, "nasdip", 32, None))
+    every = _curve_every(iters)
+    bar = tqdm(total=len(todo), desc="study", disable=quiet, unit="net")
+    for start in range(0, len(todo), group):
+        chunk = todo[start:start + group]
+        nets, seeds = [], []
+        for g, _, cin, _ in chunk:
+            s = genotype_seed(seed, g)
+            with seeded(s, dev):
+                nets.append(build_network(g, cin, c, settings.width, task=tk.name, device=dev))
+            seeds.append(s)
+        t = time.perf_counter()
+        results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=gt, quiet=quiet,
+                                desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}",
+                                compile=settings.compile, precision=settings.precision, probes=watch)
+        seconds = (time.perf_counter() - t) / len(chunk)
+        for (g, role, cin, i), res in zip(chunk, results):
+            name = str(g) if role == "candidate" else f"nasdip:{g}"
+            scores = scores_of(i) if i is not None else {}
+            records.append(_row(name, role, cin, res, scores, every, seconds))
+        bar.update(len(chunk))
+    bar.close()
+
+    rows = records.read()
+    result = _finish(out, rows, key, metrics, list(settings.metrics), probe_name(es))
+    return result
+
+
+def _finish(out: Path, rows: list[dict], key: dict, metrics: list[str], search_metrics: list[str],
+            es_name: str) -> StudyResult:
+    from .report import write_outputs
+
+    cands = [r for r in rows if r.get("kind") == "genotype" and r["role"] == "candidate"]
+    base = next((r for r in rows if r.get("kind") == "genotype" and r["role"] == "nasdip"), None)
+    picks = {r["metric"]: r for r in rows if r.get("kind") == "pick"}
+    by_name = {r["genotype"]: r for r in cands}
+    analysis: dict[str, Any] = {"n": len(cands), "metrics": {}, "picks": {}, "early_stopping": {},
+                                "stopping_detector": es_name}
+    for target in ("best_psnr", "final_psnr"):
+        psnrs = [r[target] for r in cands]
+        for m in metrics:
+            entry = analysis["metrics"].setdefault(m, {})
+            values = [r["metrics_mean"][m] for r in cands]
+            entry[target] = {**correlations(values, psnrs), **top_k_hits(values, psnrs)}
+    best = [r["best_psnr"] for r in cands]
+    for m in search_metrics:
+        if m not in picks:
+            continue
+        row = by_name[picks[m]["pick"]]
+        es = row["probes"].get(es_name, {})
+        analysis["picks"][m] = {
+            "genotype": row["genotype"],
+            "best": placement(row["best_psnr"], best),
+            "final": placement(row["final_psnr"], [r["final_psnr"] for r in cands]),
+            "early_stopped": None if es.get("psnr") is None else placement(es["psnr"], best),
+        }
+    if base is not None:
+        es = base["probes"].get(es_name, {})
+        analysis["nasdip"] = {"genotype": base["genotype"], "best": placement(base["best_psnr"], best),
+                              "early_stopped": None if es.get("psnr") is None else placement(es["psnr"], best)}
+    trained = cands + ([base] if base is not None else [])
+    for name in trained[0]["probes"] if trained else []:
+        returned = [r["probes"][name]["psnr"] for r in trained]
+        analysis["early_stopping"][name] = early_stopping_summary(returned, [r["best_passed_psnr"] for r in trained])
+    result = StudyResult(out=out, rows=rows, picks=picks, analysis=analysis, settings=key)
+    write_outputs(result)
+    return result

@@ -1,0 +1,96 @@
+"""Early-stopping detectors (isnas_fast.dip.early_stopping) on constructed signals, and watching probes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from isnas_fast.device import seeded
+from isnas_fast.dip import DIPSettings, EarlyStopping, fit_dip
+from isnas_fast.dip.early_stopping import EMVDetector, ShiftDetector, WMVDetector, make_detector
+from isnas_fast.errors import InputError
+from isnas_fast.network import build_network
+from isnas_fast.tasks import Denoise, Inpaint
+
+
+def _stream(values, shape=(1, 1, 4, 4)):
+    """Outputs whose window variance follows the spread of ``values`` (alternating +-v)."""
+    return [torch.full(shape, 0.5 + (v if i % 2 else -v)) for i, v in enumerate(values)]
+
+
+def _run(detector, outs):
+    for it, o in enumerate(outs, 1):
+        if detector.update(it, o, o, 0.0):
+            return it
+    return None
+
+
+def test_wmv_patience_and_rise():
+    # variance falls to a valley at step ~20, rises, then falls far lower (a net fitting the noise)
+    spread = [0.2] * 10 + [0.05] * 12 + [0.1] * 20 + [0.01] * 30
+    outs = _stream(spread)
+    patient = WMVDetector(EarlyStopping(window=4, patience=1000))
+    assert _run(patient, outs) is None and patient.best_iteration > 42  # never fires: the late valley wins
+    rising = WMVDetector(EarlyStopping(window=4, patience=1000, rise=0.5))
+    fired = _run(rising, outs)
+    assert fired is not None and 22 < fired <= 26 and rising.best_iteration <= 22  # the first valley
+    short = WMVDetector(EarlyStopping(window=4, patience=5))
+    assert _run(short, outs) == short.best_iteration + 5
+
+
+def test_wmv_returns_the_window_mean():
+    outs = [torch.full((1, 1, 2, 2), v) for v in (0.1, 0.3, 0.2, 0.4, 0.4, 0.4)]
+    d = WMVDetector(EarlyStopping(window=3, patience=100))
+    _run(d, outs)
+    assert d.best_iteration == 6 and torch.allclose(d.best_output, torch.full((1, 1, 2, 2), 0.4))
+    assert len(d.trace) == 4 and np.argmin(d.trace) == 3
+
+
+def test_emv_is_an_exponential_variance():
+    rng = np.random.default_rng(0)
+    xs = rng.random((30, 1, 1, 2, 2))
+    d = EMVDetector(EarlyStopping(window=2, patience=100, method="emv", alpha=0.2))
+    m, v = xs[0].copy(), np.zeros_like(xs[0])
+    for it, x in enumerate(xs, 1):
+        d.update(it, torch.from_numpy(x), torch.from_numpy(x), 0.0)
+        if it > 1:
+            diff = x - m
+            m = m + 0.2 * diff
+            v = (1 - 0.2) * (v + 0.2 * diff * diff)
+    assert d.trace[-1] == pytest.approx(float(v.mean()), rel=1e-12)
+    assert torch.allclose(d.mean, torch.from_numpy(m))
+
+
+def test_shift_validation_compares_neighbours_over_known_pixels():
+    y = torch.rand(1, 3, 8, 8)
+    mask = (torch.rand(1, 1, 8, 8) > 0.3).float()
+    obs = Inpaint(mask=mask).observe(y)
+    d = ShiftDetector(EarlyStopping(window=2, patience=10, method="shift"), obs)
+    out = torch.rand(1, 3, 8, 8)
+    d.update(1, out, out, 0.0)  # before the window: no signal yet
+    assert d.trace == []
+    d.update(2, out, out, 0.0)
+    a, yy, m = (out * mask).numpy(), (y * mask).numpy(), mask.numpy()
+    wh, wv = m[..., :, 1:] * m[..., :, :-1], m[..., 1:, :] * m[..., :-1, :]
+    want = (((a[..., :, :-1] - yy[..., :, 1:]) ** 2 * wh).sum() + ((a[..., :-1, :] - yy[..., 1:, :]) ** 2 * wv).sum()) \
+        / ((wh.sum() + wv.sum()) * 3)
+    assert d.trace[0] == pytest.approx(float(want), rel=1e-6)
+    assert isinstance(make_detector(EarlyStopping(method="shift"), obs), ShiftDetector)
+
+
+def test_probes_record_what_they_would_return_without_stopping(small):
+    obs = Denoise(25).corrupt(small, seed=3)
+    with seeded(0):
+        net = build_network("64,0001010110110101110010111", 3, 3, width=16)
+    probes = [EarlyStopping(window=5, patience=3), EarlyStopping(window=5, patience=3, method="emv", alpha=0.3)]
+    r = fit_dip(net, obs, DIPSettings(40), seed=0, ground_truth=small, quiet=True, probes=probes)
+    assert r.iterations_run == 40 and not r.early_stopped
+    assert set(r.probes) == {"wmv/w5/p3", "emv/w5/p3/a0.3"}
+    for p in r.probes.values():
+        assert (p["fired_at"] is None or p["fired_at"] - p["iteration"] >= 3) and p["psnr"] > 0
+
+
+@pytest.mark.parametrize("bad", [dict(method="median"), dict(alpha=1.5), dict(rise=-0.1), dict(window=1)])
+def test_bad_settings(bad):
+    with pytest.raises(InputError):
+        EarlyStopping(**bad)
