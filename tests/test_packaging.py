@@ -102,3 +102,14 @@ def test_imports_from_the_repository_root_with_a_plain_install(tmp_path):
     assert away.returncode == 0, away.stderr[-2000:]
     assert away.stdout.split() == [str(target / "isnas_fast" / "__init__.py"),
                                    str(target / "isnas_fast" / "kernels" / "__init__.py")]
+
+
+def test_every_subpackage_is_installed():
+    """Every folder with an __init__.py is in pyproject's package list (a plain install ships only those)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {".".join(p.relative_to(ROOT).parts[:-1]) for p in (ROOT / "isnas_fast").rglob("__init__.py")}
+    found |= {"isnas_fast.kernels", "isnas_fast.export"}
+    assert found == listed

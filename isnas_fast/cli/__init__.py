@@ -1,7 +1,8 @@
 """The ``isnas-fast`` command line.
 
 Commands, one module per group: ``restore``, ``corrupt``, ``score``, ``demo``
-(:mod:`~isnas_fast.cli.restore`), ``export``, ``run``
+(:mod:`~isnas_fast.cli.restore`), ``study`` (:mod:`~isnas_fast.cli.study`),
+``suite`` (:mod:`~isnas_fast.cli.suite`), ``export``, ``run``
 (:mod:`~isnas_fast.cli.deploy`).  Bad input prints one line
 ``isnas-fast: error: ...`` and exits with status 2, without a traceback;
 warnings print as one line ``isnas-fast: warning: ...``.
@@ -14,7 +15,7 @@ import warnings
 from typing import Callable, Optional, Sequence
 
 from ..errors import InputError
-from . import deploy, restore
+from . import deploy, restore, study, suite
 from .common import EXIT_INPUT, PROG, common_parser, eprint
 
 __all__ = ["main", "build_parser", "PROG"]
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     common = common_parser()
     restore.register(sub, common)
+    suite.register(sub, common)
+    study.register(sub, common)
     deploy.register(sub)
     return parser
 

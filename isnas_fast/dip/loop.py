@@ -64,6 +64,7 @@ def fit_dip_group(
     workers: Optional[int] = None,
     cuda_graph: Optional[bool] = None,
     probes: Sequence[EarlyStopping] = (),
+    snapshots: Sequence[int] = (),
 ) -> list[DIPResult]:
     """Fit K networks together, each to its observation, as one program.
 
@@ -81,7 +82,8 @@ def fit_dip_group(
     None = the device's default (see :func:`~isnas_fast.dip.plan.plan_step`).
     ``callback(it, loss)`` gets the first active member's loss.  ``probes``:
     early-stopping detectors that watch every member without stopping it
-    (recorded in each result's ``probes``).
+    (recorded in each result's ``probes``).  ``snapshots``: iterations whose
+    smoothed output each result keeps.
     """
     if not networks:
         raise InputError("fit_dip_group needs at least one network")
@@ -103,8 +105,8 @@ def fit_dip_group(
             z = make_input_code(c_in, observations[k].output_size, seeds[k], settings.input_scale, device)
         codes.append(z.to(device))
         noise.append(torch.Generator(device=device).manual_seed(int(seeds[k]) + 1))
-    monitors = [Monitor(settings.ema, truths[k], early_stopping, desc, observation=observations[k], probes=probes)
-                for k in range(n)]
+    monitors = [Monitor(settings.ema, truths[k], early_stopping, desc, observation=observations[k], probes=probes,
+                        snapshots=snapshots) for k in range(n)]
     reg = settings.reg_noise_std
 
     t0 = time.perf_counter()

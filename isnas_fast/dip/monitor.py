@@ -37,7 +37,8 @@ class DIPResult:
     ``variance_curve``: the stopping detector's signal per iteration.
     ``probes``: per watching detector (:func:`probe_name`), ``fired_at``
     (None: never), ``iteration`` it would have returned and that output's
-    ``psnr`` (with ground truth).
+    ``psnr`` (with ground truth).  ``snapshots``: the smoothed output at the
+    iterations asked for, (1, C, H, W) each.
     """
 
     output: Tensor
@@ -58,6 +59,7 @@ class DIPResult:
     psnr_at_stop: Optional[float] = None
     cuda_graph: bool = False
     probes: dict[str, dict] = field(default_factory=dict)
+    snapshots: dict[int, Tensor] = field(default_factory=dict)
 
 
 def probe_name(settings: EarlyStopping) -> str:
@@ -104,12 +106,17 @@ class Monitor:
     the result's ``probes`` says, per detector, where it would have stopped
     and the PSNR of what it would have returned (with ground truth).
     ``observation``: what the run fits (needed by the ``shift`` detector).
+    ``snapshots``: iterations at which the smoothed output is kept (a run's
+    state at step S is what an S-step run ends with).
     """
 
     def __init__(self, ema: float, ground_truth: Optional[Tensor] = None,
                  early_stopping: Optional[EarlyStopping] = None, name: str = "DIP", *,
-                 observation: Optional[Observation] = None, probes: Sequence[EarlyStopping] = ()):
+                 observation: Optional[Observation] = None, probes: Sequence[EarlyStopping] = (),
+                 snapshots: Sequence[int] = ()):
         self.ema = ema
+        self.snapshot_at = set(snapshots)
+        self.snapshots: dict[int, Tensor] = {}
         self.gt = ground_truth
         self.name = name
         self.detector = make_detector(early_stopping, observation) if early_stopping is not None else None
@@ -133,6 +140,8 @@ class Monitor:
         self.smooth = o.clone() if self.smooth is None else self.smooth.mul_(self.ema).add_(o, alpha=1 - self.ema)
         self.losses.append(loss)
         self.iterations = it
+        if it in self.snapshot_at:
+            self.snapshots[it] = self.smooth.clamp(0, 1)
         if self.gt is not None:
             self.curve.append(float(psnr(self.smooth.clamp(0, 1), self.gt)[0]))
             self.raw_curve.append(float(psnr(o.clamp(0, 1), self.gt)[0]))
@@ -164,5 +173,5 @@ class Monitor:
             early_stopped=self.early, variance_curve=det.trace if det is not None else [],
             compiled=compiled, compile_seconds=compile_seconds, precision=precision,
             psnr_at_stop=self.psnr_at_stop, cuda_graph=cuda_graph,
-            probes={name: p.record() for name, p in self.probes.items()},
+            probes={name: p.record() for name, p in self.probes.items()}, snapshots=self.snapshots,
         )

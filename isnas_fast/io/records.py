@@ -10,12 +10,13 @@ rerun with other settings in the same folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..errors import InputError
-from .files import atomic_write_text
+from .files import FILE_MODE, atomic_write_text
 
 __all__ = ["RecordLog", "guard_settings"]
 
@@ -27,36 +28,44 @@ class RecordLog:
         self.path = Path(path)
 
     def read(self) -> list[dict]:
-        """Every complete record, in order; a torn last line is removed from the file."""
+        """Every complete record, in order.
+
+        A torn last line (no newline: a write cut short by a kill) is removed
+        from the file; a complete line that is not a JSON object (edited by
+        hand?) raises InputError and nothing is changed.
+        """
         if not self.path.exists():
             return []
         data = self.path.read_bytes()
+        lines = data.split(b"\n")
         records: list[dict] = []
-        good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # torn by a kill: never completed
+        for number, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
+            except ValueError:
+                rec = None
             if not isinstance(rec, dict):
-                break
+                raise InputError(f"{self.path} line {number} is not a JSON record (edited by hand?); fix or "
+                                 "delete that line, then rerun")
             records.append(rec)
-            good += len(line)
-        if good != len(data):
+        if lines[-1]:
             with open(self.path, "r+b") as fh:
-                fh.truncate(good)
+                fh.truncate(len(data) - len(lines[-1]))
                 fh.flush()
                 os.fsync(fh.fileno())
         return records
 
-    def append(self, record: dict) -> None:
-        """Append one record as one complete line, flushed to disk."""
-        line = (json.dumps(record, default=_jsonable, separators=(",", ":")) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append one record as one complete line (strict JSON: NaN and infinities
+        become null), in one write, flushed to disk before returning."""
+        text = json.dumps(_finite(record), default=_jsonable, separators=(",", ":"), allow_nan=False)
+        view = memoryview((text + "\n").encode("utf-8"))
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
-            os.write(fd, line)
+            while view:  # a regular file takes it in one write; loop in case it does not
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -64,6 +73,17 @@ class RecordLog:
     def extend(self, records: Iterable[dict]) -> None:
         for r in records:
             self.append(r)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as None (strict JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

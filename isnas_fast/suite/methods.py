@@ -1,0 +1,337 @@
+"""One suite job: a method run on one (image, seed), as a picklable function.
+
+=============  ===============================================================
+method         what is trained at full size
+=============  ===============================================================
+``isnas``      the search's pick (``restore`` without ``arch``)
+``nasdip``     the task's NAS-DIP genotype (32-channel input code, as NAS-DIP)
+``dip-skip``   the original DIP skip network (its fixed width 128)
+``random``     one genotype drawn uniformly, seeded by (image, seed), from the
+               candidate pool the search scores for that seed (the paper's
+               "random model" control)
+``cohort-best`` every member of the search's cohort (the first metric's); the
+               row is the member with the best PSNR: an *oracle that uses the
+               ground truth*, for analysis only
+=============  ===============================================================
+
+Every method trains with the same final-run knobs (``width``,
+``iterations``, early stopping, precision; DIP-skip keeps its width).  One
+job at a time goes through :func:`isnas_fast.restore` -- exactly what the
+row's ``rerun`` command runs.  The fixed-architecture runs of several jobs
+can instead be trained together in one program (:func:`train_together`):
+members of a group are independent, so each follows the trajectory it
+would follow alone.
+
+Workers (processes, Ray tasks) get a :class:`JobInput` with the images as
+tensors and return a :class:`JobOutcome`; they never touch the suite folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import __version__
+from ..api import baseline_input_channels, restore
+from ..device import resolve_device, seeded
+from ..dip import DIPResult, DIPSettings, fit_dip_group, should_compile
+from ..genotype import Genotype
+from ..network import build_network, resolve_architecture
+from ..problem import prepare_problem, resolve_task
+from ..quality import psnr, ssim
+from ..result import RestoreResult
+from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
+                      rank_cohort, score_candidates, settings_from_options)
+from ..tasks import Observation
+from .jobs import METHOD_LABELS, Job
+
+__all__ = ["JobInput", "RunRecord", "JobOutcome", "JobFailure", "Plan", "torch_threads", "plan_fixed",
+           "run_job", "train_together", "finish_job", "random_index", "versions"]
+
+Architecture = Union[Genotype, str]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads, restoring the caller's count after.
+
+    The count is part of what a job's numbers depend on (on a CPU, how a
+    convolution's sums are split), so every executor sets the job's own.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide the numbers, for every row."""
+    return {"isnas_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+@dataclass
+class JobInput:
+    """Everything a job needs, picklable.
+
+    ``observed``: the corrupted input (1, C, h, w) as read from the suite's
+    ``inputs/`` file; ``mask``: (1, 1, h, w), 1 = known (inpainting);
+    ``clean``: the cropped ground truth (1, C, H, W); all float32 in [0, 1].
+    ``options``: the search knobs (API keywords of ``restore``);
+    ``task_params``: ``sigma`` / ``p`` / ``factor``.  ``threads``: torch
+    intra-op threads of the job; ``quiet``: no per-job progress bars.
+    """
+
+    job: Job
+    task: str
+    task_params: dict
+    preset: str
+    options: dict
+    observed: Tensor
+    mask: Optional[Tensor]
+    clean: Tensor
+    device: str = "auto"
+    threads: int = 1
+    quiet: bool = True
+
+    @property
+    def settings(self) -> SearchSettings:
+        return settings_from_options(self.preset, self.options)
+
+    def problem(self) -> tuple[Observation, Tensor]:
+        """The observation and cropped ground truth, exactly as ``restore`` builds them."""
+        tk = resolve_task(self.task, self.mask, self.task_params)
+        obs, gt, _ = prepare_problem(self.observed, tk, ground_truth=self.clean)
+        assert gt is not None
+        return obs, gt
+
+    def restore(self, arch: Optional[Architecture] = None) -> RestoreResult:
+        """``isnas_fast.restore`` of this job (the search when ``arch`` is None)."""
+        return restore(self.observed, self.task, self.preset, ground_truth=self.clean, mask=self.mask,
+                       seed=self.job.seed, arch=arch, device=self.device, quiet=self.quiet,
+                       **self.options, **self.task_params)
+
+
+@dataclass
+class RunRecord:
+    """One full-size DIP run, without the network (light to send back).
+
+    ``output``: the restored image (1, C, H, W) on the CPU; ``psnr`` (dB, Y
+    channel for RGB SR) and ``ssim`` against the ground truth; ``curve``:
+    PSNR (dB) of the smoothed output per step, ``curve_raw`` of the raw
+    output; ``seconds``: training wall time (a share of the group's when
+    trained together).
+    """
+
+    output: Tensor
+    psnr: float
+    ssim: float
+    architecture: str
+    genotype: str
+    width: int
+    in_channels: int
+    iterations_run: int
+    stopped_at: Optional[int]
+    early_stopped: bool
+    psnr_at_stop: Optional[float]
+    curve: Optional[list[float]]
+    curve_raw: Optional[list[float]]
+    seconds: float
+    precision: str
+    compiled: bool
+
+
+def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
+    return [round(v, 4) for v in curve] if curve else None
+
+
+def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float], architecture: Architecture,
+            genotype: str, width: int, in_channels: int, seconds: float) -> RunRecord:
+    return RunRecord(
+        output=output.float().cpu(), psnr=quality[0], ssim=quality[1],
+        architecture=architecture if isinstance(architecture, str) else str(architecture), genotype=genotype,
+        width=width, in_channels=in_channels, iterations_run=dip.iterations_run, stopped_at=dip.stopped_at,
+        early_stopped=dip.early_stopped, psnr_at_stop=dip.psnr_at_stop,
+        curve=_rounded(dip.psnr_curve), curve_raw=_rounded(dip.psnr_raw_curve), seconds=seconds,
+        precision=dip.precision, compiled=dip.compiled)
+
+
+def _from_restore(res: RestoreResult, architecture: Architecture) -> RunRecord:
+    assert res.psnr is not None and res.ssim is not None
+    # res.tensor: what restore returns (and the rerun command writes), its PSNR and SSIM with it
+    return _record(res.dip, res.tensor, (res.psnr, res.ssim), architecture, str(res.run.genotype),
+                   res.run.width, res.run.in_channels, res.timings_s.get("final", 0.0))
+
+
+@dataclass
+class JobOutcome:
+    """What a finished job sends back: its row fields, restored image (1, C, H, W)
+    and the final run's PSNR curves (see :class:`RunRecord`)."""
+
+    row: dict
+    output: Tensor
+    curves: dict = field(default_factory=dict)
+
+
+@dataclass
+class JobFailure:
+    """A job that raised: one line saying why."""
+
+    message: str
+
+
+@dataclass
+class Plan:
+    """A fixed-architecture job before training: the architectures to train at
+    full size, the method's own row fields and the seconds spent so far."""
+
+    architectures: list[Architecture]
+    fields: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def random_index(image: str, seed: int, pool_size: int) -> int:
+    """The ``random`` method's draw from a pool of ``pool_size``, seeded by (image, seed)."""
+    g = torch.Generator().manual_seed(zlib.crc32(f"{image}|{seed}".encode()))
+    return int(torch.randint(pool_size, (1,), generator=g))
+
+
+def plan_fixed(inp: JobInput) -> Plan:
+    """The architectures a ``nasdip``, ``dip-skip``, ``random`` or ``cohort-best`` job trains."""
+    method, settings = inp.job.method, inp.settings
+    if method == "nasdip":
+        return Plan([f"nasdip-{inp.task}"])
+    if method == "dip-skip":
+        return Plan(["dip-skip"])
+    # The pool and the scores are the search's own for this seed (same list, sample and seeding).
+    pool, _ = candidate_list(settings.candidates, settings.num_candidates, inp.job.seed)
+    if method == "random":
+        i = random_index(inp.job.image, inp.job.seed, len(pool))
+        return Plan([pool[i]], {"pool": {"models": str(settings.candidates), "size": len(pool), "index": i}})
+    if method != "cohort-best":
+        raise ValueError(f"not a fixed-architecture method: {method}")
+    t = time.perf_counter()
+    device = resolve_device(inp.device)
+    obs, _ = inp.problem()
+    scores = score_candidates(obs.to(device), pool, settings.metrics, width=settings.width, seed=inp.job.seed,
+                              batch=settings.score_batch, device=device, quiet=inp.quiet)
+    cohort = rank_cohort(pool, scores[:, 0], min(settings.cohort_size, len(pool)))
+    fields = {"search": {"candidates": len(pool), "metric": settings.metrics[0],
+                         "cohort": [{"genotype": str(m.genotype), "metric_value": m.metric_value}
+                                    for m in cohort]}}
+    return Plan([m.genotype for m in cohort], fields, {"score": time.perf_counter() - t})
+
+
+def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, device: str,
+               trained_together: int = 1) -> JobOutcome:
+    """The row of a job from its trained runs (for ``cohort-best`` the best PSNR's)."""
+    settings = inp.settings
+    fields = dict(plan.fields)
+    best = max(range(len(records)), key=lambda i: (records[i].psnr, -i))
+    if inp.job.method == "cohort-best":
+        for member, rec in zip(fields["search"]["cohort"], records):
+            member.update(psnr=rec.psnr, ssim=rec.ssim, iterations_run=rec.iterations_run)
+    rec = records[best]
+    timings = dict(plan.timings)
+    timings.setdefault("final", sum(r.seconds for r in records))
+    timings.setdefault("total", sum(v for k, v in timings.items() if k != "total"))
+    es = settings.early_stopping
+    row = {
+        "image": inp.job.image, "method": inp.job.method, "label": METHOD_LABELS[inp.job.method],
+        "oracle": inp.job.oracle, "seed": inp.job.seed,
+        "psnr": rec.psnr, "ssim": rec.ssim, "psnr_y_channel": inp.task == "sr" and rec.output.shape[1] == 3,
+        "architecture": rec.architecture, "genotype": rec.genotype, "width": rec.width,
+        "in_channels": rec.in_channels,
+        "iterations": {"requested": settings.final_iterations or TASK_ITERATIONS[inp.task],
+                       "run": rec.iterations_run},
+        "early_stopping": None if es is None else {
+            **asdict(es), "stopped_at": rec.stopped_at, "stopped_early": rec.early_stopped,
+            "psnr_at_stop": rec.psnr_at_stop},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "device": device, "threads": inp.threads, "precision": rec.precision, "compiled": rec.compiled,
+        "trained_together": trained_together, "versions": versions(), **fields,
+    }
+    curves = {} if rec.curve is None else {"psnr": rec.curve, "psnr_raw": rec.curve_raw,
+                                           "stopped_at": rec.stopped_at, "psnr_at_stop": rec.psnr_at_stop}
+    return JobOutcome(row, rec.output, curves)
+
+
+def run_job(inp: JobInput) -> JobOutcome:
+    """Run one job on its own (every full-size run through ``restore``)."""
+    with torch_threads(inp.threads):
+        device = str(resolve_device(inp.device))
+        if inp.job.method == "isnas":
+            res = inp.restore()
+            assert res.search is not None
+            search = {"candidates": res.search.num_scored, "metric": res.search.metric, "pick": str(res.genotype),
+                      "cohort": [m.as_dict() for m in res.cohort]}
+            plan = Plan([res.genotype], {"search": search}, dict(res.timings_s))
+            return finish_job(inp, plan, [_from_restore(res, res.genotype)], device=device)
+        plan = plan_fixed(inp)
+        records = [_from_restore(inp.restore(a), a) for a in plan.architectures]
+        return finish_job(inp, plan, records, device=device)
+
+
+def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool = True) -> list[RunRecord]:
+    """Train the full-size runs of several jobs as one program (:func:`~isnas_fast.dip.fit_dip_group`).
+
+    ``runs``: (job, architecture) pairs of one suite (same settings and
+    device; observations may differ in size).  Each network and input code
+    is built and seeded exactly as ``restore(arch=...)`` builds it, so each
+    member follows its one-by-one trajectory.  On a CPU the members are
+    sharded over the caller's torch threads, each member computing on one
+    intra-op thread: bit for bit what ``restore`` gives under
+    ``torch.set_num_threads(1)``; on CUDA up to last-bit differences.
+    Returns one record per run, in order; ``seconds`` is the group's time
+    divided evenly.
+    """
+    first = runs[0][0]
+    settings, device = first.settings, resolve_device(first.device)
+    nets, observations, truths, seeds, shapes = [], [], [], [], []
+    for inp, arch in runs:
+        obs, gt = inp.problem()
+        a = resolve_architecture(arch)
+        c = obs.channels
+        in_ch, width = baseline_input_channels(arch, c), DIP_SKIP_WIDTH if a == "dip-skip" else settings.width
+        s = genotype_seed(inp.job.seed, a)
+        with seeded(s, device):
+            nets.append(build_network(a, in_ch, c, width, task=obs.task.name, device=device))
+        observations.append(obs.to(device))
+        truths.append(gt.to(device))
+        seeds.append(s)
+        shapes.append((arch, str(a), width, in_ch))
+    iters = settings.final_iterations or TASK_ITERATIONS[first.task]
+    # Compile as each run alone would decide (a CPU group is not compiled for being large).
+    compile_ = settings.compile
+    if compile_ is None and device.type == "cpu":
+        compile_ = should_compile(device, iters, 1)
+    workers, threads = None, contextlib.nullcontext()
+    if device.type == "cpu" and not compile_:
+        # One shard of members per thread of the job, each member on one intra-op
+        # thread -- also a group of one, and a shard left alone when the others
+        # stopped early -- so every member computes what a one-thread run does alone.
+        workers, threads = min(torch.get_num_threads(), len(nets)), torch_threads(1)
+    t = time.perf_counter()
+    with threads:
+        results = fit_dip_group(nets, observations, DIPSettings(iters), seeds=seeds, ground_truth=truths,
+                                early_stopping=settings.early_stopping, compile=compile_,
+                                precision=settings.precision, quiet=quiet, desc=f"{len(nets)} runs together",
+                                cuda_graph=settings.cuda_graph, workers=workers)
+    share = (time.perf_counter() - t) / len(results)
+    records = []
+    for res, gt, (arch, genotype, width, in_ch) in zip(results, truths, shapes):
+        out = res.output.float()
+        y_channel = first.task == "sr" and out.shape[1] == 3
+        quality = (float(psnr(out, gt, y_channel=y_channel)[0]), float(ssim(out, gt)[0]))
+        records.append(_record(res, out, quality, arch, genotype, width, in_ch, share))
+    return records
+

@@ -1,0 +1,225 @@
+"""The tables of a suite: ``summary.md``, ``summary.csv``, ``per_image.csv``, ``paired.csv``.
+
+* Per method: PSNR and SSIM as mean ± the half width of the 95 % Student-t
+  confidence interval over all (image, seed) rows (:func:`~isnas_fast.stats.mean_ci`),
+  steps run and seconds per job.
+* Per image: each method's mean PSNR over the seeds.
+* Paired: ``isnas`` minus each other method on the same (image, seed), the
+  mean difference with its t-interval and wins / ties / losses
+  (:func:`~isnas_fast.stats.paired_comparison`).
+
+The header says which early stopping the final runs used (it changes the
+ranking a lot), and the lists at the end name the skipped images, the
+failed jobs and the jobs not yet run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..io import atomic_write_text
+from ..search import TASK_ITERATIONS, SearchSettings
+from ..stats import mean_ci, paired_comparison
+from ..tasks import Task
+from .images import Skipped
+from .jobs import METHOD_LABELS
+
+__all__ = ["SummaryContext", "SummaryTables", "summarize", "write_summary", "method_markdown",
+           "early_stopping_note", "LEVEL"]
+
+#: Confidence level of every interval.
+LEVEL = 0.95
+
+
+@dataclass
+class SummaryContext:
+    """What the tables describe besides the rows: the suite's settings and its lists."""
+
+    task: Task
+    preset: str
+    settings: SearchSettings
+    methods: Sequence[str]
+    images: Sequence[str]
+    seeds: Sequence[int]
+    skipped: Sequence[Skipped] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+    missing: Sequence[str] = ()
+    tie: float = 0.0
+
+
+@dataclass
+class SummaryTables:
+    """One dict per table row (the CSV columns): ``methods``, ``images`` (per
+    image and method) and ``paired`` (``isnas`` against each other method)."""
+
+    methods: list[dict]
+    images: list[dict]
+    paired: list[dict]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _interval(values: Sequence[float]) -> dict:
+    mean, half = mean_ci(values, LEVEL)
+    return {"mean": mean, "ci95_half": half, "ci95_low": mean - half, "ci95_high": mean + half}
+
+
+def summarize(rows: Sequence[dict], context: SummaryContext) -> SummaryTables:
+    """The three tables of ``rows`` (the rows of the suite's jobs)."""
+    by_method = {m: [r for r in rows if r["method"] == m] for m in context.methods}
+    methods = []
+    for m, rs in by_method.items():
+        p, s = _interval([r["psnr"] for r in rs]), _interval([r["ssim"] for r in rs])
+        methods.append({
+            "method": m, "label": METHOD_LABELS[m], "n": len(rs),
+            **{f"psnr_{k}": v for k, v in p.items()}, **{f"ssim_{k}": v for k, v in s.items()},
+            "psnr_png_mean": _mean([r["psnr_png"] for r in rs]),
+            "psnr_png_gap": max((abs(r["psnr_png"] - r["psnr"]) for r in rs), default=float("nan")),
+            "steps_run_mean": _mean([r["iterations"]["run"] for r in rs]),
+            "seconds_per_job": _mean([r["timings_s"]["total"] for r in rs]),
+        })
+    images = []
+    for image in context.images:
+        for m in context.methods:
+            rs = [r for r in by_method[m] if r["image"] == image]
+            p = _interval([r["psnr"] for r in rs])
+            images.append({"image": image, "method": m, "n": len(rs), "psnr_mean": p["mean"],
+                           "psnr_ci95_half": p["ci95_half"], "ssim_mean": _mean([r["ssim"] for r in rs])})
+    paired = []
+    if "isnas" in by_method:
+        ours = {(r["image"], r["seed"]): r["psnr"] for r in by_method["isnas"]}
+        for m in context.methods:
+            if m == "isnas":
+                continue
+            pairs = [(ours[(r["image"], r["seed"])], r["psnr"]) for r in by_method[m]
+                     if (r["image"], r["seed"]) in ours]
+            c = paired_comparison([a for a, _ in pairs], [b for _, b in pairs], tie=context.tie, level=LEVEL)
+            paired.append({"method": m, "label": METHOD_LABELS[m], "n": c.n, "diff_mean": c.mean,
+                           "diff_ci95_half": c.half_width, "diff_ci95_low": c.mean - c.half_width,
+                           "diff_ci95_high": c.mean + c.half_width, "wins": c.wins, "ties": c.ties,
+                           "losses": c.losses})
+    return SummaryTables(methods, images, paired)
+
+
+def early_stopping_note(settings: SearchSettings, task: Task) -> str:
+    """Which early stopping the final runs used, in words."""
+    steps = settings.final_iterations or TASK_ITERATIONS[task.name]
+    es = settings.early_stopping
+    if es is None:
+        return f"off: every final run takes {steps} steps"
+    method = str(getattr(es, "method", "wmv"))
+    # alpha weighs only the exponential detector's average
+    details = {k: v for k, v in asdict(es).items() if k != "method" and (k != "alpha" or method == "emv")}
+    name = f"ES-{method.upper()}" if method in ("wmv", "emv") else f"{method} detector"
+    return (f"{name} ({', '.join(f'{k} {v:g}' for k, v in details.items())}): each final run stops where "
+            f"its detector fires, at most {steps} steps (no ground truth used)")
+
+
+def _pm(mean: float, half: float, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}" if math.isfinite(half) else f"{mean:.{digits}f} (n = 1)"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def method_markdown(tables: SummaryTables) -> str:
+    """The per-method table as Markdown (also what the CLI prints)."""
+    return _table(
+        ["method", "n", "PSNR (dB)", "SSIM", "steps run", "s per job"],
+        [[f"{r['method']}: {r['label']}", str(r["n"]), _pm(r["psnr_mean"], r["psnr_ci95_half"], 2),
+          _pm(r["ssim_mean"], r["ssim_ci95_half"], 4),
+          f"{r['steps_run_mean']:.0f}" if r["n"] else "–", f"{r['seconds_per_job']:.1f}" if r["n"] else "–"]
+         for r in tables.methods])
+
+
+def _paired_markdown(tables: SummaryTables) -> str:
+    return _table(
+        ["isnas − method", "pairs", "mean difference (dB)", "95 % CI", "wins / ties / losses"],
+        [[f"{r['method']}: {r['label']}", str(r["n"]), f"{r['diff_mean']:+.2f}" if r["n"] else "–",
+          f"[{r['diff_ci95_low']:+.2f}, {r['diff_ci95_high']:+.2f}]" if math.isfinite(r["diff_ci95_half"]) else "–",
+          f"{r['wins']} / {r['ties']} / {r['losses']}"] for r in tables.paired])
+
+
+def _image_markdown(tables: SummaryTables, context: SummaryContext) -> str:
+    cells = {(r["image"], r["method"]): r for r in tables.images}
+    return _table(
+        ["image", *context.methods],
+        [[image, *(f"{cells[(image, m)]['psnr_mean']:.2f}" if cells[(image, m)]["n"] else "–"
+                   for m in context.methods)] for image in context.images])
+
+
+def _png_note(tables: SummaryTables) -> list[str]:
+    gap = max((r["psnr_png_gap"] for r in tables.methods if r["n"]), default=float("nan"))
+    if not math.isfinite(gap):
+        return []
+    return [f"Recomputed from the saved images (`restored/`, rounded to their bit depth) the PSNRs differ from "
+            f"these by at most {gap:.3f} dB (`psnr_png` in results.jsonl)."]
+
+
+def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
+    st, tk = context.settings, context.task
+    params = ", ".join(f"{k} {v:g}" for k, v in tk.params().items() if isinstance(v, (int, float)))
+    n_rows = sum(r["n"] for r in tables.methods)
+    n_jobs = len(context.images) * len(context.methods) * len(context.seeds)
+    parts = [
+        "# Suite summary",
+        f"- task: {tk.name} ({params}); preset {context.preset}; width {st.width} (DIP skip: 128); "
+        f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}",
+        f"- early stopping: {early_stopping_note(st, tk)}",
+        f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
+        f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}",
+        f"- images: {len(context.images)} ({len(context.skipped)} skipped); seeds: "
+        f"{', '.join(map(str, context.seeds))}; rows: {n_rows} of {n_jobs} jobs",
+        "",
+        "PSNR (dB) and SSIM against the clean image"
+        + (" (PSNR on the Y channel for RGB super-resolution)" if tk.name == "sr" else "")
+        + f"; mean ± half width of the {LEVEL * 100:g} % Student-t confidence interval over images × seeds.",
+        "`cohort-best` reads the ground truth to choose: an oracle, for analysis only, never a method.",
+        *_png_note(tables),
+        "",
+        "## Per method",
+        "",
+        method_markdown(tables),
+        "",
+        "## Per image (PSNR in dB, mean over seeds)",
+        "",
+        _image_markdown(tables, context),
+        "",
+    ]
+    if tables.paired:
+        parts += [f"## isnas against each method (paired by image and seed; ties within {context.tie:g} dB)", "",
+                  _paired_markdown(tables), ""]
+    for title, items in (("Skipped images", [f"{s.source}: {s.reason}" for s in context.skipped]),
+                         ("Failed jobs (run the same command again to retry)",
+                          [f"{k}: {v}" for k, v in context.failed.items()]),
+                         ("Jobs without a row yet", list(context.missing))):
+        if items:
+            parts += [f"## {title}", "", *(f"- {i}" for i in items), ""]
+    return "\n".join(parts)
+
+
+def _csv(rows: Sequence[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def write_summary(folder: Path, tables: SummaryTables, context: SummaryContext) -> dict[str, Path]:
+    """Write the Markdown summary and the three CSV tables (atomically); returns name -> path."""
+    contents = {"summary.md": _markdown(tables, context), "summary.csv": _csv(tables.methods),
+                "per_image.csv": _csv(tables.images), "paired.csv": _csv(tables.paired)}
+    return {name: atomic_write_text(folder / name, text) for name, text in contents.items()}
