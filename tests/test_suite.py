@@ -186,11 +186,11 @@ def test_inpainting_and_super_resolution(tmp_path, sample, task, params):
 
 
 def test_batch_rows_equal_one_by_one_rows(tmp_path, sample):
-    """Fixed-architecture runs of several jobs trained together give the rows
+    """The full-size runs of several jobs (the search's pick, fixed architectures) trained together give the rows
     the jobs give one by one with one torch thread (members sharded over the
     threads, one intra-op thread each)."""
     images = _images(tmp_path / "images", sample)
-    kw = dict(methods="nasdip,dip-skip,random", seeds=2, quiet=True, plot=False, **TINY)
+    kw = dict(methods="isnas,nasdip,dip-skip,random", seeds=2, quiet=True, plot=False, **TINY)
     with pytest.warns(UserWarning):
         alone = run_suite(images, "denoise", out=tmp_path / "alone", executor=LocalExecutor(threads=1), **kw)
     with pytest.warns(UserWarning):
@@ -199,6 +199,7 @@ def test_batch_rows_equal_one_by_one_rows(tmp_path, sample):
     a = {r["job"]: r for r in alone.rows}
     b = {r["job"]: r for r in together.rows}
     assert a.keys() == b.keys() and max(r["trained_together"] for r in b.values()) == 5
+    assert all(r["trained_together"] > 1 for r in b.values() if r["method"] == "isnas")
     for k in a:
         assert (b[k]["psnr"], b[k]["ssim"], b[k]["genotype"]) == (a[k]["psnr"], a[k]["ssim"], a[k]["genotype"]), k
 

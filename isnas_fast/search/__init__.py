@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .candidates import NAMED_LISTS, candidate_list, candidate_pool, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
-from .pipeline import DIP_SKIP_WIDTH, Ensemble, SearchResult, ensemble_average, run_search, train_final, train_finals
+from .pipeline import (DIP_SKIP_WIDTH, Ensemble, SearchResult, complete_search, ensemble_average,
+                       restored_genotypes, run_search, search_picks, train_final, train_finals)
 from .scoring import score_candidates, search_input_channels
 from .selection import select_member, selection_weights
 from .settings import (DEFAULT_METRIC, KNOBS, PRESETS, TASK_ITERATIONS, Knob, SearchSettings, add_knob_arguments,
@@ -22,5 +23,6 @@ __all__ = [
     "settings_from_options", "add_knob_arguments", "knob_options", "NAMED_LISTS", "candidate_list",
     "candidate_pool", "genotype_seed", "score_candidates", "search_input_channels", "selection_weights",
     "select_member", "CohortMember", "rank_cohort", "train_cohort", "select_in_cohort", "SearchResult",
-    "run_search", "train_final", "train_finals", "ensemble_average", "Ensemble", "DIP_SKIP_WIDTH",
+    "run_search", "search_picks", "restored_genotypes", "complete_search", "train_final", "train_finals",
+    "ensemble_average", "Ensemble", "DIP_SKIP_WIDTH",
 ]

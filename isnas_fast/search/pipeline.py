@@ -9,7 +9,7 @@ record PSNR; no decision reads it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -27,7 +27,8 @@ from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
 from .settings import TASK_ITERATIONS, SearchSettings
 
-__all__ = ["SearchResult", "Ensemble", "run_search", "train_final", "train_finals", "ensemble_average", "DIP_SKIP_WIDTH"]
+__all__ = ["SearchResult", "Ensemble", "run_search", "search_picks", "restored_genotypes", "complete_search",
+           "train_final", "train_finals", "ensemble_average", "DIP_SKIP_WIDTH"]
 
 #: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
 DIP_SKIP_WIDTH = 128
@@ -50,7 +51,7 @@ class SearchResult:
 
     genotype: Genotype
     cohort: list[CohortMember]
-    final: TrainedRun
+    final: Optional[TrainedRun]
     timings_s: dict[str, float]
     num_scored: int
     num_skipped_invalid: int
@@ -142,24 +143,23 @@ def ensemble_average(members: Sequence[CohortMember], runs: Sequence[TrainedRun]
     return avg.to(torch.float32).clamp(0, 1), w.tolist()
 
 
-def run_search(
+def search_picks(
     observation: Observation,
     settings: SearchSettings,
     *,
     seed: int = 0,
-    ground_truth: Tensor | None = None,
     device: torch.device | None = None,
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Run the whole ISNAS-DIP method on one corrupted observation (docs/design.md §1).
+    """The search up to its picks (docs/design.md §1 steps 1-4), nothing trained at full size.
 
     Every metric of ``settings.metrics`` is scored in one pass; the union of
-    their cohorts is trained once on the small problem
+    their cohorts is trained once on the cohort problem
     (:meth:`~isnas_fast.tasks.Observation.cohort_problem`); each metric
-    selects its pick; the first metric's pick is restored at full size.
-    ``ground_truth`` (1, C, H, W) is forwarded to the final DIP run for its
-    PSNR curve only.
+    selects its pick.  The result's ``final`` is None and ``finals`` empty:
+    :func:`run_search` restores the picks, a suite may train them beside
+    other runs (:func:`restored_genotypes` says which).
     """
     settings = settings.validate()
     say = log or (lambda msg: None)
@@ -193,31 +193,70 @@ def run_search(
     for m, members in cohorts.items():
         picks[m] = members[select_in_cohort(members, results, y_channel=task_name == "sr")].genotype
     timings["cohort"] = time.perf_counter() - t
+    stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
+    return SearchResult(
+        genotype=picks[metrics[0]], cohort=cohorts[metrics[0]], final=None, timings_s=timings,
+        num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
+        cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
+    )
 
-    chosen = picks[metrics[0]]
+
+def _ensemble_members(search: SearchResult, settings: SearchSettings) -> list[CohortMember]:
+    if settings.ensemble <= 1:
+        return []
+    # best selection score first (the pick); members never scored (a cohort of one) last
+    ranked = sorted(search.cohort, key=lambda m: (m.selection_psnr != m.selection_psnr, -m.selection_psnr))
+    return ranked[: settings.ensemble]
+
+
+def restored_genotypes(search: SearchResult, settings: SearchSettings) -> list[Genotype]:
+    """What the final stage trains at full size: the first metric's pick, every
+    metric's with ``final="all"``, the ensemble's members; each once, the pick first."""
+    restored = [search.genotype]
+    if settings.final == "all":
+        restored += [search.picks[m] for m in search.metrics]
+    restored += [m.genotype for m in _ensemble_members(search, settings)]
+    return list(dict.fromkeys(restored))
+
+
+def complete_search(search: SearchResult, settings: SearchSettings, runs: Sequence[TrainedRun],
+                    seconds: float) -> SearchResult:
+    """``search`` with its final stage: ``runs`` of :func:`restored_genotypes`, in order."""
+    finals = {str(g): r for g, r in zip(restored_genotypes(search, settings), runs)}
+    members = _ensemble_members(search, settings)
+    ensemble = None
+    if len(members) > 1:
+        output, weights = ensemble_average(members, [finals[str(m.genotype)] for m in members])
+        ensemble = Ensemble([m.genotype for m in members], weights, output)
+    return replace(search, final=finals[str(search.genotype)], finals=finals, ensemble=ensemble,
+                   timings_s={**search.timings_s, "final": seconds})
+
+
+def run_search(
+    observation: Observation,
+    settings: SearchSettings,
+    *,
+    seed: int = 0,
+    ground_truth: Tensor | None = None,
+    device: torch.device | None = None,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run the whole ISNAS-DIP method on one corrupted observation (docs/design.md §1).
+
+    :func:`search_picks`, then the first metric's pick restored at full size
+    (and every pick with ``final="all"``, the ensemble with ``ensemble``).
+    ``ground_truth`` (1, C, H, W) is forwarded to the final DIP runs for
+    their PSNR curves only.
+    """
+    say = log or (lambda msg: None)
+    settings = settings.validate()
+    device = torch.device(device or observation.y.device)
+    search = search_picks(observation, settings, seed=seed, device=device, quiet=quiet, log=log)
     t = time.perf_counter()
-    iters = settings.final_iterations or TASK_ITERATIONS[task_name]
-    restored = [chosen] if settings.final == "first" else list(dict.fromkeys(picks[m] for m in metrics))
-    ensemble_members: list[CohortMember] = []
-    if settings.ensemble > 1:
-        # best selection score first (the pick); members never scored (a cohort of one) last
-        by_selection = sorted(cohorts[metrics[0]], key=lambda m: (m.selection_psnr != m.selection_psnr,
-                                                                  -m.selection_psnr))
-        ensemble_members = by_selection[: settings.ensemble]
-        restored = list(dict.fromkeys(restored + [m.genotype for m in ensemble_members]))
+    restored = restored_genotypes(search, settings)
+    iters = settings.final_iterations or TASK_ITERATIONS[observation.task.name]
     say(f"restoring with {', '.join(map(str, restored))} for {iters} steps")
     runs = train_finals(restored, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
                         quiet=quiet)
-    finals = {str(g): r for g, r in zip(restored, runs)}
-    final = finals[str(chosen)]
-    ensemble = None
-    if len(ensemble_members) > 1:
-        output, weights = ensemble_average(ensemble_members, [finals[str(m.genotype)] for m in ensemble_members])
-        ensemble = Ensemble([m.genotype for m in ensemble_members], weights, output)
-    timings["final"] = time.perf_counter() - t
-    stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
-    return SearchResult(
-        genotype=chosen, cohort=cohorts[metrics[0]], final=final, timings_s=timings, num_scored=len(genotypes),
-        num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics, cohorts=cohorts, picks=picks,
-        candidates=genotypes, scores=scores, stage_sizes=stage_sizes, finals=finals, ensemble=ensemble,
-    )
+    return complete_search(search, settings, runs, time.perf_counter() - t)

@@ -33,8 +33,8 @@ import torch
 
 from ..device import resolve_device
 from ..errors import InputError
-from .methods import (JobFailure, JobInput, JobOutcome, Plan, RunRecord, finish_job, plan_fixed, run_job,
-                      torch_threads, train_together)
+from .methods import (JobFailure, JobInput, JobOutcome, Plan, RunRecord, batchable, finish_job, plan_fixed,
+                      run_job, torch_threads, train_together)
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "Completed", "cpu_cores"]
 
@@ -105,8 +105,8 @@ class LocalExecutor(Executor):
 
     ``threads``: torch threads per job (default ``cores // workers``; more
     than the cores in all is refused).  ``batch``: with one worker, train
-    the full-size runs of up to ``batch`` jobs together (the search of an
-    ``isnas`` job still runs on its own).
+    the full-size runs of up to ``batch`` jobs together (an ``isnas`` job's
+    scoring and cohort stage run on their own, its pick joins a group).
     """
 
     name = "local"
@@ -147,7 +147,7 @@ class LocalExecutor(Executor):
         waiting: list[tuple[JobInput, Plan]] = []
         with torch_threads(self.threads):
             for inp in inputs:
-                if inp.job.method == "isnas":  # restore's search trains its pick itself: one job alone
+                if not batchable(inp):  # several full-size runs of one search: the job alone
                     yield inp, _attempt(run_job, inp)
                     continue
                 plan = _attempt(plan_fixed, inp)

@@ -17,10 +17,11 @@ method         what is trained at full size
 Every method trains with the same final-run knobs (``width``,
 ``iterations``, early stopping, precision; DIP-skip keeps its width).  One
 job at a time goes through :func:`isnas_fast.restore` -- exactly what the
-row's ``rerun`` command runs.  The fixed-architecture runs of several jobs
-can instead be trained together in one program (:func:`train_together`):
-members of a group are independent, so each follows the trajectory it
-would follow alone.
+row's ``rerun`` command runs.  The full-size runs of several jobs (the
+search's pick once its cohort stage has chosen it, and the fixed
+architectures) can instead be trained together in one program
+(:func:`plan_fixed`, :func:`train_together`): members of a group are
+independent, so each follows the trajectory it would follow alone.
 
 Workers (processes, Ray tasks) get a :class:`JobInput` with the images as
 tensors and return a :class:`JobOutcome`; they never touch the suite folder.
@@ -48,11 +49,11 @@ from ..problem import prepare_problem, resolve_task
 from ..quality import psnr, ssim
 from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
-                      rank_cohort, score_candidates, settings_from_options)
+                      rank_cohort, score_candidates, search_picks, settings_from_options)
 from ..tasks import Observation
 from .jobs import METHOD_LABELS, Job
 
-__all__ = ["JobInput", "RunRecord", "JobOutcome", "JobFailure", "Plan", "torch_threads", "plan_fixed",
+__all__ = ["JobInput", "RunRecord", "JobOutcome", "JobFailure", "Plan", "torch_threads", "plan_fixed", "batchable",
            "run_job", "train_together", "finish_job", "random_index", "versions"]
 
 Architecture = Union[Genotype, str]
@@ -205,9 +206,25 @@ def random_index(image: str, seed: int, pool_size: int) -> int:
     return int(torch.randint(pool_size, (1,), generator=g))
 
 
+def batchable(inp: JobInput) -> bool:
+    """Whether the job's full-size runs can be trained beside other jobs' (an ``isnas``
+    job with ``final="all"`` or an ensemble restores several runs and goes alone)."""
+    settings = inp.settings
+    return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1)
+
+
 def plan_fixed(inp: JobInput) -> Plan:
-    """The architectures a ``nasdip``, ``dip-skip``, ``random`` or ``cohort-best`` job trains."""
+    """The architectures a job trains at full size, decided before training any:
+    for ``isnas`` the search's pick (its scoring and cohort stage run here),
+    for ``nasdip``, ``dip-skip``, ``random`` and ``cohort-best`` as the table above says."""
     method, settings = inp.job.method, inp.settings
+    if method == "isnas":
+        device = resolve_device(inp.device)
+        obs, _ = inp.problem()
+        search = search_picks(obs.to(device), settings, seed=inp.job.seed, device=device, quiet=inp.quiet)
+        fields = {"search": {"candidates": search.num_scored, "metric": search.metric, "pick": str(search.genotype),
+                             "cohort": [m.as_dict() for m in search.cohort]}}
+        return Plan([search.genotype], fields, dict(search.timings_s))
     if method == "nasdip":
         return Plan([f"nasdip-{inp.task}"])
     if method == "dip-skip":
