@@ -136,7 +136,9 @@ def test_several_metrics_score_once_train_the_union_once_and_pick_per_metric(sma
     # The first metric alone picks the same genotype: other metrics change nothing of its cohort.
     alone = run_search(obs, SearchSettings(width=16, candidates="random", num_candidates=5, cohort_size=2,
                                            cohort_iterations=3, final_iterations=3), seed=0, quiet=True)
-    assert alone.genotype == r.genotype and torch.equal(alone.final.dip.output, r.final.dip.output)
+    # (up to rounding: with final="all" the picks train together, each member on one CPU thread)
+    assert alone.genotype == r.genotype
+    assert (alone.final.dip.output - r.final.dip.output).abs().max() < 1e-4
 
 
 def test_sr_cohort_problem_keeps_the_low_resolution_image_at_64px_or_full(small):
