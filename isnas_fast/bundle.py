@@ -34,7 +34,7 @@ from torch import Tensor
 
 from . import __version__
 from .errors import InputError
-from .io import atomic_write_folder, load_image
+from .io import atomic_write_folder, check_output_folder, load_image
 from .network import build_network, resolve_architecture
 from .quality import psnr
 from .trained import Restoration, TrainedRun
@@ -181,17 +181,14 @@ def _torch_bytes(obj: Any) -> bytes:
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
-    if target.exists() or target.is_symlink():
-        if not target.is_dir():
-            raise InputError(f"run folder {target} exists and is not a folder")
+    check_output_folder(target, "run folder")
+    if target.is_dir():
         if any(target.iterdir()):
             if not overwrite:
                 raise InputError(f"run folder {target} exists and is not empty; pass overwrite=True to replace it")
             if not (target / _MANIFEST).is_file():
                 raise InputError(f"run folder {target} is not empty and holds no {_MANIFEST}; "
                                  "refusing to replace a folder that is not a run bundle")
-    if not target.parent.is_dir():
-        raise InputError(f"output folder does not exist: {target.parent}")
 
 
 def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite: bool = False,

@@ -120,4 +120,4 @@ def test_cli(problem, tmp_path, capsys):
     assert main(["study", str(tmp_path / "noisy.png"), "--task", "denoise", "--out", str(tmp_path / "x")]) == 2
     assert main(["study", str(tmp_path / "noisy.png"), "--task", "denoise", "--ground-truth",
                  str(tmp_path / "clean.png"), "--out", str(tmp_path / "nope" / "x"), "-q"]) == 2
-    assert "parent does not exist" in capsys.readouterr().err
+    assert "output folder does not exist" in capsys.readouterr().err

@@ -275,7 +275,7 @@ def _error_line(capsys) -> str:
     ("empty", "no images"),
     ("method", "unknown method"),
     ("mask", "--mask does not apply"),
-    ("parent", "parent of --out"),
+    ("parent", "output folder does not exist"),
     ("unreadable", "none of the 1 image"),
     ("workers", "exceed the"),
 ])

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, atomic_write_text, check_output_path, load_image, read_image, save_image
+from ..io import (IMAGE_SUFFIXES, atomic_write_text, check_output_folder, check_output_path, load_image, read_image,
+                  save_image)
 from ..search import add_knob_arguments, knob_options
 from .common import add_task_args, eprint, logger, task_kwargs, write_json
 
@@ -173,10 +174,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..quality import psnr
     from ..tasks import Denoise
 
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"demo output {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_folder(args.out_dir, "demo folder")
+    out_dir.mkdir(exist_ok=True)
     sample = resources.files("isnas_fast").joinpath("data/sample.png")
     with resources.as_file(sample) as path:
         clean = load_image(path)

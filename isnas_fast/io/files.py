@@ -17,7 +17,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 from ..errors import InputError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_folder", "atomic_path", "check_output_path",
-           "FILE_MODE", "FOLDER_MODE"]
+           "check_output_folder", "FILE_MODE", "FOLDER_MODE"]
 
 
 def _current_umask() -> int:
@@ -46,6 +46,17 @@ def check_output_path(path: str | os.PathLike, what: str, suffixes: Sequence[str
         raise InputError(f"{what} {p} is a folder")
     if suffixes and p.suffix.lower() not in suffixes:
         raise InputError(f"{what} {p} must end in {' or '.join(suffixes)}")
+    return p
+
+
+def check_output_folder(path: str | os.PathLike, what: str) -> Path:
+    """Fail before long work starts if ``path`` cannot be the folder ``what``:
+    its parent must exist, and if it exists it must be a folder."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {p} exists and is not a folder")
+    if not p.parent.is_dir():
+        raise InputError(f"output folder does not exist: {p.parent} (for {what} {p})")
     return p
 
 
@@ -117,9 +128,7 @@ def atomic_write_folder(target: str | os.PathLike, files: Mapping[str, bytes], *
     replaced; a non-empty one only when ``replace`` (it is moved aside first
     and restored if the rename fails).  Returns ``target``.
     """
-    target = Path(target)
-    if not target.parent.is_dir():
-        raise InputError(f"output folder does not exist: {target.parent} (for {what} {target})")
+    target = check_output_folder(target, what)
     tmp: Optional[Path] = None
     old: Optional[Path] = None
     try:

@@ -54,7 +54,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import InputError
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, check_output_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -486,8 +486,7 @@ def save_image(x: Tensor, path: str | os.PathLike, *, bit_depth: int = 8) -> Pat
         fmt = Image.registered_extensions().get(suffix)
         if fmt is None or fmt not in Image.SAVE:
             raise InputError(f"unknown image file type {suffix or '(none)'!r} for {path}; use .png or .jpg")
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
+    check_output_path(path, "output image")
     if bit_depth == 16:
         arr = _to_uint_hwc(x, 16)
         try:

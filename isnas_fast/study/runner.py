@@ -26,6 +26,7 @@ from ..dip import DIPSettings, EarlyStopping, fit_dip_group
 from ..dip.monitor import probe_name
 from ..errors import InputError
 from ..genotype import BASELINES, Genotype
+from ..io import check_output_folder
 from ..io.records import RecordLog, guard_settings
 from ..kernels.spectral_reference import canonical_metric
 from ..network import build_network
@@ -137,11 +138,7 @@ def run_study(
     knobs, task_params = split_options(options)
     settings = settings_from_options(preset, knobs)
     tk = resolve_task(task, mask, task_params)
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output folder's parent does not exist: {out.parent}")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"study output {out} exists and is not a folder")
+    out = check_output_folder(out, "study folder")
     dev = resolve_device(device)
     obs, gt, notices = prepare_problem(corrupted, tk, ground_truth=ground_truth)
     for n in notices:

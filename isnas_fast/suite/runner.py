@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..api import split_options
 from ..device import resolve_device
 from ..errors import InputError
-from ..io import atomic_write_text, load_image, save_image
+from ..io import atomic_write_text, check_output_folder, load_image, save_image
 from ..problem import resolve_task
 from ..quality import psnr
 from ..search import settings_from_options
@@ -67,12 +67,7 @@ class SuiteResults:
 
 
 def _check_output_folder(out: Union[str, os.PathLike]) -> Path:
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} exists and is not a folder")
-    if not folder.parent.is_dir():
-        raise InputError(f"the parent of --out {folder} does not exist: {folder.parent}")
-    return folder
+    return check_output_folder(out, "suite folder")
 
 
 def _inputs(todo: Sequence[Job], folder: Path, files: dict[tuple[str, int], ProblemFiles],
