@@ -21,14 +21,17 @@ def markdown(result: Any) -> str:
     lines = [f"# Study: {s['task']} {s['params']}, {a['n']} genotypes ({s['models']}), width {s['width']}, "
              f"{s['iterations']} steps, seed {s['seed']}", ""]
     lines += ["## Metric at initialisation vs PSNR (lower metric should mean higher PSNR: negative tau)", "",
-              "| metric | tau (best PSNR) | p | rho (best) | p | tau (final PSNR) | p | "
-              + " | ".join(f"top-{k} holds a top-10 %" for k in TOP_KS) + " |",
-              "|---|---|---|---|---|---|---|" + "---|" * len(TOP_KS)]
+              "PSNR: the best the smoothed output reached; after the last step; returned by early stopping "
+              f"({a['stopping_detector']}). Top-K: does the metric's top K hold one of the 10 % best (best PSNR).", "",
+              "| metric | tau (best) | p | rho (best) | p | tau (final) | p | tau (returned) | p | "
+              + " | ".join(f"top-{k}" for k in TOP_KS) + " |",
+              "|---|---|---|---|---|---|---|---|---|" + "---|" * len(TOP_KS)]
     for m, e in a["metrics"].items():
-        b, f = e["best_psnr"], e["final_psnr"]
+        b, f, r = e["best_psnr"], e["final_psnr"], e.get("returned_psnr", {})
         lines.append(f"| {m} | {_f(b['kendall_tau'], '+.3f')} | {_f(b['kendall_p'], '.3g')} | "
                      f"{_f(b['spearman_rho'], '+.3f')} | {_f(b['spearman_p'], '.3g')} | "
                      f"{_f(f['kendall_tau'], '+.3f')} | {_f(f['kendall_p'], '.3g')} | "
+                     f"{_f(r.get('kendall_tau'), '+.3f')} | {_f(r.get('kendall_p'), '.3g')} | "
                      + " | ".join("yes" if b[f"top{k}"] else "no" for k in TOP_KS) + " |")
     lines += ["", "## The search's pick among these genotypes (its cohort stage, per metric)", "",
               "| metric | pick | best PSNR | percentile | gap to best | gap to median | returned by early stopping |",

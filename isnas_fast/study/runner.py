@@ -239,8 +239,11 @@ def _finish(out: Path, rows: list[dict], key: dict, metrics: list[str], search_m
     by_name = {r["genotype"]: r for r in cands}
     analysis: dict[str, Any] = {"n": len(cands), "metrics": {}, "picks": {}, "early_stopping": {},
                                 "stopping_detector": es_name}
-    for target in ("best_psnr", "final_psnr"):
-        psnrs = [r[target] for r in cands]
+    returned = [r["probes"].get(es_name, {}).get("psnr") for r in cands]
+    targets = {"best_psnr": [r["best_psnr"] for r in cands], "final_psnr": [r["final_psnr"] for r in cands]}
+    if cands and all(v is not None for v in returned):
+        targets["returned_psnr"] = returned  # what restore returns: the stopping detector's output
+    for target, psnrs in targets.items():
         for m in metrics:
             entry = analysis["metrics"].setdefault(m, {})
             values = [r["metrics_mean"][m] for r in cands]
