@@ -48,6 +48,15 @@ def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, requi
                    help="super-resolution factor (sr; default 4)")
 
 
+def add_preset_argument(p: argparse.ArgumentParser) -> None:
+    """--preset: where the search knobs not given on the command line come from."""
+    from ..search import PRESETS
+
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="quick: CPU-friendly (default); paper: the paper's settings (GPU); the search knobs "
+                        "not given here come from it")
+
+
 def task_kwargs(args: argparse.Namespace) -> dict:
     """The task parameters given on the command line; a parameter of another task is an error."""
     kw: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..io import (IMAGE_SUFFIXES, atomic_write_text, check_output_folder, check_output_path, load_image, read_image,
                   save_image)
 from ..search import add_knob_arguments, knob_options
-from .common import add_task_args, eprint, logger, task_kwargs, write_json
+from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs, write_json
 
 __all__ = ["register", "cmd_restore", "cmd_corrupt", "cmd_score", "cmd_demo"]
 
@@ -28,8 +28,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="REPORT", help="write a JSON report here ('-' = stdout)")
     p.add_argument("--ground-truth", default=None, metavar="GT",
                    help="clean image, only to report PSNR/SSIM (the method never uses it)")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="quick: CPU-friendly (default); paper: the paper's settings (GPU)")
+    add_preset_argument(p)
     p.add_argument("--arch", default=None, metavar="NAME|GENOTYPE",
                    help="skip the search: nasdip-denoise, nasdip-inpaint, nasdip-sr, dip-skip or 'u,bits'")
     add_knob_arguments(p.add_argument_group("search knobs (override the preset)"))

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..search import add_knob_arguments, knob_options
-from .common import add_task_args, eprint, logger, task_kwargs, write_json
+from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs, write_json
 
 __all__ = ["register", "cmd_study"]
 
@@ -28,8 +28,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (created if missing; its parent must exist): rows.jsonl, study.json, "
                         "study.md, plots")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="search knobs not given here come from this preset (default quick)")
+    add_preset_argument(p)
     p.add_argument("--inits", type=int, default=1, metavar="R",
                    help="also average the metrics at initialisation over R random initialisations (default 1)")
     p.add_argument("--group", type=int, default=8, metavar="G", help="genotypes trained together (default 8)")

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..search import add_knob_arguments, knob_options
-from .common import add_task_args, eprint, logger, task_kwargs
+from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs
 
 __all__ = ["register", "cmd_suite"]
 
@@ -34,8 +34,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "cohort-best is an oracle that uses the ground truth (analysis only)")
     p.add_argument("--seeds", default="1", metavar="N|LIST",
                    help="a count N (seeds --seed .. --seed+N-1; default 1) or a list such as 0,3,7")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="quick: CPU-friendly (default); paper: the paper's settings (GPU)")
+    add_preset_argument(p)
     add_knob_arguments(p.add_argument_group(
         "search knobs (override the preset; --width, --iterations and early stopping apply to every method)"),
         skip=("final",))
