@@ -93,3 +93,14 @@ def test_dry_run_dip_sections(gpu_check, tmp_path):
     assert "dip_precision" in gpu_check.ON_REQUEST  # too long for the default run
     names = [r["name"] for r in report["rows"]]
     assert any(n.startswith("dip_step/") for n in names) and any(n.startswith("cohort/") for n in names)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
+def test_dry_run_search_e2e(gpu_check, tmp_path):
+    assert "search_e2e" in gpu_check.ON_REQUEST
+    assert gpu_check.main(["--dry-run", "--only", "env,search_e2e", "--out-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("gpu_check-*.json")
+    runs = json.loads(path.read_text())["sections"]["search_e2e"]["runs"]
+    assert set(runs) == {"paper_cold", "paper_warm", "quick", "nasdip_paper_budget"}
+    assert all(r["psnr"] > 0 and "score" in r["timings_s"] for k, r in runs.items() if k != "nasdip_paper_budget")
+    assert runs["nasdip_paper_budget"]["genotype"] == "158,1111101111001110001100001"
