@@ -63,7 +63,7 @@ def study_image(path: Path, out: Path, width: int, group: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log = RecordLog(out / "rows.jsonl")
     done = {r["genotype"] for r in log.read()}
-    todo = [(g, 3) for g in genotypes if str(g) not in done]
+    todo = [(g, None) for g in genotypes if str(g) not in done]  # None: the image's own channel count
     base = BASELINES["nasdip-denoise"]
     if f"nasdip:{base}" not in done:
         todo.append((base, 32))
@@ -73,13 +73,13 @@ def study_image(path: Path, out: Path, width: int, group: int) -> dict:
         for g, cin in chunk:
             seeds.append(genotype_seed(0, g))
             with seeded(seeds[-1]):
-                nets.append(build_network(g, cin, 3, width))
+                nets.append(build_network(g, cin or obs.channels, obs.channels, width))
         t = time.perf_counter()
         res = fit_dip_group(nets, obs, DIPSettings(1200), seeds=seeds, ground_truth=clean, quiet=True,
                             probes=DETECTORS, snapshots=SNAPSHOTS)
         step_s = (time.perf_counter() - t) / (1200 * len(chunk))
         for (g, cin), r in zip(chunk, res):
-            name = str(g) if cin == 3 else f"nasdip:{g}"
+            name = str(g) if cin is None else f"nasdip:{g}"
             torch.save({k: v.cpu() for k, v in r.snapshots.items()}, out / f"snap-{name.replace(':', '_')}.pt")
             passed = max(max(r.psnr_curve), max(r.psnr_raw_curve))
             log.append({"genotype": name, "best_psnr": max(r.psnr_curve), "best_passed_psnr": passed,

@@ -97,7 +97,7 @@ def test_window_variance_matches_numpy():
 def test_early_stopping_stops_after_patience(small):
     obs = Denoise(25).corrupt(small, seed=1)
     res = fit_dip(_net(), obs, DIPSettings(400), seed=0, quiet=True,
-                  early_stopping=EarlyStopping(window=5, patience=3))
+                  early_stopping=EarlyStopping(window=5, patience=3, method="wmv"))
     assert res.stopped_at is not None and res.early_stopped
     assert res.iterations_run == res.stopped_at + 3 < 400
     assert len(res.variance_curve) == res.iterations_run - 4

@@ -82,7 +82,8 @@ def test_probes_record_what_they_would_return_without_stopping(small):
     obs = Denoise(25).corrupt(small, seed=3)
     with seeded(0):
         net = build_network("64,0001010110110101110010111", 3, 3, width=16)
-    probes = [EarlyStopping(window=5, patience=3), EarlyStopping(window=5, patience=3, method="emv", alpha=0.3)]
+    probes = [EarlyStopping(window=5, patience=3, method="wmv"),
+              EarlyStopping(window=5, patience=3, method="emv", alpha=0.3)]
     r = fit_dip(net, obs, DIPSettings(40), seed=0, ground_truth=small, quiet=True, probes=probes)
     assert r.iterations_run == 40 and not r.early_stopped
     assert set(r.probes) == {"wmv/w5/p3", "emv/w5/p3/a0.3"}
@@ -94,3 +95,41 @@ def test_probes_record_what_they_would_return_without_stopping(small):
 def test_bad_settings(bad):
     with pytest.raises(InputError):
         EarlyStopping(**bad)
+
+
+def test_clipped_noise_variance_matches_monte_carlo():
+    from isnas_fast.dip.early_stopping import clipped_noise_variance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.tensor([0.0, 0.01, 0.07, 0.3, 0.5, 0.93, 1.0], dtype=torch.float64)
+    for sigma in (5 / 255, 25 / 255, 50 / 255):
+        n = torch.randn(400_000, x.numel(), generator=g, dtype=torch.float64) * sigma
+        mc = ((x + n).clamp(0, 1) - x).square().mean(0)
+        assert torch.allclose(clipped_noise_variance(x, sigma), mc, rtol=0.02, atol=1e-7)
+    # far from 0 and 1 the clip does not bite: the plain variance
+    assert clipped_noise_variance(torch.tensor([0.5], dtype=torch.float64), 25 / 255).item() == pytest.approx(
+        (25 / 255) ** 2, rel=1e-6)
+
+
+def test_discrepancy_stops_when_the_window_residual_reaches_the_noise_level():
+    from isnas_fast.dip.early_stopping import DiscrepancyDetector
+
+    g = torch.Generator().manual_seed(1)
+    clean = 0.3 + 0.4 * torch.rand(1, 3, 16, 16, generator=g)  # away from 0 and 1: no clipping
+    obs = Denoise(25).corrupt(clean, seed=2)
+    sigma2 = (25 / 255) ** 2
+    noise = obs.y - clean
+    # outputs that move from a flat image to the clean one (steps 1-60), then into the noise (61-120)
+    flat = torch.full_like(clean, 0.5)
+    outs = [flat + (clean - flat) * min(1.0, t / 60) + noise * max(0.0, (t - 60) / 60) for t in range(1, 121)]
+    d = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy"), obs)
+    fired = _run(d, outs)
+    assert fired is not None and d.best_iteration == fired
+    resid = [float((torch.stack(outs[t - 5:t]).mean(0) - obs.y).square().mean()) for t in range(5, 121)]
+    first = next(t for t, r in zip(range(5, 121), resid) if r <= sigma2)
+    assert fired == first < 120
+    assert torch.allclose(d.best_output, torch.stack(outs[fired - 5:fired]).mean(0).clamp(0, 1), atol=1e-6)
+    # no noise level (inpainting): it never fires, and keeps the window of smallest residual
+    inp = Inpaint(mask=torch.ones(16, 16)).observe(obs.y)
+    quiet = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy"), inp)
+    assert _run(quiet, outs) is None and quiet.best_iteration == 120

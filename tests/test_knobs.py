@@ -45,7 +45,7 @@ def test_cli_options_are_generated_from_the_declaration():
 
 def test_early_stopping_true_means_the_presets_detector():
     quick = settings_from_options("quick", {"early_stopping": True})
-    assert quick.early_stopping == PRESETS["quick"].early_stopping == EarlyStopping(window=100, patience=300)
+    assert quick.early_stopping == PRESETS["quick"].early_stopping == EarlyStopping(method="discrepancy", window=100)
     assert settings_from_options("paper", {"early_stopping": True}).early_stopping == EarlyStopping()
     own = EarlyStopping(window=50, patience=20)
     assert settings_from_options("quick", {"early_stopping": own}).early_stopping == own

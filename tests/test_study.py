@@ -17,7 +17,7 @@ from isnas_fast.study.analysis import TOP_FRACTION
 from isnas_fast.tasks import Denoise
 
 TINY = dict(models="builtin522", num_candidates=5, iterations=12, cohort_iterations=3, cohort_size=2)
-PROBES = (EarlyStopping(window=4, patience=3), EarlyStopping(window=4, patience=2, method="shift"))
+PROBES = (EarlyStopping(window=4, patience=3, method="wmv"), EarlyStopping(window=4, patience=2, method="shift"))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_rows_and_outputs(study):
         assert set(r["metrics"]) >= {"psd_db_strip_mse", "psd_strip_hist_emd", "psd_db_mse", "random"}
         assert r["best_psnr"] == max(r["psnr_curve"]) or r["best_psnr"] >= max(r["psnr_curve"])
         assert 1 <= r["best_iteration"] <= 12 and r["iterations"] == 12 and math.isfinite(r["final_psnr"])
-        assert r["probes"]["wmv/w100/p300"]["psnr"] is None  # the preset's detector: its window exceeds 12 steps
+        assert r["probes"]["discrepancy/w100/p1000/k1"]["psnr"] is None  # the preset's: its window exceeds 12 steps
         for name in ("wmv/w4/p3", "shift/w4/p2"):
             p = r["probes"][name]
             assert p["psnr"] is not None and p["gap"] == pytest.approx(r["best_passed_psnr"] - p["psnr"])

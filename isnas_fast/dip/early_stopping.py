@@ -11,6 +11,11 @@ says when to stop and what the run returns then.
 * ``emv`` -- ES-EMV, the same paper's exponential form: an exponential
   moving mean and variance of the raw outputs (weight ``alpha``); returns the
   exponential mean at the smallest variance.
+* ``discrepancy`` -- the discrepancy principle (denoising): the mean of the
+  last ``window`` raw outputs is returned as soon as its residual against the
+  noisy image reaches the variance of the (clipped) noise, i.e. before the
+  network fits the noise.  Needs the task's noise level; other tasks run to
+  the end and return their last window's mean.
 * ``shift`` -- a pseudo-validation loss from the corrupted image itself, in
   the spirit of self-referenced early stopping (arXiv 2605.25299): the
   smoothed output, through the task's forward operator and shifted by one
@@ -26,6 +31,7 @@ returned) while at most one stops it.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Optional
 
@@ -35,36 +41,48 @@ from torch import Tensor
 from ..tasks import Observation
 from .settings import EarlyStopping
 
-__all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "ShiftDetector", "make_detector"]
+__all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "DiscrepancyDetector", "ShiftDetector",
+           "clipped_noise_variance", "make_detector"]
 
 
 class WindowVariance:
-    """Running windowed variance of a stream of tensors (float64 accumulators).
+    """Running mean and variance of the last ``window`` tensors of a stream.
 
-    :meth:`push` returns the mean over elements of the variance of the last
-    ``window`` tensors (mean squared deviation from their mean), or None
-    until the window is full.
+    The window's tensors are kept as given (float32 outputs: half the memory
+    of float64) and added to / removed from float64 accumulators, so the
+    sums stay exact over any number of steps.  :meth:`push` returns the mean
+    over elements of the window's variance (mean squared deviation from its
+    mean), or None until the window is full; ``variance=False`` keeps only
+    the mean (:meth:`mean`).
     """
 
-    def __init__(self, window: int):
+    def __init__(self, window: int, variance: bool = True):
         self.window = window
+        self.variance = variance
         self.items: deque[Tensor] = deque()
         self.sum: Tensor | None = None
         self.sumsq: Tensor | None = None
 
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.window
+
     def push(self, x: Tensor) -> float | None:
-        x = x.detach().to(torch.float64)
+        x = x.detach()
+        x64 = x.to(torch.float64)
         if self.sum is None:
-            self.sum = torch.zeros_like(x)
-            self.sumsq = torch.zeros_like(x)
-        self.items.append(x)
-        self.sum += x
-        self.sumsq += x * x
+            self.sum = torch.zeros_like(x64)
+            self.sumsq = torch.zeros_like(x64) if self.variance else None
+        self.items.append(x.clone())
+        self.sum += x64
+        if self.sumsq is not None:
+            self.sumsq += x64 * x64
         if len(self.items) > self.window:
-            old = self.items.popleft()
+            old = self.items.popleft().to(torch.float64)
             self.sum -= old
-            self.sumsq -= old * old
-        if len(self.items) < self.window:
+            if self.sumsq is not None:
+                self.sumsq -= old * old
+        if not self.full or self.sumsq is None:
             return None
         mean = self.mean()
         return float((self.sumsq / self.window - mean * mean).clamp_min(0).mean())
@@ -153,6 +171,73 @@ class EMVDetector(Detector):
         return float(self.var.mean()), self.mean
 
 
+def clipped_noise_variance(x: Tensor, sigma: float) -> Tensor:
+    """``E[(clip(x + n, 0, 1) - x)^2]`` for ``n ~ N(0, sigma^2)``, per element of ``x`` in [0, 1] (float64).
+
+    With ``a = -x``, ``b = 1 - x`` (the noise values at which the clip
+    starts), ``alpha = a / sigma``, ``beta = b / sigma``::
+
+        sigma^2 [(Phi(beta) - Phi(alpha)) - (beta phi(beta) - alpha phi(alpha))]
+            + a^2 Phi(alpha) + b^2 (1 - Phi(beta))
+
+    (``Phi``, ``phi``: the standard normal CDF and density).  Equals
+    ``sigma^2`` far from 0 and 1, less near them.
+    """
+    x = x.to(torch.float64)
+    a, b = -x, 1.0 - x
+    al, be = a / sigma, b / sigma
+    cdf = lambda z: 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))  # noqa: E731
+    pdf = lambda z: torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)  # noqa: E731
+    inside = (cdf(be) - cdf(al)) - (be * pdf(be) - al * pdf(al))
+    return sigma * sigma * inside + a * a * cdf(al) + b * b * (1.0 - cdf(be))
+
+
+class DiscrepancyDetector(Detector):
+    """The discrepancy principle on window means (denoising, where the noise level is known).
+
+    The mean of the last ``window`` raw outputs is DIP's estimate; its
+    residual against the noisy image, ``mean((m - y)^2)``, falls while the
+    network fits the image, and would fall below the noise's own variance
+    only by fitting the noise.  The run stops at the first window whose
+    residual reaches ``kappa`` times the variance the clipped noise has
+    around that estimate (:func:`clipped_noise_variance`), and returns that
+    window's mean.  Tasks without a noise level (inpainting, super-resolution)
+    never stop early: the run returns its last window's mean.
+    """
+
+    name = "discrepancy"
+
+    def __init__(self, settings: EarlyStopping, observation: Observation):
+        super().__init__(settings)
+        self.obs = observation
+        self.wv = WindowVariance(settings.window, variance=False)
+        sigma = getattr(observation.task, "sigma", None)
+        self.sigma = None if sigma is None else float(sigma) / 255.0
+
+    def _signal(self, it, raw, smooth, loss):
+        self.wv.push(raw)
+        if not self.wv.full:
+            return None
+        mean = self.wv.mean()
+        self._mean = mean
+        with torch.no_grad():
+            residual = float((self.obs.task.forward(mean, self.obs.mask) - self.obs.y.to(mean.dtype)).square().mean())
+        return residual, mean
+
+    def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
+        super().update(it, raw, smooth, loss)  # the smallest residual so far: the result if it never fires
+        if self.sigma is None or not self.trace:
+            return False
+        kappa, residual = self.settings.kappa, self.trace[-1]
+        if residual > kappa * self.sigma ** 2:  # above even the unclipped variance: not yet
+            return False
+        if residual > kappa * float(clipped_noise_variance(self._mean.clamp(0, 1), self.sigma).mean()):
+            return False
+        self.best_value, self.best_iteration = self.trace[-1], it
+        self.best_output = self._mean.to(raw.dtype).clamp(0, 1)
+        return True
+
+
 class ShiftDetector(Detector):
     """Pseudo-validation: the smoothed output through the forward operator, shifted by
     one pixel (right and down), against the corrupted image where both pixels
@@ -188,4 +273,6 @@ def make_detector(settings: EarlyStopping, observation: Observation) -> Detector
         return WMVDetector(settings)
     if settings.method == "emv":
         return EMVDetector(settings)
+    if settings.method == "discrepancy":
+        return DiscrepancyDetector(settings, observation)
     return ShiftDetector(settings, observation)

@@ -66,6 +66,7 @@ def probe_name(settings: EarlyStopping) -> str:
     """A short name of a detector's settings, e.g. ``wmv/w100/p1000``."""
     name = f"{settings.method}/w{settings.window}/p{settings.patience}"
     name += f"/a{settings.alpha:g}" if settings.method == "emv" else ""
+    name += f"/k{settings.kappa:g}" if settings.method == "discrepancy" else ""
     return name + (f"/r{settings.rise:g}" if settings.rise > 0 else "")
 
 

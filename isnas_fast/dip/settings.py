@@ -40,14 +40,17 @@ class DIPSettings:
 
 
 #: Early-stopping detectors (see :mod:`isnas_fast.dip.early_stopping`).
-ES_METHODS = ("wmv", "emv", "shift")
+ES_METHODS = ("discrepancy", "wmv", "emv", "shift")
 
 
 @dataclass(frozen=True)
 class EarlyStopping:
     """Early stopping without ground truth (:mod:`isnas_fast.dip.early_stopping`).
 
-    ``method``: ``"wmv"`` (ES-WMV: the variance of the last ``window`` raw
+    ``method``: ``"discrepancy"`` (denoising: the mean of the last
+    ``window`` raw outputs, returned once its residual against the noisy
+    image reaches ``kappa`` times the clipped noise's variance; other tasks
+    run to the end), ``"wmv"`` (ES-WMV: the variance of the last ``window`` raw
     outputs; returns the most stable window's mean), ``"emv"`` (its
     exponential form, weight ``alpha``, after ``window`` warm-up steps) or
     ``"shift"`` (a pseudo-validation loss from the corrupted image, checked
@@ -60,9 +63,10 @@ class EarlyStopping:
 
     window: int = 100
     patience: int = 1000
-    method: str = "wmv"
+    method: str = "discrepancy"
     alpha: float = 0.1
     rise: float = 0.0
+    kappa: float = 1.0
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.patience < 1:
@@ -73,6 +77,8 @@ class EarlyStopping:
             raise InputError(f"early stopping alpha must be in (0, 1), got {self.alpha}")
         if not self.rise >= 0:
             raise InputError(f"early stopping rise must be >= 0, got {self.rise}")
+        if not self.kappa > 0:
+            raise InputError(f"early stopping kappa must be > 0, got {self.kappa}")
 
 
 def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:

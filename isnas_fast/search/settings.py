@@ -97,10 +97,11 @@ class SearchSettings:
         64, "shorter side (px) of the cohort stage's problem: of the network output for denoising and "
         "inpainting, of the low-resolution image for super-resolution (never enlarged)", metavar="PX")
     early_stopping: Optional[EarlyStopping] = knob(
-        None, "stop the final run by the ES-WMV detector (no ground truth needed); unset: the preset's choice",
+        None, "stop the final run early, without ground truth (the discrepancy principle for denoising: the "
+        "mean of the last 100 outputs once its residual reaches the noise level); unset: the preset's choice",
         kind="early_stopping")
     cohort_early_stopping: Optional[EarlyStopping] = knob(
-        None, "stop each cohort member by the ES-WMV detector", kind="early_stopping")
+        None, "stop each cohort member early, as the final run would", kind="early_stopping")
     cohort_together: bool = knob(
         True, "train the cohort together (one program, or one shard per core on a CPU) rather than one "
         "member after another; the trajectories are the same", kind="switch")
@@ -167,10 +168,10 @@ PRESETS: dict[str, SearchSettings] = {
     # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
     # trained 300 steps at 64 px; the final run keeps the task's full step
     # count (the metric predicts quality only at those counts) and stops by
-    # the ES-WMV detector.
+    # the discrepancy principle (README: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(window=100, patience=300),
+        early_stopping=EarlyStopping(),
     ),
 }
 

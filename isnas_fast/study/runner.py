@@ -43,11 +43,12 @@ __all__ = ["StudyResult", "run_study", "STUDY_METRICS", "DEFAULT_PROBES", "ROWS"
 STUDY_METRICS = ("psd_db_strip_mse", "psd_strip_hist_emd", "psd_db_mse", "random")
 #: Early-stopping detectors every study watches (the settings' own is added first).
 DEFAULT_PROBES = (
-    EarlyStopping(window=100, patience=1000),
-    EarlyStopping(window=100, patience=300),
-    EarlyStopping(window=100, patience=300, method="emv", alpha=0.1),
-    EarlyStopping(window=100, patience=300, method="shift"),
-    EarlyStopping(window=100, patience=100, method="shift"),
+    EarlyStopping(method="discrepancy"),
+    EarlyStopping(method="discrepancy", kappa=0.95),
+    EarlyStopping(method="wmv", window=100, patience=1000),
+    EarlyStopping(method="wmv", window=100, patience=300),
+    EarlyStopping(method="wmv", window=100, patience=1000, rise=0.2),
+    EarlyStopping(method="emv", window=100, patience=300, alpha=0.1),
 )
 ROWS, SETTINGS = "rows.jsonl", "study-settings.json"
 _CURVE_POINTS = 300  # PSNR curve stored at about this many points
