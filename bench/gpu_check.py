@@ -203,6 +203,37 @@ def _run_tests(ctx: Context, name: str) -> dict:
     return out
 
 
+def section_suite_throughput(ctx: Context) -> dict:
+    """Suite jobs per hour, one by one vs their full-size runs trained together
+    (``bench/test_suite_throughput.py`` in a child process; on a GPU 8 jobs at
+    256x256, width 128, 200 steps)."""
+    import subprocess
+    import tempfile
+
+    opts = ["--bench-size", "64", "--bench-width", "16", "--bench-steps", "3", "--bench-cohort", "2",
+            "--bench-rounds", "1", "--bench-device", "cpu"] if ctx.dry_run else \
+        ["--bench-size", "256", "--bench-width", "128", "--bench-steps", "200", "--bench-cohort", "8",
+         "--bench-rounds", "2", "--bench-device", "cuda"]
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as d:
+        out_json = Path(d) / "bench.json"
+        cmd = [sys.executable, "-m", "pytest", str(Path(__file__).resolve().parent / "test_suite_throughput.py"),
+               "-q", f"--benchmark-json={out_json}", *opts]
+        try:
+            proc = subprocess.run(cmd, cwd=TESTS.parents[1], capture_output=True, text=True,
+                                  timeout=max(60.0, ctx.seconds_left()))
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": "the suite throughput benchmark timed out"}
+        if proc.returncode != 0 or not out_json.is_file():
+            return {"ok": False, "output_tail": (proc.stdout + proc.stderr)[-4000:]}
+        benches = json.loads(out_json.read_text())["benchmarks"]
+    paths = {b["extra_info"]["path"]: b["extra_info"] for b in benches}
+    out = {"ok": True, **{f"{k}_jobs_per_hour": v["jobs_per_hour"] for k, v in paths.items()}}
+    if {"reference", "fast"} <= paths.keys():
+        out["speedup_together"] = paths["fast"]["jobs_per_hour"] / paths["reference"]["jobs_per_hour"]
+    out["cases"] = paths
+    return out
+
+
 def section_correctness_kernels(ctx: Context) -> dict:
     return _run_tests(ctx, "test_cuda_kernels.py")
 
@@ -709,12 +740,13 @@ SECTIONS = {
     "spectral_timing": section_spectral_timing,
     "upsample_conv_timing": section_upsample_conv_timing,
     "search_e2e": section_search_e2e,
+    "suite_throughput": section_suite_throughput,
 }
 # Sections run only when --only names them (too long for the default 8-minute run).
-ON_REQUEST = {"dip_precision", "search_e2e"}
+ON_REQUEST = {"dip_precision", "search_e2e", "suite_throughput"}
 # Seconds a section needs at least (on a GPU) to be started within the budget.
 MIN_SECONDS = {"dip_full": 90, "dip_variants": 70, "dip_precision": 90, "dip_cohort": 40, "correctness_kernels": 30,
-               "correctness_dip": 90, "spectral_timing": 30, "search_e2e": 120,
+               "correctness_dip": 90, "spectral_timing": 30, "search_e2e": 120, "suite_throughput": 90,
                "upsample_conv_timing": 30}
 
 

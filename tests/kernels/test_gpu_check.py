@@ -104,3 +104,11 @@ def test_dry_run_search_e2e(gpu_check, tmp_path):
     assert set(runs) == {"paper_cold", "paper_warm", "quick", "nasdip_paper_budget"}
     assert all(r["psnr"] > 0 and "score" in r["timings_s"] for k, r in runs.items() if k != "nasdip_paper_budget")
     assert runs["nasdip_paper_budget"]["genotype"] == "158,1111101111001110001100001"
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="the dry run is a CPU interpreter rehearsal")
+def test_dry_run_suite_throughput(gpu_check, tmp_path):
+    assert gpu_check.main(["--dry-run", "--only", "env,suite_throughput", "--out-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("gpu_check-*.json")
+    sec = json.loads(path.read_text())["sections"]["suite_throughput"]
+    assert sec["ok"] and sec["speedup_together"] > 0 and sec["fast_jobs_per_hour"] > 0
