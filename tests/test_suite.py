@@ -114,7 +114,7 @@ def test_summary_statistics_match_scipy(suite):
             assert float(p["diff_ci95_high"]) == pytest.approx(hi, rel=1e-6)
         assert int(p["wins"]) == sum(d > 0 for d in diffs) and int(p["losses"]) == sum(d < 0 for d in diffs)
     md = (suite.folder / "summary.md").read_text()
-    assert "ES-WMV (window 100, patience 300" in md and ORACLE_LABEL in md and "saved images" in md
+    assert "the discrepancy principle (window 100, kappa 1)" in md and ORACLE_LABEL in md and "saved images" in md
     assert "## Skipped images" in md and "broken.png" in md
     per_image = list(csv.DictReader((suite.folder / "per_image.csv").open()))
     assert len(per_image) == 2 * 5

@@ -18,7 +18,7 @@ from __future__ import annotations
 from .loop import fit_dip, fit_dip_group, make_input_code
 from .monitor import DIPResult
 from .plan import StepPlan, check_step_options, graph_group_step, plan_step, should_compile
-from .settings import PRECISIONS, DIPSettings, EarlyStopping, precision_context, resolve_precision
+from .settings import ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, precision_context, resolve_precision
 
 __all__ = [
     "DIPSettings",
@@ -33,6 +33,7 @@ __all__ = [
     "plan_step",
     "StepPlan",
     "PRECISIONS",
+    "ES_METHODS",
     "resolve_precision",
     "precision_context",
 ]

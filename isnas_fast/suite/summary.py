@@ -113,10 +113,13 @@ def early_stopping_note(settings: SearchSettings, task: Task) -> str:
     es = settings.early_stopping
     if es is None:
         return f"off: every final run takes {steps} steps"
-    method = str(getattr(es, "method", "wmv"))
-    # alpha weighs only the exponential detector's average
-    details = {k: v for k, v in asdict(es).items() if k != "method" and (k != "alpha" or method == "emv")}
-    name = f"ES-{method.upper()}" if method in ("wmv", "emv") else f"{method} detector"
+    method = es.method
+    # each detector's own parameters only
+    own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
+           "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}[method]
+    details = {k: v for k, v in asdict(es).items() if k in own}
+    name = {"discrepancy": "the discrepancy principle", "wmv": "ES-WMV", "emv": "ES-EMV",
+            "shift": "shift validation"}[method]
     return (f"{name} ({', '.join(f'{k} {v:g}' for k, v in details.items())}): each final run stops where "
             f"its detector fires, at most {steps} steps (no ground truth used)")
 
