@@ -7,7 +7,10 @@ when smaller (``Observation.cohort_problem``).  This runs the quick preset's
 search both ways on HR crops (same seed, same budget) and reports each
 pick, its restored PSNR (Y channel) and bicubic upsampling's.
 
-    python bench/sr_cohort_size.py HR.png [...] [--factor 4] [--results FILE]
+    python bench/sr_cohort_size.py HR.png [...] [--factor 4] [--rules before,after] [--results FILE]
+
+(``--rules after`` on crops whose low-resolution image is under 64 px, where
+both rules train the cohort at the same size: the quick preset vs bicubic.)
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--rules", default="before,after", help="which cohort sizes to run (before, after)")
     p.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results" / "sr-cohort-cpu.json")
     args = p.parse_args(argv)
     f = args.factor
@@ -53,7 +57,9 @@ def main(argv=None) -> int:
         obs = SuperResolve(f).corrupt(clean, seed=0)
         y_ch = clean.shape[1] == 3
         row = {"size": list(clean.shape[-2:]), "bicubic": float(psnr(bicubic(obs.y, f), clean, y_channel=y_ch)[0])}
-        for name, rule in (("before", old_rule), ("after", new_rule)):
+        rules = {"before": old_rule, "after": new_rule}
+        for name in args.rules.split(","):
+            rule = rules[name]
             Observation.cohort_problem = rule
             try:
                 t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Suite throughput: jobs per hour, one by one vs trained together (issue 12, requirement 5).
+"""Suite throughput: jobs per hour, one by one vs trained together.
 
 Group ``suite/throughput/n<N>/w<W>/<S>x<S>`` (``path``: ``reference`` / ``fast``):
 

@@ -127,9 +127,14 @@ class RestoreResult:
                         round(float(psnr(self.search.finals[str(g)].dip.output.float().cpu(), self.ground_truth,
                                          y_channel=y_ch)[0]), 4) for g in ens.genotypes]
         if self.settings.early_stopping is not None and d.stopped_at is not None:
+            e = self.settings.early_stopping
             es = {
-                "window": self.settings.early_stopping.window,
-                "patience": self.settings.early_stopping.patience,
+                "method": e.method,
+                "window": e.window,
+                "patience": e.patience,
+                **({"kappa": e.kappa} if e.method == "discrepancy" else {}),
+                **({"alpha": e.alpha} if e.method == "emv" else {}),
+                **({"rise": e.rise} if e.rise > 0 else {}),
                 "detected_iteration": d.stopped_at,
                 "stopped_early": d.early_stopped,
             }

@@ -34,12 +34,12 @@ def markdown(result: Any) -> str:
                      f"{_f(r.get('kendall_tau'), '+.3f')} | {_f(r.get('kendall_p'), '.3g')} | "
                      + " | ".join("yes" if b[f"top{k}"] else "no" for k in TOP_KS) + " |")
     lines += ["", "## The search's pick among these genotypes (its cohort stage, per metric)", "",
-              "| metric | pick | best PSNR | percentile | gap to best | gap to median | returned by early stopping |",
+              "| metric | pick | best PSNR | percentile | below the best | minus the median | returned by early stopping |",
               "|---|---|---|---|---|---|---|"]
     for m, p in a["picks"].items():
         b, es = p["best"], p["early_stopped"]
         lines.append(f"| {m} | `{p['genotype']}` | {b['psnr']:.2f} | {b['percentile']:.0f} % | "
-                     f"{b['gap_to_best']:.2f} | {b['gap_to_median']:+.2f} | {_f(es and es['psnr'])} |")
+                     f"{b['gap_to_best']:.2f} | {-b['gap_to_median']:+.2f} | {_f(es and es['psnr'])} |")
     if "nasdip" in a:
         b, es = a["nasdip"]["best"], a["nasdip"]["early_stopped"]
         lines += ["", f"NAS-DIP genotype `{a['nasdip']['genotype']}` at the same budget: best PSNR {b['psnr']:.2f} dB "
