@@ -1,6 +1,8 @@
 """Early-stopping detectors (isnas_fast.dip.early_stopping) on constructed signals, and watching probes."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -97,18 +99,34 @@ def test_bad_settings(bad):
         EarlyStopping(**bad)
 
 
-def test_clipped_noise_variance_matches_monte_carlo():
-    from isnas_fast.dip.early_stopping import clipped_noise_variance
+def test_clipped_observation_moments_match_monte_carlo():
+    from isnas_fast.dip.early_stopping import clipped_observation_moments
 
     g = torch.Generator().manual_seed(0)
     x = torch.tensor([0.0, 0.01, 0.07, 0.3, 0.5, 0.93, 1.0], dtype=torch.float64)
     for sigma in (5 / 255, 25 / 255, 50 / 255):
-        n = torch.randn(400_000, x.numel(), generator=g, dtype=torch.float64) * sigma
-        mc = ((x + n).clamp(0, 1) - x).square().mean(0)
-        assert torch.allclose(clipped_noise_variance(x, sigma), mc, rtol=0.02, atol=1e-7)
+        y = (x + torch.randn(400_000, x.numel(), generator=g, dtype=torch.float64) * sigma).clamp(0, 1)
+        mean, var = clipped_observation_moments(x, sigma)
+        assert torch.allclose(mean, y.mean(0), rtol=0, atol=4 * sigma / 400_000 ** 0.5)
+        assert torch.allclose(var, y.var(0), rtol=0.02, atol=1e-7)
+    # at x = 0 the closed forms of a half-normal
+    s = 25 / 255
+    m0, v0 = clipped_observation_moments(torch.zeros(1, dtype=torch.float64), s)
+    assert m0.item() == pytest.approx(s / math.sqrt(2 * math.pi), rel=1e-9)
+    assert v0.item() == pytest.approx(s * s * (0.5 - 1 / (2 * math.pi)), rel=1e-9)
+
+
+def test_clipped_noise_variance_is_the_variance_at_the_pixel_whose_clipped_mean_is_the_estimate():
+    from isnas_fast.dip.early_stopping import clipped_noise_variance, clipped_observation_moments
+
+    s = 25 / 255
+    x = torch.linspace(0, 1, 41, dtype=torch.float64)
+    mean, var = clipped_observation_moments(x, s)
+    assert torch.allclose(clipped_noise_variance(mean, s), var, rtol=1e-6, atol=1e-12)
     # far from 0 and 1 the clip does not bite: the plain variance
-    assert clipped_noise_variance(torch.tensor([0.5], dtype=torch.float64), 25 / 255).item() == pytest.approx(
-        (25 / 255) ** 2, rel=1e-6)
+    assert clipped_noise_variance(torch.tensor([0.5]), s).item() == pytest.approx(s * s, rel=1e-6)
+    # an estimate beyond the clipped means of x = 0 and x = 1 is taken at those ends
+    assert clipped_noise_variance(torch.tensor([0.0, 1.0]), s).tolist() == pytest.approx([v0 := var[0].item(), v0])
 
 
 def test_discrepancy_stops_when_the_window_residual_reaches_the_noise_level():

@@ -42,7 +42,7 @@ from ..tasks import Observation
 from .settings import EarlyStopping
 
 __all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "DiscrepancyDetector", "ShiftDetector",
-           "clipped_noise_variance", "make_detector"]
+           "clipped_observation_moments", "clipped_noise_variance", "make_detector"]
 
 
 class WindowVariance:
@@ -171,25 +171,52 @@ class EMVDetector(Detector):
         return float(self.var.mean()), self.mean
 
 
-def clipped_noise_variance(x: Tensor, sigma: float) -> Tensor:
-    """``E[(clip(x + n, 0, 1) - x)^2]`` for ``n ~ N(0, sigma^2)``, per element of ``x`` in [0, 1] (float64).
+def _normal(z: Tensor) -> tuple[Tensor, Tensor]:
+    """The standard normal CDF and density at ``z``."""
+    return 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0))), torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
-    With ``a = -x``, ``b = 1 - x`` (the noise values at which the clip
-    starts), ``alpha = a / sigma``, ``beta = b / sigma``::
 
-        sigma^2 [(Phi(beta) - Phi(alpha)) - (beta phi(beta) - alpha phi(alpha))]
-            + a^2 Phi(alpha) + b^2 (1 - Phi(beta))
+def clipped_observation_moments(x: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """Mean and variance of ``y = clip(x + n, 0, 1)``, ``n ~ N(0, sigma^2)``, per element
+    of ``x`` in [0, 1] (float64).
 
-    (``Phi``, ``phi``: the standard normal CDF and density).  Equals
-    ``sigma^2`` far from 0 and 1, less near them.
+    With ``alpha = -x / sigma`` and ``beta = (1 - x) / sigma`` (where the clip
+    starts, standardised; ``Phi``, ``phi``: the normal CDF and density)::
+
+        E[y]   = x (Phi(beta) - Phi(alpha)) + sigma (phi(alpha) - phi(beta)) + 1 - Phi(beta)
+        E[y^2] = x^2 (Phi(beta) - Phi(alpha)) + 2 x sigma (phi(alpha) - phi(beta))
+                 + sigma^2 [Phi(beta) - Phi(alpha) + alpha phi(alpha) - beta phi(beta)] + 1 - Phi(beta)
+
+    Far from 0 and 1 this is ``(x, sigma^2)``; near them the clip biases the
+    mean inwards and shrinks the variance (at ``x = 0``: ``sigma / sqrt(2 pi)``
+    and ``sigma^2 (1/2 - 1/(2 pi))``).
     """
     x = x.to(torch.float64)
-    a, b = -x, 1.0 - x
-    al, be = a / sigma, b / sigma
-    cdf = lambda z: 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))  # noqa: E731
-    pdf = lambda z: torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)  # noqa: E731
-    inside = (cdf(be) - cdf(al)) - (be * pdf(be) - al * pdf(al))
-    return sigma * sigma * inside + a * a * cdf(al) + b * b * (1.0 - cdf(be))
+    (ca, pa), (cb, pb) = _normal(-x / sigma), _normal((1.0 - x) / sigma)
+    inside = cb - ca
+    mean = x * inside + sigma * (pa - pb) + (1.0 - cb)
+    second = (x * x * inside + 2.0 * x * sigma * (pa - pb)
+              + sigma * sigma * (inside + (-x / sigma) * pa - ((1.0 - x) / sigma) * pb) + (1.0 - cb))
+    return mean, (second - mean * mean).clamp_min(0.0)
+
+
+def clipped_noise_variance(estimate: Tensor, sigma: float, steps: int = 40) -> Tensor:
+    """The variance of the clipped noisy observation around ``estimate`` (float64).
+
+    A network fitted to ``y = clip(x + n, 0, 1)`` estimates ``E[y]``, which
+    the clip pulls away from 0 and 1, so ``estimate`` is taken as that mean:
+    ``x`` is recovered by bisection on the increasing map ``x -> E[y]`` over
+    [0, 1] (``steps`` halvings), and the variance of ``y`` at that ``x`` is
+    what the residual ``mean((estimate - y)^2)`` reaches once the estimate
+    is right (:func:`clipped_observation_moments`).
+    """
+    target = estimate.to(torch.float64)
+    lo, hi = torch.zeros_like(target), torch.ones_like(target)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = clipped_observation_moments(mid, sigma)[0] < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return clipped_observation_moments(0.5 * (lo + hi), sigma)[1]
 
 
 class DiscrepancyDetector(Detector):
@@ -199,9 +226,9 @@ class DiscrepancyDetector(Detector):
     residual against the noisy image, ``mean((m - y)^2)``, falls while the
     network fits the image, and would fall below the noise's own variance
     only by fitting the noise.  The run stops at the first window whose
-    residual reaches ``kappa`` times the variance the clipped noise has
-    around that estimate (:func:`clipped_noise_variance`), and returns that
-    window's mean.  Tasks without a noise level (inpainting, super-resolution)
+    residual reaches ``kappa`` times the variance the clipped observation
+    has around that estimate (:func:`clipped_noise_variance`), and returns
+    that window's mean.  Tasks without a noise level (inpainting, super-resolution)
     never stop early: the run returns its last window's mean.
     """
 
