@@ -200,23 +200,25 @@ def clipped_observation_moments(x: Tensor, sigma: float) -> tuple[Tensor, Tensor
     return mean, (second - mean * mean).clamp_min(0.0)
 
 
-def clipped_noise_variance(estimate: Tensor, sigma: float, steps: int = 40) -> Tensor:
+def clipped_noise_variance(estimate: Tensor, sigma: float, grid: int = 4097) -> Tensor:
     """The variance of the clipped noisy observation around ``estimate`` (float64).
 
     A network fitted to ``y = clip(x + n, 0, 1)`` estimates ``E[y]``, which
     the clip pulls away from 0 and 1, so ``estimate`` is taken as that mean:
-    ``x`` is recovered by bisection on the increasing map ``x -> E[y]`` over
-    [0, 1] (``steps`` halvings), and the variance of ``y`` at that ``x`` is
-    what the residual ``mean((estimate - y)^2)`` reaches once the estimate
-    is right (:func:`clipped_observation_moments`).
+    ``x`` is recovered by inverting the increasing map ``x -> E[y]`` over
+    [0, 1] (tabulated on ``grid`` points, interpolated linearly), and the
+    variance of ``y`` at that ``x`` is what the residual
+    ``mean((estimate - y)^2)`` reaches once the estimate is right
+    (:func:`clipped_observation_moments`).  Estimates beyond ``E[y]`` at
+    ``x = 0`` or ``x = 1`` are taken at those ends.
     """
-    target = estimate.to(torch.float64)
-    lo, hi = torch.zeros_like(target), torch.ones_like(target)
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        below = clipped_observation_moments(mid, sigma)[0] < target
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return clipped_observation_moments(0.5 * (lo + hi), sigma)[1]
+    xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=estimate.device)
+    means, variances = clipped_observation_moments(xs, sigma)
+    m = estimate.to(torch.float64).clamp(float(means[0]), float(means[-1]))
+    hi = torch.searchsorted(means, m.reshape(-1)).clamp(1, grid - 1)
+    lo = hi - 1
+    t = ((m.reshape(-1) - means[lo]) / (means[hi] - means[lo])).clamp(0.0, 1.0)
+    return (variances[lo] + t * (variances[hi] - variances[lo])).reshape(m.shape)
 
 
 class DiscrepancyDetector(Detector):
