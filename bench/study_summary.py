@@ -29,6 +29,7 @@ METRIC = "psd_db_strip_mse"
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("studies", nargs="+", type=Path)
+    p.add_argument("--note", default="", help="a line stored with the results (what differs from today's code)")
     p.add_argument("--results", type=Path,
                    default=Path(__file__).resolve().parent / "results" / "study-heldout-cpu.json")
     args = p.parse_args(argv)
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     for name, e in pooled.items():
         print(f"{name:30s} runs {e['runs']:3d} within 0.5 dB {100 * e['within']:5.1f} %  worst {e['worst_gap']:5.2f}"
               f"  > 1.5 dB {e['beyond_never']:2d}  mean {e['mean_gap']:+.2f}")
-    args.results.write_text(json.dumps({"what": __doc__.splitlines()[0], "metric": METRIC, "images": images,
+    args.results.write_text(json.dumps({"what": __doc__.splitlines()[0], "note": args.note, "metric": METRIC, "images": images,
                                         "early_stopping_pooled": pooled}, indent=1) + "\n")
     return 0
 
