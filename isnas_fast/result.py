@@ -132,9 +132,8 @@ class RestoreResult:
                 "method": e.method,
                 "window": e.window,
                 "patience": e.patience,
-                **({"kappa": e.kappa} if e.method == "discrepancy" else {}),
-                **({"alpha": e.alpha} if e.method == "emv" else {}),
-                **({"rise": e.rise} if e.rise > 0 else {}),
+                **{k: v for k, v in e.parameters().items()
+                   if k not in ("window", "patience") and (k != "rise" or v > 0)},
                 "detected_iteration": d.stopped_at,
                 "stopped_early": d.early_stopped,
             }

@@ -42,7 +42,8 @@ from ..tasks import Observation
 from .settings import EarlyStopping
 
 __all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "DiscrepancyDetector", "ShiftDetector",
-           "clipped_observation_moments", "clipped_noise_variance", "make_detector"]
+           "clipped_observation_moments", "ClippedNoiseTable", "clipped_noise_variance",
+           "make_detector"]
 
 
 class WindowVariance:
@@ -200,25 +201,36 @@ def clipped_observation_moments(x: Tensor, sigma: float) -> tuple[Tensor, Tensor
     return mean, (second - mean * mean).clamp_min(0.0)
 
 
+class ClippedNoiseTable:
+    """``x -> (E[y], Var[y])`` of the clipped observation tabulated on ``grid`` points of
+    [0, 1] (:func:`clipped_observation_moments`), built once per noise level."""
+
+    def __init__(self, sigma: float, grid: int = 4097, device: torch.device | str | None = None):
+        xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=device)
+        self.means, self.variances = clipped_observation_moments(xs, sigma)
+
+    def variance_at_mean(self, estimate: Tensor) -> Tensor:
+        """Var[y] at the ``x`` whose ``E[y]`` is ``estimate`` (linear interpolation; float64)."""
+        means, variances = self.means.to(estimate.device), self.variances.to(estimate.device)
+        m = estimate.to(torch.float64).clamp(float(means[0]), float(means[-1])).reshape(-1)
+        hi = torch.searchsorted(means, m).clamp(1, len(means) - 1)
+        lo = hi - 1
+        t = ((m - means[lo]) / (means[hi] - means[lo])).clamp(0.0, 1.0)
+        return (variances[lo] + t * (variances[hi] - variances[lo])).reshape(estimate.shape)
+
+
 def clipped_noise_variance(estimate: Tensor, sigma: float, grid: int = 4097) -> Tensor:
     """The variance of the clipped noisy observation around ``estimate`` (float64).
 
     A network fitted to ``y = clip(x + n, 0, 1)`` estimates ``E[y]``, which
     the clip pulls away from 0 and 1, so ``estimate`` is taken as that mean:
     ``x`` is recovered by inverting the increasing map ``x -> E[y]`` over
-    [0, 1] (tabulated on ``grid`` points, interpolated linearly), and the
-    variance of ``y`` at that ``x`` is what the residual
-    ``mean((estimate - y)^2)`` reaches once the estimate is right
-    (:func:`clipped_observation_moments`).  Estimates beyond ``E[y]`` at
-    ``x = 0`` or ``x = 1`` are taken at those ends.
+    [0, 1] (tabulated on ``grid`` points, :class:`ClippedNoiseTable`), and
+    the variance of ``y`` at that ``x`` is what the residual
+    ``mean((estimate - y)^2)`` reaches once the estimate is right.
+    Estimates beyond ``E[y]`` at ``x = 0`` or ``x = 1`` are taken at those ends.
     """
-    xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=estimate.device)
-    means, variances = clipped_observation_moments(xs, sigma)
-    m = estimate.to(torch.float64).clamp(float(means[0]), float(means[-1]))
-    hi = torch.searchsorted(means, m.reshape(-1)).clamp(1, grid - 1)
-    lo = hi - 1
-    t = ((m.reshape(-1) - means[lo]) / (means[hi] - means[lo])).clamp(0.0, 1.0)
-    return (variances[lo] + t * (variances[hi] - variances[lo])).reshape(m.shape)
+    return ClippedNoiseTable(sigma, grid, estimate.device).variance_at_mean(estimate)
 
 
 class DiscrepancyDetector(Detector):
@@ -242,6 +254,8 @@ class DiscrepancyDetector(Detector):
         self.wv = WindowVariance(settings.window, variance=False)
         sigma = getattr(observation.task, "sigma", None)
         self.sigma = None if sigma is None else float(sigma) / 255.0
+        self.table = None if self.sigma is None else ClippedNoiseTable(self.sigma, device=observation.y.device)
+        self.y64 = observation.y.to(torch.float64)
 
     def _signal(self, it, raw, smooth, loss):
         self.wv.push(raw)
@@ -250,7 +264,7 @@ class DiscrepancyDetector(Detector):
         mean = self.wv.mean()
         self._mean = mean
         with torch.no_grad():
-            residual = float((self.obs.task.forward(mean, self.obs.mask) - self.obs.y.to(mean.dtype)).square().mean())
+            residual = float((self.obs.task.forward(mean, self.obs.mask) - self.y64).square().mean())
         return residual, mean
 
     def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
@@ -260,7 +274,7 @@ class DiscrepancyDetector(Detector):
         kappa, residual = self.settings.kappa, self.trace[-1]
         if residual > kappa * self.sigma ** 2:  # above even the unclipped variance: not yet
             return False
-        if residual > kappa * float(clipped_noise_variance(self._mean.clamp(0, 1), self.sigma).mean()):
+        if residual > kappa * float(self.table.variance_at_mean(self._mean.clamp(0, 1)).mean()):
             return False
         self.best_value, self.best_iteration = self.trace[-1], it
         self.best_output = self._mean.to(raw.dtype).clamp(0, 1)

@@ -64,9 +64,9 @@ class DIPResult:
 
 def probe_name(settings: EarlyStopping) -> str:
     """A short name of a detector's settings, e.g. ``wmv/w100/p1000``."""
+    extra = {k: v for k, v in settings.parameters().items() if k not in ("window", "patience", "rise")}
     name = f"{settings.method}/w{settings.window}/p{settings.patience}"
-    name += f"/a{settings.alpha:g}" if settings.method == "emv" else ""
-    name += f"/k{settings.kappa:g}" if settings.method == "discrepancy" else ""
+    name += "".join(f"/{k[0]}{v:g}" for k, v in extra.items())
     return name + (f"/r{settings.rise:g}" if settings.rise > 0 else "")
 
 

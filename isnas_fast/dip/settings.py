@@ -80,6 +80,12 @@ class EarlyStopping:
         if not self.kappa > 0:
             raise InputError(f"early stopping kappa must be > 0, got {self.kappa}")
 
+    def parameters(self) -> dict[str, float]:
+        """The parameters this detector reads, in order (``rise`` only where it applies)."""
+        own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
+               "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}
+        return {k: getattr(self, k) for k in own[self.method]}
+
 
 def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:
     """The precision a run uses: ``precision`` checked, or the default for

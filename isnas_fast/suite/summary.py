@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -114,10 +114,7 @@ def early_stopping_note(settings: SearchSettings, task: Task) -> str:
     if es is None:
         return f"off: every final run takes {steps} steps"
     method = es.method
-    # each detector's own parameters only
-    own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
-           "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}[method]
-    details = {k: v for k, v in asdict(es).items() if k in own}
+    details = es.parameters()
     name = {"discrepancy": "the discrepancy principle", "wmv": "ES-WMV", "emv": "ES-EMV",
             "shift": "shift validation"}[method]
     return (f"{name} ({', '.join(f'{k} {v:g}' for k, v in details.items())}): each final run stops where "
