@@ -135,7 +135,8 @@ def test_should_compile_policy():
     assert should_compile(torch.device("cuda"), 10)
     assert not should_compile(torch.device("cpu"), 1200)
     assert not should_compile(torch.device("cpu"), 300, members=15)
-    assert should_compile(torch.device("cpu"), 9500, members=4)
+    assert not should_compile(torch.device("cpu"), 9500, members=4)
+    assert should_compile(torch.device("cpu"), 20000)
 
 
 def test_graph_group_step_policy():

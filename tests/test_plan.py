@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from isnas_fast.dip import plan_step
-from isnas_fast.dip.plan import CPU_COMPILE_MEMBER_STEPS
+from isnas_fast.dip.plan import CPU_COMPILE_STEPS
 from isnas_fast.errors import InputError
 from isnas_fast.search import SearchSettings
 
@@ -24,9 +24,11 @@ def test_cpu_choices(one_torch_thread):
         assert plan_step(CPU, 3, 100, workers=5).shards == 3  # never more shards than members
     finally:
         torch.set_num_threads(1)
-    assert plan_step(CPU, 1, CPU_COMPILE_MEMBER_STEPS).strategy == "compiled"
-    assert plan_step(CPU, 2, CPU_COMPILE_MEMBER_STEPS // 2).compiled
-    assert plan_step(CPU, 1, CPU_COMPILE_MEMBER_STEPS, compile=False).strategy == "eager"
+    assert plan_step(CPU, 1, CPU_COMPILE_STEPS).strategy == "compiled"
+    # a group compiles every member's network: more members do not repay it sooner
+    assert not plan_step(CPU, 2, CPU_COMPILE_STEPS // 2).compiled
+    assert not plan_step(CPU, 15, 9500).compiled
+    assert plan_step(CPU, 1, CPU_COMPILE_STEPS, compile=False).strategy == "eager"
     p = plan_step(CPU, 1, 10, compile=True, precision="bf16")
     assert p.compiled and p.fused_adam and p.precision == "bf16"
 
