@@ -130,10 +130,7 @@ class RestoreResult:
             e = self.settings.early_stopping
             es = {
                 "method": e.method,
-                "window": e.window,
-                "patience": e.patience,
-                **{k: v for k, v in e.parameters().items()
-                   if k not in ("window", "patience") and (k != "rise" or v > 0)},
+                **{k: v for k, v in e.parameters().items() if k != "rise" or v > 0},
                 "detected_iteration": d.stopped_at,
                 "stopped_early": d.early_stopped,
             }

@@ -143,11 +143,39 @@ def test_discrepancy_stops_when_the_window_residual_reaches_the_noise_level():
     d = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy"), obs)
     fired = _run(d, outs)
     assert fired is not None and d.best_iteration == fired
-    resid = [float((torch.stack(outs[t - 5:t]).mean(0) - obs.y).square().mean()) for t in range(5, 121)]
-    first = next(t for t, r in zip(range(5, 121), resid) if r <= sigma2)
+    # after t steps the window is the last min(5, t // 2) outputs, checked from step 5 // 2 = 2 on
+    def window_mean(t):
+        return torch.stack(outs[t - min(5, t // 2):t]).mean(0)
+
+    resid = [float((window_mean(t) - obs.y).square().mean()) for t in range(2, 121)]
+    first = next(t for t, r in zip(range(2, 121), resid) if r <= sigma2)
     assert fired == first < 120
-    assert torch.allclose(d.best_output, torch.stack(outs[fired - 5:fired]).mean(0).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(d.best_output, window_mean(fired).clamp(0, 1), atol=1e-6)
     # no noise level (inpainting): it never fires, and keeps the window of smallest residual
     inp = Inpaint(mask=torch.ones(16, 16)).observe(obs.y)
     quiet = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy"), inp)
     assert _run(quiet, outs) is None and quiet.best_iteration == 120
+
+
+def test_discrepancy_window_leaves_out_the_first_half_of_the_run():
+    """A fast network: start-up outputs (black), from step 10 on the clean image with a
+    quarter of the noise, from step 90 on the noisy image.  A fixed 100-output window would
+    first be checked at step 100 and average in the start-up outputs and the noise; the
+    window of the run's second half holds only the middle outputs when it fires."""
+    from isnas_fast.dip.early_stopping import DiscrepancyDetector
+    from isnas_fast.quality import psnr
+
+    g = torch.Generator().manual_seed(3)
+    clean = 0.3 + 0.4 * torch.rand(1, 3, 16, 16, generator=g)
+    obs = Denoise(25).corrupt(clean, seed=4)
+    black = torch.zeros_like(clean)
+    middle = clean + 0.25 * (obs.y - clean)
+    outs = [black if t < 10 else middle if t < 90 else obs.y for t in range(1, 201)]
+    d = DiscrepancyDetector(EarlyStopping(window=100, method="discrepancy"), obs)
+    fired = _run(d, outs)
+    assert fired is not None and fired < 90
+    assert fired >= 50  # checked from step window // 2
+    # the window holds outputs fired // 2 + 1 .. fired: all middle ones
+    assert torch.allclose(d.best_output, middle.clamp(0, 1), atol=1e-6)
+    with_start_up = torch.stack(outs[:100]).mean(0)  # what a fixed 100-output window returns at step 100
+    assert float(psnr(d.best_output, clean)[0]) > float(psnr(with_start_up.clamp(0, 1), clean)[0]) + 3

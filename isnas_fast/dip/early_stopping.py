@@ -12,10 +12,11 @@ says when to stop and what the run returns then.
   moving mean and variance of the raw outputs (weight ``alpha``); returns the
   exponential mean at the smallest variance.
 * ``discrepancy`` -- the discrepancy principle (denoising): the mean of the
-  last ``window`` raw outputs is returned as soon as its residual against the
-  noisy image reaches the variance of the (clipped) noise, i.e. before the
-  network fits the noise.  Needs the task's noise level; other tasks run to
-  the end and return their last window's mean.
+  last raw outputs (the run's second half, at most ``window`` of them) is
+  returned as soon as its residual against the noisy image reaches the
+  variance of the (clipped) noise, i.e. before the network fits the noise.
+  Needs the task's noise level; other tasks run to the end and return their
+  last window's mean.
 * ``shift`` -- a pseudo-validation loss from the corrupted image itself, in
   the spirit of self-referenced early stopping (arXiv 2605.25299): the
   smoothed output, through the task's forward operator and shifted by one
@@ -92,6 +93,14 @@ class WindowVariance:
         """Mean of the outputs in the window (float64)."""
         assert self.sum is not None
         return self.sum / len(self.items)
+
+    def trim(self, size: int) -> None:
+        """Drop the oldest tensors until the window holds at most ``size`` (>= 1)."""
+        while len(self.items) > max(1, size):
+            old = self.items.popleft().to(torch.float64)
+            self.sum -= old
+            if self.sumsq is not None:
+                self.sumsq -= old * old
 
 
 class Detector:
@@ -236,14 +245,18 @@ def clipped_noise_variance(estimate: Tensor, sigma: float, grid: int = 4097) -> 
 class DiscrepancyDetector(Detector):
     """The discrepancy principle on window means (denoising, where the noise level is known).
 
-    The mean of the last ``window`` raw outputs is DIP's estimate; its
-    residual against the noisy image, ``mean((m - y)^2)``, falls while the
-    network fits the image, and would fall below the noise's own variance
-    only by fitting the noise.  The run stops at the first window whose
-    residual reaches ``kappa`` times the variance the clipped observation
-    has around that estimate (:func:`clipped_noise_variance`), and returns
-    that window's mean.  Tasks without a noise level (inpainting, super-resolution)
-    never stop early: the run returns its last window's mean.
+    The mean of the last raw outputs is DIP's estimate; its residual against
+    the noisy image, ``mean((m - y)^2)``, falls while the network fits the
+    image, and would fall below the noise's own variance only by fitting the
+    noise.  The run stops at the first window whose residual reaches
+    ``kappa`` times the variance the clipped observation has around that
+    estimate (:func:`clipped_noise_variance`), and returns that window's
+    mean.  After ``k`` steps the window holds the last ``min(window, k // 2)``
+    outputs, checked from step ``window // 2`` on: it never reaches back into
+    the run's first half, whose start-up outputs (far from any image) would
+    drag the mean of a fast network's first windows down.  Tasks without a
+    noise level (inpainting, super-resolution) never stop early: the run
+    returns its last window's mean.
     """
 
     name = "discrepancy"
@@ -252,14 +265,18 @@ class DiscrepancyDetector(Detector):
         super().__init__(settings)
         self.obs = observation
         self.wv = WindowVariance(settings.window, variance=False)
+        self.steps = 0
+        self.start = max(2, settings.window // 2)
         sigma = getattr(observation.task, "sigma", None)
         self.sigma = None if sigma is None else float(sigma) / 255.0
         self.table = None if self.sigma is None else ClippedNoiseTable(self.sigma, device=observation.y.device)
         self.y64 = observation.y.to(torch.float64)
 
     def _signal(self, it, raw, smooth, loss):
+        self.steps += 1
         self.wv.push(raw)
-        if not self.wv.full:
+        self.wv.trim(self.steps // 2)
+        if self.steps < self.start:
             return None
         mean = self.wv.mean()
         self._mean = mean

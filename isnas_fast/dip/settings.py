@@ -47,10 +47,11 @@ ES_METHODS = ("discrepancy", "wmv", "emv", "shift")
 class EarlyStopping:
     """Early stopping without ground truth (:mod:`isnas_fast.dip.early_stopping`).
 
-    ``method``: ``"discrepancy"`` (denoising: the mean of the last
-    ``window`` raw outputs, returned once its residual against the noisy
-    image reaches ``kappa`` times the clipped noise's variance; other tasks
-    run to the end), ``"wmv"`` (ES-WMV: the variance of the last ``window`` raw
+    ``method``: ``"discrepancy"`` (denoising: the mean of the last raw
+    outputs -- the run's second half, at most ``window`` of them -- returned
+    once its residual against the noisy image reaches ``kappa`` times the
+    clipped noise's variance, checked from step ``window // 2`` on; other
+    tasks run to the end), ``"wmv"`` (ES-WMV: the variance of the last ``window`` raw
     outputs; returns the most stable window's mean), ``"emv"`` (its
     exponential form, weight ``alpha``, after ``window`` warm-up steps) or
     ``"shift"`` (a pseudo-validation loss from the corrupted image, checked

@@ -98,7 +98,8 @@ class SearchSettings:
         "inpainting, of the low-resolution image for super-resolution (never enlarged)", metavar="PX")
     early_stopping: Optional[EarlyStopping] = knob(
         None, "stop the final run early, without ground truth (the discrepancy principle for denoising: the "
-        "mean of the last 100 outputs once its residual reaches the noise level); unset: the preset's choice",
+        "mean of the last outputs, at most 100 and none from the run's first half, once its residual "
+        "reaches the noise level); unset: the preset's choice",
         kind="early_stopping")
     cohort_early_stopping: Optional[EarlyStopping] = knob(
         None, "stop each cohort member early, as the final run would", kind="early_stopping")
