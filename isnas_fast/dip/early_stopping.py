@@ -217,11 +217,12 @@ class ClippedNoiseTable:
     def __init__(self, sigma: float, grid: int = 4097, device: torch.device | str | None = None):
         xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=device)
         self.means, self.variances = clipped_observation_moments(xs, sigma)
+        self.range = (float(self.means[0]), float(self.means[-1]))  # read once, not synced per call
 
     def variance_at_mean(self, estimate: Tensor) -> Tensor:
         """Var[y] at the ``x`` whose ``E[y]`` is ``estimate`` (linear interpolation; float64)."""
         means, variances = self.means.to(estimate.device), self.variances.to(estimate.device)
-        m = estimate.to(torch.float64).clamp(float(means[0]), float(means[-1])).reshape(-1)
+        m = estimate.to(torch.float64).clamp(*self.range).reshape(-1)
         hi = torch.searchsorted(means, m).clamp(1, len(means) - 1)
         lo = hi - 1
         t = ((m - means[lo]) / (means[hi] - means[lo])).clamp(0.0, 1.0)
@@ -265,7 +266,6 @@ class DiscrepancyDetector(Detector):
         super().__init__(settings)
         self.obs = observation
         self.wv = WindowVariance(settings.window, variance=False)
-        self.steps = 0
         self.start = max(2, settings.window // 2)
         sigma = getattr(observation.task, "sigma", None)
         self.sigma = None if sigma is None else float(sigma) / 255.0
@@ -273,10 +273,9 @@ class DiscrepancyDetector(Detector):
         self.y64 = observation.y.to(torch.float64)
 
     def _signal(self, it, raw, smooth, loss):
-        self.steps += 1
-        self.wv.push(raw)
-        self.wv.trim(self.steps // 2)
-        if self.steps < self.start:
+        self.wv.push(raw)  # ``it`` counts the outputs seen so far (the loop's 1-based step)
+        self.wv.trim(it // 2)
+        if it < self.start:
             return None
         mean = self.wv.mean()
         self._mean = mean
