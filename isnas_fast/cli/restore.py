@@ -189,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     save_image(result.tensor, out_dir / "restored.png")
     report = result.report()
     report["noisy_psnr"] = round(noisy_psnr, 4)
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_json(report, str(out_dir / "report.json"))
     print(f"noisy PSNR    {noisy_psnr:6.2f} dB")
     print(f"restored PSNR {result.psnr:6.2f} dB  (SSIM {result.ssim:.4f}, +{result.psnr - noisy_psnr:.2f} dB)")
     print(f"architecture  {result.genotype}  (cohort of {len(result.cohort)} from "
