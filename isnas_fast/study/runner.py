@@ -4,7 +4,8 @@ Every genotype of a list is trained on the corrupted image for the task's
 steps; its spectral metrics at initialisation, its PSNR curve, best and final
 PSNR, and what each early-stopping detector would have returned are recorded
 (one row per genotype in ``rows.jsonl``, append-only: a rerun after a kill
-skips finished genotypes).  The search's own pick among the same genotypes
+skips finished genotypes; one run at a time writes into a folder, a second
+is refused at once).  The search's own pick among the same genotypes
 (its cohort stage, per metric) and the task's NAS-DIP genotype at the same
 budget are placed in the PSNR distribution.
 """
@@ -27,7 +28,8 @@ from ..dip.monitor import probe_name
 from ..errors import InputError
 from ..genotype import BASELINES, Genotype
 from ..io import check_output_folder
-from ..io.records import RecordLog, guard_settings
+from ..io.files import make_folder
+from ..io.records import RecordLog, first_of_each, guard_settings, writer_lock
 from ..kernels.spectral_reference import canonical_metric
 from ..network import build_network
 from ..problem import prepare_problem, resolve_task
@@ -50,7 +52,7 @@ DEFAULT_PROBES = (
     EarlyStopping(method="wmv", window=100, patience=1000, rise=0.2),
     EarlyStopping(method="emv", window=100, patience=300, alpha=0.1),
 )
-ROWS, SETTINGS = "rows.jsonl", "study-settings.json"
+ROWS, SETTINGS, LOCK_FILE = "rows.jsonl", "study-settings.json", ".study.lock"
 _CURVE_POINTS = 300  # PSNR curve stored at about this many points
 
 
@@ -64,6 +66,13 @@ class StudyResult:
     picks: dict[str, dict]
     analysis: dict
     settings: dict = field(default_factory=dict)
+
+
+def _unique_rows(rows: list[dict], source: Path, warn: bool = True) -> list[dict]:
+    """The first row of each genotype and of each metric's pick (a row written
+    twice, e.g. by two runs at once, is counted once; one warning if ``warn``)."""
+    return first_of_each(rows, lambda r: (r.get("kind"), r.get("metric") if r.get("kind") == "pick"
+                                          else r.get("genotype")), source=source, warn=warn)
 
 
 def _curve_every(iterations: int) -> int:
@@ -160,74 +169,76 @@ def run_study(
         "small_side": settings.small_side, "probes": [probe_name(p) for p in watch], "device": dev.type,
         "precision": settings.precision,
     }
-    out.mkdir(exist_ok=True)
-    guard_settings(out, key, name=SETTINGS, what="study")
-    records = RecordLog(out / ROWS)
-    done = {r["genotype"] for r in records.read() if r.get("kind") == "genotype"}
-    have_picks = {r["metric"] for r in records.read() if r.get("kind") == "pick"}
+    make_folder(out, "study folder")
+    with writer_lock(out, what="study", name=LOCK_FILE):
+        guard_settings(out, key, name=SETTINGS, what="study")
+        records = RecordLog(out / ROWS)
+        found = _unique_rows(records.read(), records.path)
+        done = {r["genotype"] for r in found if r.get("kind") == "genotype"}
+        have_picks = {r["metric"] for r in found if r.get("kind") == "pick"}
 
-    # Metrics at initialisation: the first initialisation is the search's own.
-    t = time.perf_counter()
-    per_init = [score_candidates(obs, genotypes, metrics, width=settings.width, seed=seed + r,
-                                 batch=settings.score_batch, device=dev, quiet=quiet) for r in range(inits)]
-    stacked = torch.stack(per_init)  # (R, N, M)
-    say(f"scored {len(genotypes)} genotype(s) with {len(metrics)} metric(s) in {time.perf_counter() - t:.1f} s")
-
-    def scores_of(i: int) -> dict:
-        d: dict[str, Any] = {"metrics": {m: float(stacked[0, i, j]) for j, m in enumerate(metrics)},
-                             "metrics_mean": {m: float(stacked[:, i, j].mean()) for j, m in enumerate(metrics)}}
-        if inits > 1:
-            d["metrics_inits"] = {m: stacked[:, i, j].tolist() for j, m in enumerate(metrics)}
-        return d
-
-    # The search's pick among these genotypes: its cohort stage, per metric.
-    if set(settings.metrics) - have_picks:
-        k = min(settings.cohort_size, len(genotypes))
-        cohorts = {m: rank_cohort(genotypes, stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
-        union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
-        small = obs.cohort_problem(settings.small_side)
-        say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[0]}x{small.output_size[1]}")
-        trained = train_cohort(union, small, settings, seed=seed, device=dev, quiet=quiet) if k > 1 else {}
-        for m in settings.metrics:
-            if m in have_picks:
-                continue
-            members = cohorts[m]
-            idx = select_in_cohort(members, trained, y_channel=tk.name == "sr")
-            records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
-                            "cohort": [c.as_dict() for c in members]})
-
-    # Every genotype (and the task's NAS-DIP genotype as the baseline), trained in groups.
-    c = obs.channels
-    baseline = BASELINES[f"nasdip-{tk.name}"]
-    todo: list[tuple[Genotype, str, int, Optional[int]]] = [
-        (g, "candidate", c, i) for i, g in enumerate(genotypes) if str(g) not in done]
-    if f"nasdip:{baseline}" not in done:
-        todo.append((baseline, "nasdip", 32, None))
-    every = _curve_every(iters)
-    bar = tqdm(total=len(todo), desc="study", disable=quiet, unit="net")
-    for start in range(0, len(todo), group):
-        chunk = todo[start:start + group]
-        nets, seeds = [], []
-        for g, _, cin, _ in chunk:
-            s = genotype_seed(seed, g)
-            with seeded(s, dev):
-                nets.append(build_network(g, cin, c, settings.width, task=tk.name, device=dev))
-            seeds.append(s)
+        # Metrics at initialisation: the first initialisation is the search's own.
         t = time.perf_counter()
-        results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=gt, quiet=quiet,
-                                desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}",
-                                compile=settings.compile, precision=settings.precision, probes=watch)
-        seconds = (time.perf_counter() - t) / len(chunk)
-        for (g, role, cin, i), res in zip(chunk, results):
-            name = str(g) if role == "candidate" else f"nasdip:{g}"
-            scores = scores_of(i) if i is not None else {}
-            records.append(_row(name, role, cin, res, scores, every, seconds))
-        bar.update(len(chunk))
-    bar.close()
+        per_init = [score_candidates(obs, genotypes, metrics, width=settings.width, seed=seed + r,
+                                     batch=settings.score_batch, device=dev, quiet=quiet) for r in range(inits)]
+        stacked = torch.stack(per_init)  # (R, N, M)
+        say(f"scored {len(genotypes)} genotype(s) with {len(metrics)} metric(s) in {time.perf_counter() - t:.1f} s")
 
-    rows = records.read()
-    result = _finish(out, rows, key, metrics, list(settings.metrics), probe_name(es))
-    return result
+        def scores_of(i: int) -> dict:
+            d: dict[str, Any] = {"metrics": {m: float(stacked[0, i, j]) for j, m in enumerate(metrics)},
+                                 "metrics_mean": {m: float(stacked[:, i, j].mean()) for j, m in enumerate(metrics)}}
+            if inits > 1:
+                d["metrics_inits"] = {m: stacked[:, i, j].tolist() for j, m in enumerate(metrics)}
+            return d
+
+        # The search's pick among these genotypes: its cohort stage, per metric.
+        if set(settings.metrics) - have_picks:
+            k = min(settings.cohort_size, len(genotypes))
+            cohorts = {m: rank_cohort(genotypes, stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
+            union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
+            small = obs.cohort_problem(settings.small_side)
+            say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[0]}x{small.output_size[1]}")
+            trained = train_cohort(union, small, settings, seed=seed, device=dev, quiet=quiet) if k > 1 else {}
+            for m in settings.metrics:
+                if m in have_picks:
+                    continue
+                members = cohorts[m]
+                idx = select_in_cohort(members, trained, y_channel=tk.name == "sr")
+                records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
+                                "cohort": [c.as_dict() for c in members]})
+
+        # Every genotype (and the task's NAS-DIP genotype as the baseline), trained in groups.
+        c = obs.channels
+        baseline = BASELINES[f"nasdip-{tk.name}"]
+        todo: list[tuple[Genotype, str, int, Optional[int]]] = [
+            (g, "candidate", c, i) for i, g in enumerate(genotypes) if str(g) not in done]
+        if f"nasdip:{baseline}" not in done:
+            todo.append((baseline, "nasdip", 32, None))
+        every = _curve_every(iters)
+        bar = tqdm(total=len(todo), desc="study", disable=quiet, unit="net")
+        for start in range(0, len(todo), group):
+            chunk = todo[start:start + group]
+            nets, seeds = [], []
+            for g, _, cin, _ in chunk:
+                s = genotype_seed(seed, g)
+                with seeded(s, dev):
+                    nets.append(build_network(g, cin, c, settings.width, task=tk.name, device=dev))
+                seeds.append(s)
+            t = time.perf_counter()
+            results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=gt, quiet=quiet,
+                                    desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}",
+                                    compile=settings.compile, precision=settings.precision, probes=watch)
+            seconds = (time.perf_counter() - t) / len(chunk)
+            for (g, role, cin, i), res in zip(chunk, results):
+                name = str(g) if role == "candidate" else f"nasdip:{g}"
+                scores = scores_of(i) if i is not None else {}
+                records.append(_row(name, role, cin, res, scores, every, seconds))
+            bar.update(len(chunk))
+        bar.close()
+
+        rows = _unique_rows(records.read(), records.path, warn=False)  # duplicates were reported above
+        result = _finish(out, rows, key, metrics, list(settings.metrics), probe_name(es))
+        return result
 
 
 def _finish(out: Path, rows: list[dict], key: dict, metrics: list[str], search_metrics: list[str],

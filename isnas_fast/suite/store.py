@@ -7,26 +7,21 @@ A row is appended as one complete line in one write, then flushed to disk
 middle of that write leaves at most a torn last line without its newline,
 which the next run drops before it appends.  The restored image and curve of a row are
 written (atomically) before the row, so a row always has its files.  One
-run at a time holds the folder's lock.
+run at a time holds the folder's lock
+(:func:`~isnas_fast.io.records.writer_lock`); a job's row found twice is
+read once (the first), with a warning.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import InputError
-from ..io import atomic_write_text
-from ..io.files import FILE_MODE
-from ..io.records import RecordLog
+from ..io.files import atomic_write_json
+from ..io.records import RecordLog, first_of_each, writer_lock
 from .jobs import record_differences, settings_hash
-
-try:  # POSIX; elsewhere two runs into one folder are not prevented
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["ResultStore", "SETTINGS_FILE", "RESULTS_FILE", "FORMAT"]
 
@@ -47,20 +42,9 @@ class ResultStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator["ResultStore"]:
-        """Hold the folder for this run; another run into it raises InputError."""
-        if fcntl is None:  # pragma: no cover
+        """Hold the folder for this run; another run into it raises InputError at once."""
+        with writer_lock(self.folder, what="suite", name=LOCK_FILE):
             yield self
-            return
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(f"another suite run is writing to {self.folder}; wait for it or use another "
-                                 "--out folder") from None
-            yield self
-        finally:
-            os.close(fd)  # releases the lock (also when the process is killed)
 
     def check_settings(self, record: Mapping[str, Any], images: Mapping[str, Mapping[str, Any]]) -> None:
         """Refuse a folder that holds another suite's results; record the settings and images.
@@ -95,17 +79,14 @@ class ResultStore:
                              "version can resume; use another --out folder")
         merged = {**stored.get("images", {}), **{k: dict(v) for k, v in images.items()}}
         if stored.get("images") != merged or not stored:
-            atomic_write_text(self.settings_file, json.dumps(
-                {"format": FORMAT, "hash": settings_hash(record), "settings": record, "images": merged},
-                indent=2) + "\n")
+            atomic_write_json(self.settings_file,
+                              {"format": FORMAT, "hash": settings_hash(record), "settings": record, "images": merged})
 
     def rows(self) -> dict[str, dict]:
-        """The finished rows by job key (the first row of a key wins), after
-        dropping a torn last line left by a killed run."""
-        rows: dict[str, dict] = {}
-        for row in self.log.read():
-            rows.setdefault(row.get("job", ""), row)
-        return rows
+        """The finished rows by job key, after dropping a torn last line left by a
+        killed run; a key found twice keeps its first row (one warning)."""
+        return {row.get("job", ""): row
+                for row in first_of_each(self.log.read(), lambda r: r.get("job", ""), source=self.results)}
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Append one row: one line, one write, flushed to disk before returning."""
