@@ -16,7 +16,6 @@ Compiling takes a minute or more on a CPU (it runs a C++ compiler).
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 import zipfile
@@ -30,6 +29,7 @@ from .. import __version__
 from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
 from ..io import atomic_path, check_output_path
+from ..io.files import json_text
 from .module import NoInputModule
 from .serve import sniff_model_file
 
@@ -55,7 +55,7 @@ def to_pt2(run: RunSource, path: Union[str, os.PathLike], *, device: str = "cpu"
         "producer": "isnas-fast",
         "isnas_fast.version": __version__,
         "isnas_fast.genotype": r.genotype,
-        "isnas_fast.task": json.dumps({"name": r.task, "params": r.task_params}, default=str),
+        "isnas_fast.task": json_text({"name": r.task, "params": r.task_params}, indent=None),
         "isnas_fast.reproduces": export_report(r)["exported_output"],
     }
     with atomic_path(out, "compiled package") as tmp, warnings.catch_warnings():

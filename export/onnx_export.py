@@ -25,7 +25,6 @@ PyTorch on ONNX Runtime.
 from __future__ import annotations
 
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -37,6 +36,7 @@ from .. import __version__
 from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
 from ..io import atomic_write_bytes, check_output_path
+from ..io.files import json_text
 from ..trained import TrainedRun
 from .module import DeployModule
 
@@ -54,11 +54,11 @@ def _metadata(run: TrainedRun) -> dict[str, str]:
         "isnas_fast.version": __version__,
         "isnas_fast.genotype": run.genotype,
         "isnas_fast.width": str(run.width),
-        "isnas_fast.task": json.dumps({"name": run.task, "params": run.task_params}, default=str),
+        "isnas_fast.task": json_text({"name": run.task, "params": run.task_params}, indent=None),
         "isnas_fast.input": (f"optional '{INPUT_NAME}' (1, {run.in_channels}, H, W), H and W multiples of 32; "
                              f"default: the trained code, {run.size[0]}x{run.size[1]}"),
         "isnas_fast.reproduces": rec["exported_output"],
-        "isnas_fast.reproduction": json.dumps(rec, default=str),
+        "isnas_fast.reproduction": json_text(rec, indent=None),
     }
 
 

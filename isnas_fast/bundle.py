@@ -35,6 +35,7 @@ from torch import Tensor
 from . import __version__
 from .errors import InputError
 from .io import atomic_write_folder, check_output_folder, load_image
+from .io.files import json_text
 from .network import build_network, resolve_architecture
 from .quality import psnr
 from .trained import Restoration, TrainedRun
@@ -237,11 +238,11 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
     contents = {
         _WEIGHTS: _torch_bytes(state),
         _Z: _torch_bytes(z),
-        _REPORT: json.dumps(report, indent=2, default=str).encode("utf-8"),
+        _REPORT: json_text(report).encode("utf-8"),
     }
     for name, data in contents.items():
         manifest["files"][name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
-    contents[_MANIFEST] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
+    contents[_MANIFEST] = json_text(manifest).encode("utf-8")
     return atomic_write_folder(target, contents, replace=overwrite, what="run bundle")
 
 

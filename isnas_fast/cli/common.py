@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, Optional
 
 from ..errors import InputError
 from ..io import atomic_write_text
+from ..io.files import json_text
 
 PROG = "isnas-fast"
 EXIT_INPUT = 2
@@ -76,8 +76,9 @@ def task_kwargs(args: argparse.Namespace) -> dict:
 
 
 def write_json(data: Any, path: Optional[str]) -> None:
-    """JSON to ``path`` (atomically), or to standard output for None / ``-``."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
+    """Strict JSON (NaN and infinities as null: :func:`isnas_fast.io.files.json_text`) to ``path``
+    (atomically), or to standard output for None / ``-``."""
+    text = json_text(data) + "\n"
     if path in (None, "-"):
         sys.stdout.write(text)
     else:

@@ -9,7 +9,6 @@ Each handler returns an exit code and raises :class:`InputError` for bad input
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -93,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..io import atomic_write_text, save_image
+    from ..io import save_image
+    from ..io.files import atomic_write_json
 
     model = Path(args.model)
     out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
@@ -133,5 +133,5 @@ def cmd_run(args: argparse.Namespace) -> int:
             "genotype": metadata.get("isnas_fast.genotype"),
             "reproduces": metadata.get("isnas_fast.reproduces"),
         }
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        atomic_write_json(args.json, report)
     return 0

@@ -2,10 +2,10 @@
 and, with matplotlib (the ``plot`` extra), ``metric_vs_psnr.png`` and ``psnr_histogram.png``."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..io import atomic_path, atomic_write_text
+from ..io.files import json_text
 from .analysis import GAP_NEVER, GAP_WITHIN, TOP_KS
 
 __all__ = ["write_outputs", "markdown"]
@@ -113,5 +113,5 @@ def write_outputs(result: Any) -> None:
     data = {"settings": result.settings, "analysis": result.analysis,
             "picks": {m: {k: v for k, v in p.items() if k != "kind"} for m, p in result.picks.items()}}
     data["plots"] = _plots(result)
-    atomic_write_text(result.out / "study.json", json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(result.out / "study.json", json_text(data) + "\n")
     atomic_write_text(result.out / "study.md", markdown(result))

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..io import load_image, prepare_size, read_image, save_image
+from ..io.files import make_folder
 from ..tasks import Inpaint, Task
 from .jobs import corruption_seed
 
@@ -143,7 +144,7 @@ def prepare_inputs(image: SuiteImage, task: Task, seed: int, folder: Path) -> Pr
     them.  Every write is atomic.
     """
     inputs = folder / "inputs"
-    inputs.mkdir(exist_ok=True)
+    make_folder(inputs, "suite inputs folder")
     files = ProblemFiles(
         clean=f"inputs/{image.name}-clean.png", observed=f"inputs/{image.name}-seed{seed}.png",
         mask=f"inputs/{image.name}-seed{seed}-mask.png" if isinstance(task, Inpaint) else None,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..io import atomic_write_bytes, load_image
+from ..io.files import make_folder
 from .jobs import METHOD_LABELS, ORACLE_LABEL
 
 __all__ = ["available", "draw"]
@@ -120,8 +121,7 @@ def draw(folder: Path, rows: Sequence[dict], context: Any, log: Callable[[str], 
         return {}
     if not rows:
         return {}
-    out = folder / "plots"
-    out.mkdir(exist_ok=True)
+    out = make_folder(folder / "plots", "plots folder")
     methods = [m for m in context.methods if m in METHOD_LABELS]
     written = {"psnr_per_image.png": _save(_psnr_per_image(rows, methods, context.images),
                                            out / "psnr_per_image.png")}

@@ -10,7 +10,6 @@ same call again skips the finished rows.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -24,6 +23,7 @@ from ..api import split_options
 from ..device import resolve_device
 from ..errors import InputError
 from ..io import atomic_write_text, check_output_folder, load_image, save_image
+from ..io.files import json_text, make_folder
 from ..problem import resolve_task
 from ..quality import psnr
 from ..search import settings_from_options
@@ -83,7 +83,7 @@ def _write_outcome(folder: Path, inp: JobInput, outcome: JobOutcome, files: Prob
     """Write a job's image and curve (atomically), and return its full row."""
     job = inp.job
     restored = f"restored/{job.image}/{job.method}-seed{job.seed}.png"
-    (folder / restored).parent.mkdir(parents=True, exist_ok=True)
+    make_folder((folder / restored).parent, "results folder", parents=True)
     save_image(outcome.output, folder / restored, bit_depth=files.depth)
     row = {"job": job.key, **outcome.row}
     # PSNR of the saved file: what anyone recomputes from the PNGs (rounded to its bit depth).
@@ -91,8 +91,8 @@ def _write_outcome(folder: Path, inp: JobInput, outcome: JobOutcome, files: Prob
     row["psnr_png"] = float(psnr(saved, clean, y_channel=bool(row["psnr_y_channel"]))[0])
     if outcome.curves:
         curve = f"curves/{job.image}/{job.method}-seed{job.seed}.json"
-        (folder / curve).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / curve, json.dumps(outcome.curves))
+        make_folder((folder / curve).parent, "results folder", parents=True)
+        atomic_write_text(folder / curve, json_text(outcome.curves, indent=None))
         row["curve"] = curve
     arch = None if job.method == "isnas" else row["architecture"]
     row.update(restored=restored, input=files.observed, mask=files.mask, ground_truth=files.clean,
@@ -158,7 +158,7 @@ def run_suite(
     found, skipped = collect_images(images)
     for s in skipped:
         warnings.warn(f"skipping image {s.source}: {s.reason}", stacklevel=2)
-    folder.mkdir(exist_ok=True)
+    make_folder(folder, "suite folder")
     record = settings_record(tk, preset, settings)
     store = ResultStore(folder)
     with store.locked():
