@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from .files import (atomic_path, atomic_write_bytes, atomic_write_folder, atomic_write_text, check_output_folder,
                     check_output_path)
-from .images import IMAGE_SUFFIXES, load_image, read_image, save_image, to_like
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, default_max_pixels, load_image, read_image, save_image,
+                     set_max_pixels, to_like)
 from .sizing import crop_offsets, prepare_size
 
 __all__ = [
     "load_image", "read_image", "save_image", "to_like", "IMAGE_SUFFIXES", "prepare_size", "crop_offsets",
     "atomic_write_bytes", "atomic_write_text", "atomic_write_folder", "atomic_path", "check_output_path",
-    "check_output_folder",
+    "check_output_folder", "DEFAULT_MAX_PIXELS", "default_max_pixels", "set_max_pixels",
 ]

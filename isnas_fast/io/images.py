@@ -25,7 +25,13 @@ What is accepted (everything else raises :class:`InputError`, one line):
   files, opened by PIL as "I"), signed 16-bit data, and 16-bit colour files
   in other formats whose PIL decoder would reduce them to 8 bit (raw mode
   ";16"). 16-bit PPM colour files are read at 8 bit, as PIL decodes them.
-* Files: the EXIF orientation is applied (the image is used as viewers show
+* Files: PNG, JPEG, TIFF, BMP, WebP, PPM/PGM/PBM and GIF, recognised by
+  their content, not their name; every other format Pillow knows is refused
+  (some, such as EPS, would run external programs). An image over
+  :func:`default_max_pixels` pixels (default :data:`DEFAULT_MAX_PIXELS`, 8192 x 8192;
+  the ``ISNAS_FAST_MAX_PIXELS`` environment variable or ``max_pixels=``
+  changes it) is refused from its header, before its pixels are decoded.
+  The EXIF orientation is applied (the image is used as viewers show
   it; for 16-bit PNGs from an eXIf chunk, for 16-bit TIFFs from the
   Orientation tag); of a multi-frame file only the first frame is read. A PIL
   image is taken as PIL decoded it.
@@ -62,6 +68,11 @@ __all__ = [
     "load_image",
     "save_image",
     "to_like",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS_ENV",
+    "default_max_pixels",
+    "set_max_pixels",
+    "check_pixels",
 ]
 
 _RANGE_SLACK = 1e-6
@@ -98,17 +109,68 @@ def _reason(exc: BaseException) -> str:
 #: File suffixes the CLI accepts for images it writes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
+#: The Pillow formats a file may be decoded as ("PPM" is PBM/PGM/PPM/PNM). Others
+#: are refused: EPS and PDF run Ghostscript, and rarely used decoders are the
+#: usual place for memory-safety bugs.
+_PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "PPM", "GIF")
+_FORMAT_NAMES = "PNG, JPEG, TIFF, BMP, WebP, PPM/PGM/PBM or GIF"
+#: The largest image (width x height, pixels) read from a file unless raised: 8192 x 8192,
+#: about 0.8 GB as the (1, 3, H, W) float32 tensor it becomes.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Environment variable that sets the largest image read from a file, in pixels.
+MAX_PIXELS_ENV = "ISNAS_FAST_MAX_PIXELS"
 
-def read_image(src: Any) -> tuple[Tensor, int]:
+
+def _pixel_limit(value: Any, what: str) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise InputError(f"{what} must be a whole number of pixels, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{what} must be a positive whole number of pixels, got {value!r}")
+    return int(value)
+
+
+def default_max_pixels() -> int:
+    """The largest image (width x height, in pixels) read from a file when no ``max_pixels`` is given:
+    the ``ISNAS_FAST_MAX_PIXELS`` environment variable if set, else :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    return _pixel_limit(value, MAX_PIXELS_ENV) if value else DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: Optional[int]) -> None:
+    """Set the largest image read from a file (pixels) for this process and the worker
+    processes it starts (it sets ``ISNAS_FAST_MAX_PIXELS``); ``None`` restores the default."""
+    if limit is None:
+        os.environ.pop(MAX_PIXELS_ENV, None)
+    else:
+        os.environ[MAX_PIXELS_ENV] = str(_pixel_limit(limit, "the pixel limit"))
+
+
+def check_pixels(width: int, height: int, source: Any, limit: Optional[int] = None) -> None:
+    """Refuse a ``width`` x ``height`` image from ``source`` (named in the error) over ``limit``
+    pixels (default :func:`default_max_pixels`), before anything is decoded or allocated."""
+    limit = default_max_pixels() if limit is None else _pixel_limit(limit, "max_pixels")
+    if width * height > limit:
+        raise InputError(f"image {source} is {width}x{height} px ({width * height} pixels), over the "
+                         f"limit of {limit} pixels; set {MAX_PIXELS_ENV} (or max_pixels= in Python) to allow "
+                         "larger images")
+
+
+def read_image(src: Any, *, max_pixels: Optional[int] = None) -> tuple[Tensor, int]:
     """Convert a path, PIL image, NumPy array or tensor to (1, C, H, W) float32 in [0, 1], with its bit depth.
 
     Returns ``(image, depth)``: C = 1 or 3, and ``depth`` the source's bits per
     channel, 16 for 16-bit files, "I;16" PIL images and uint16 arrays or
     tensors, 8 for everything else (floats included). See the module
     docstring for what is accepted; anything else raises :class:`InputError`.
+    ``max_pixels``: the largest file image (width x height) read; default
+    :func:`default_max_pixels` (8192 x 8192 unless ``ISNAS_FAST_MAX_PIXELS`` says otherwise).
     """
     if isinstance(src, (str, os.PathLike)):
-        return _read_path(Path(src))
+        limit = default_max_pixels() if max_pixels is None else _pixel_limit(max_pixels, "max_pixels")
+        return _read_path(Path(src), limit)
     if isinstance(src, Image.Image):
         return _from_pil(src)
     if isinstance(src, np.ndarray):
@@ -121,12 +183,14 @@ def read_image(src: Any) -> tuple[Tensor, int]:
     )
 
 
-def load_image(src: Any) -> Tensor:
-    """Convert a path, PIL image, NumPy array or tensor to (1, C, H, W) float32 in [0, 1] (C = 1 or 3)."""
-    return read_image(src)[0]
+def load_image(src: Any, *, max_pixels: Optional[int] = None) -> Tensor:
+    """Convert a path, PIL image, NumPy array or tensor to (1, C, H, W) float32 in [0, 1] (C = 1 or 3).
+
+    ``max_pixels`` as for :func:`read_image`."""
+    return read_image(src, max_pixels=max_pixels)[0]
 
 
-def _read_path(path: Path) -> tuple[Tensor, int]:
+def _read_path(path: Path, limit: int) -> tuple[Tensor, int]:
     if not path.exists():
         raise InputError(f"image file not found: {path}")
     if not path.is_file():
@@ -140,17 +204,49 @@ def _read_path(path: Path) -> tuple[Tensor, int]:
     # Sniff the header, not the suffix or PIL's mode: PIL opens 16-bit colour
     # PNGs as 8-bit "RGB", and older PIL versions open 16-bit grey PNGs as "I".
     if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) > 24 and head[24] == 16:
-        return _sixteen_to_tensor(_read_png16(path, where)), 16
+        return _sixteen_to_tensor(_read_png16(path, where, limit)), 16
     if head[:4] in _TIFF_SIGNATURES:
-        arr = _read_tiff16(path, where)
+        arr = _read_tiff16(path, where, limit)
         if arr is not None:
             return _sixteen_to_tensor(arr), 16
-    return _from_pil(_open(path), where)
+    return _from_pil(_open(path, limit, head), where)
 
 
-def _open(path: Path) -> Image.Image:
+def _format_of(head: bytes) -> Optional[str]:
+    """The Pillow format whose signature ``head`` (a file's first bytes) has, allowed ones
+    first; None when none matches. Only the formats' signature checks run, no decoder."""
+    if head.startswith(b"%PDF"):
+        return "PDF"  # Pillow writes PDF but cannot read it
+    Image.init()
+    for fmt in sorted(Image.ID, key=lambda f: f not in _PIL_FORMATS):
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        try:
+            if accept is not None and accept(head[:16]):
+                return fmt
+        except Exception:  # a signature check that cannot handle these bytes: not this format
+            continue
+    return None
+
+
+def _open(path: Path, limit: int, head: bytes) -> Image.Image:
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # The pixel limit below replaces Pillow's decompression-bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path, formats=_PIL_FORMATS)
+    except UnidentifiedImageError:
+        fmt = _format_of(head)
+        if fmt is None:
+            raise InputError(f"cannot read image {path}: not a {_FORMAT_NAMES} file") from None
+        if fmt not in _PIL_FORMATS:
+            raise InputError(f"cannot read image {path}: {fmt} is not a supported image format "
+                             f"(give {_FORMAT_NAMES})") from None
+        raise InputError(f"cannot read image {path}: damaged {fmt} file (Pillow cannot identify it)") from None
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"cannot read image {path}: {_reason(exc)}") from None
+    try:
+        with img:
+            check_pixels(img.width, img.height, path, limit)  # from the header: nothing decoded yet
             if _reduced_by_pil(img):
                 raise InputError(f"16-bit {img.format} colour images are not supported; "
                                  f"save them as 16-bit PNG or TIFF ({path})")
@@ -176,22 +272,17 @@ def _reduced_by_pil(img: Image.Image) -> bool:
         return False
 
 
-def _check_pixels(width: int, height: int, path: Path) -> None:
-    """The decompression-bomb limit PIL applies to the files it decodes itself."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > 2 * limit:
-        raise InputError(f"cannot read image {path}: image size ({width * height} pixels) exceeds limit of "
-                         f"{2 * limit} pixels, could be decompression bomb DOS attack")
-
-
-def _read_png16(path: Path, where: str) -> np.ndarray:
+def _read_png16(path: Path, where: str, limit: int) -> np.ndarray:
     """A 16-bit PNG as (H, W, C) uint16, C = 1 or 3: alpha dropped (with a warning), EXIF orientation applied."""
     try:
         data = path.read_bytes()
         # read(), not asDirect(): asDirect rescales to the sBIT depth, and a
         # 16-bit PNG has no palette to expand.
-        width, height, rows, info = png.Reader(bytes=data).read()
-        _check_pixels(width, height, path)
+        reader = png.Reader(bytes=data)
+        reader.preamble()  # the chunks before the image data: the header, nothing decoded
+        # Before read(): for an interlaced file pypng allocates the whole image there.
+        check_pixels(reader.width, reader.height, path, limit)
+        width, height, rows, info = reader.read()
         planes = int(info["planes"])
         arr = np.empty((height, width * planes), np.uint16)
         n = 0
@@ -232,7 +323,7 @@ def _png_orientation(data: bytes) -> int:
     return 1
 
 
-def _read_tiff16(path: Path, where: str) -> Optional[np.ndarray]:
+def _read_tiff16(path: Path, where: str, limit: int) -> Optional[np.ndarray]:
     """A 16-bit TIFF's first page as (H, W, C) uint16, C = 1 or 3; ``None`` if it is not 16-bit.
 
     Alpha (extra samples) is dropped with a warning, the Orientation tag
@@ -261,7 +352,7 @@ def _read_tiff16(path: Path, where: str) -> Optional[np.ndarray]:
                 raise InputError(f"16-bit TIFF pages with axes {axes!r} are not supported; "
                                  f"give one grey or RGB image{where}")
             height, width = page.imagelength, page.imagewidth
-            _check_pixels(width, height, path)
+            check_pixels(width, height, path, limit)  # before the pixels are read
             tag = page.tags.get(_ORIENTATION_TAG)
             orientation = int(tag.value) if tag is not None and isinstance(tag.value, int) else 1
             arr = np.asarray(page.asarray(), dtype=np.uint16)
