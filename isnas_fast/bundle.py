@@ -25,6 +25,8 @@ import hashlib
 import io
 import json
 import os
+import stat
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -249,114 +251,399 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
 # --------------------------------------------------------------------------
 # Load
 # --------------------------------------------------------------------------
+#
+# A bundle may come from anyone, so load_run checks everything it can before
+# it allocates: the manifest is read with a size and nesting cap and every
+# field is type- and range-checked; the expected state_dict is derived from
+# the manifest on the meta device (no memory); every file must be a regular
+# file directly inside the bundle (no symlink), no larger than the manifest
+# implies, and match its sha256; the torch files must be uncompressed zip
+# archives (no decompression bombs) before torch.load(weights_only=True)
+# reads them; every tensor must be a plain contiguous tensor that owns
+# exactly its storage (no stride-0 or overlapping views) with the shape and
+# dtype the rebuilt network expects.
+
+#: Largest manifest.json read, bytes.
+MAX_MANIFEST_BYTES = 1 << 20
+#: Largest report.json read, bytes.
+MAX_REPORT_BYTES = 16 << 20
+#: Deepest nesting of JSON arrays/objects accepted in manifest.json and report.json.
+MAX_JSON_DEPTH = 32
+#: Widest network a bundle may describe (the network's weights grow with width²: about 430 MB at 512).
+MAX_WIDTH = 512
+#: Most input-code channels a bundle may describe (searched networks use the image's 1 or 3,
+#: the named baselines 32).
+MAX_IN_CHANNELS = 64
+#: Output channels of an image network: grey or RGB.
+OUT_CHANNELS = (1, 3)
+#: Most pixels (H x W) of z and of the output, far beyond what a DIP run fits in memory.
+MAX_PIXELS = 1 << 26
+#: Most entries in the manifest's file list, and the size cap of a listed file load_run does not read.
+MAX_FILES, MAX_OTHER_FILE_BYTES = 16, 256 << 20
+#: Room a torch.save file takes beyond its tensors' bytes: zip headers and the pickle, per tensor and in all.
+_TORCH_FILE_SLACK, _TORCH_TENSOR_SLACK = 64 << 10, 1 << 10
+_MAX_GENOTYPE_CHARS = 200
+_REQUIRED_FILES = (_WEIGHTS, _Z, _REPORT)
+
 
 def _damaged(directory: Path, what: str) -> InputError:
     return InputError(f"run bundle {directory} is damaged: {what}")
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (manifest values can be anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _shape(value: Any, name: str, directory: Path) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) != 4 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise _damaged(directory, f"manifest field sizes.{name} must be 4 positive integers, got {value!r}")
+    if not isinstance(value, list) or len(value) != 4 or not all(_is_int(v) and v > 0 for v in value):
+        raise _damaged(directory, f"manifest field sizes.{name} must be 4 positive integers, got {_short(value)}")
     return tuple(value)
 
 
-def _int_field(manifest: dict, key: str, directory: Path) -> int:
+def _int_field(manifest: dict, key: str, directory: Path, low: int, high: int, step: int = 1) -> int:
     v = manifest.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise _damaged(directory, f"manifest field {key!r} must be a positive integer, got {v!r}")
+    if not _is_int(v) or not low <= v <= high or v % step:
+        what = f" multiple of {step}" if step > 1 else ""
+        raise _damaged(directory, f"manifest field {key!r} must be a positive integer{what} from {low} to {high}, "
+                                  f"got {_short(v)}")
     return v
 
 
-def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
-    """Load a run bundle written by :func:`save_run`.
+def _plain_name(name: Any) -> bool:
+    """A file name with no folder part: what a bundle's files are."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and name not in (".", "..")
+            and not any(c in name for c in "/\\:\0"))
 
-    Every file is checked against the manifest's sha256; a missing file, bad
-    JSON, a checksum mismatch or weights that do not fit the stored
-    architecture raise :class:`InputError` naming the problem.
+
+def _open_member(d: Path, name: str, limit: int) -> tuple[Any, int]:
+    """Open ``d/name`` for reading: a regular file directly inside ``d`` (not a symlink), at most ``limit`` bytes.
+
+    Returns the open binary file and its size in bytes.
+    """
+    path = d / name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise _damaged(d, f"{name} is missing") from None
+    except OSError as exc:
+        raise _damaged(d, f"cannot read {name}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise _damaged(d, f"{name} is a symbolic link; a bundle's files must be regular files inside it")
+    if not stat.S_ISREG(st.st_mode):
+        raise _damaged(d, f"{name} is not a regular file")
+    try:
+        inside = path.resolve(strict=True).parent == d.resolve(strict=True)
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise _damaged(d, f"{name} is not inside the bundle folder")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _damaged(d, f"cannot read {name}: {exc.strerror or exc}") from None
+    fh = os.fdopen(fd, "rb")
+    st = os.fstat(fh.fileno())  # the file actually opened, not the name checked above
+    if not stat.S_ISREG(st.st_mode):
+        fh.close()
+        raise _damaged(d, f"{name} is not a regular file")
+    if st.st_size > limit:
+        fh.close()
+        raise _damaged(d, f"{name} is {st.st_size} bytes; at most {limit} are read for it")
+    return fh, st.st_size
+
+
+def _sha256_file(fh: Any) -> str:
+    h = hashlib.sha256()
+    fh.seek(0)
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
+    fh.seek(0)
+    return h.hexdigest()
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"the key {_short(k, 40)} appears twice")
+        out[k] = v
+    return out
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of arrays/objects in a parsed JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _read_json(d: Path, name: str, limit: int) -> Any:
+    """Parse ``d/name`` as JSON: at most ``limit`` bytes, UTF-8, no repeated keys, nesting within MAX_JSON_DEPTH."""
+    fh, _ = _open_member(d, name, limit)
+    with fh:
+        data = fh.read(limit + 1)
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise _damaged(d, f"{name} is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, repeated keys, over-long integers
+        lines = str(exc).splitlines()
+        raise _damaged(d, f"{name} is not valid JSON ({lines[0][:200] if lines else type(exc).__name__})") from None
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise _damaged(d, f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """The checked manifest: what the bundle claims to hold."""
+
+    genotype: str
+    arch: Any
+    width: int
+    in_channels: int
+    out_channels: int
+    task: str
+    task_params: dict
+    z_shape: tuple[int, ...]
+    files: dict
+
+
+def _check_task(d: Path, task: Any) -> tuple[str, dict]:
+    """The task's canonical name and its parameters, checked with :func:`~isnas_fast.tasks.make_task`."""
+    from .tasks import make_task
+
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+        raise _damaged(d, "manifest field 'task' must be {\"name\": ..., \"params\": {...}}")
+    params = task.get("params")
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise _damaged(d, f"manifest field task.params must be an object of the task's parameters, "
+                          f"got {type(params).__name__}")
+    if len(task["name"]) > 40:
+        raise _damaged(d, f"manifest task: unknown task {_short(task['name'])}")
+    try:
+        name = make_task(task["name"]).name
+        if name == "inpaint" and params.get("mask") is not None:
+            # a user's mask is not stored, only how much of the image it hid
+            missing = params.get("missing_percent")
+            if params["mask"] != "user" or params.get("p") is not None or set(params) - {"p", "mask",
+                                                                                         "missing_percent"}:
+                raise InputError(f"inpainting parameters must be p, or mask 'user' with missing_percent, "
+                                 f"got {_short(params)}")
+            if isinstance(missing, bool) or not isinstance(missing, (int, float)) or not 0 <= missing <= 100:
+                raise InputError(f"missing_percent must be a percentage, got {_short(missing)}")
+        else:
+            make_task(name, **params)
+    except InputError as exc:
+        raise _damaged(d, f"manifest task: {str(exc)[:200]}") from None
+    return name, dict(params)
+
+
+def _check_manifest(d: Path, manifest: Any) -> _Spec:
+    """Check every manifest field load_run uses (types, ranges, agreement) before anything is allocated."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise _damaged(d, f"{_MANIFEST} is not an isnas-fast run manifest")
+    version = manifest.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise InputError(f"run bundle {d} has format version {_short(version)}; this isnas-fast reads version "
+                         f"{FORMAT_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise _damaged(d, f"{_MANIFEST} lists no files")
+    if len(files) > MAX_FILES:
+        raise _damaged(d, f"{_MANIFEST} lists {len(files)} files; a bundle has at most {MAX_FILES}")
+    for name, entry in files.items():
+        if not _plain_name(name):
+            raise _damaged(d, f"{_MANIFEST} lists the file {_short(name)}, which is not a plain file name "
+                              "inside the bundle")
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise _damaged(d, f"{_MANIFEST} has no checksum for {name}")
+    for name in _REQUIRED_FILES:
+        if name not in files:
+            raise _damaged(d, f"{_MANIFEST} has no checksum for {name}")
+
+    genotype = manifest.get("genotype")
+    if not isinstance(genotype, str) or len(genotype) > _MAX_GENOTYPE_CHARS:
+        raise _damaged(d, f"manifest field 'genotype' must be text, got {_short(genotype)}")
+    try:
+        arch = resolve_architecture(genotype)
+    except InputError as exc:
+        raise _damaged(d, f"bad genotype: {exc}") from None
+    width = _int_field(manifest, "width", d, 16, MAX_WIDTH, 16)
+    in_ch = _int_field(manifest, "in_channels", d, 1, MAX_IN_CHANNELS)
+    out_ch = manifest.get("out_channels")
+    if not _is_int(out_ch) or out_ch not in OUT_CHANNELS:
+        raise _damaged(d, f"manifest field 'out_channels' must be 1 or 3 (a grey or RGB image), got {_short(out_ch)}")
+    task, params = _check_task(d, manifest.get("task"))
+    sizes = manifest.get("sizes")
+    if not isinstance(sizes, dict):
+        raise _damaged(d, "manifest field 'sizes' is missing")
+    z_shape = _shape(sizes.get("z"), "z", d)
+    out_shape = _shape(sizes.get("output"), "output", d)
+    if z_shape[0] != 1 or out_shape[0] != 1:
+        raise _damaged(d, f"sizes z {list(z_shape)} / output {list(out_shape)} must hold one image (batch 1)")
+    if z_shape[1] != in_ch or out_shape[1] != out_ch or z_shape[2:] != out_shape[2:]:
+        raise _damaged(d, f"sizes z {list(z_shape)} / output {list(out_shape)} do not agree with "
+                          f"{in_ch} input and {out_ch} output channels")
+    if z_shape[2] * z_shape[3] > MAX_PIXELS:
+        raise _damaged(d, f"sizes claim a {z_shape[3]}x{z_shape[2]} image; at most {MAX_PIXELS} pixels are read")
+    return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
+                 task_params=params, z_shape=z_shape, files=files)
+
+
+def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Name -> (shape, dtype) of the state_dict of the manifest's network, built on the meta device (no memory)."""
+    try:
+        net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task,
+                            device="meta")
+    except InputError as exc:
+        raise _damaged(d, f"cannot rebuild the network: {exc}") from None
+    return {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+
+
+def _torch_file_cap(shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> int:
+    """Largest size in bytes a torch.save file of tensors of these shapes and dtypes can have."""
+    data = 0
+    for shape, dtype in shapes:
+        n = 1
+        for s in shape:
+            n *= s
+        data += n * torch.empty((), dtype=dtype, device="meta").element_size()
+    return data + _TORCH_FILE_SLACK + _TORCH_TENSOR_SLACK * len(shapes)
+
+
+def _check_torch_zip(d: Path, name: str, fh: Any, size: int, max_records: int) -> None:
+    """Refuse a torch file that is not an uncompressed zip archive whose records fit in ``size`` bytes.
+
+    torch.save stores its records uncompressed; a compressed record could
+    make torch.load allocate far more than the file's size.
+    """
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise _damaged(d, f"cannot read {name}: not a torch.save archive ({str(exc)[:100]})") from None
+    finally:
+        fh.seek(0)
+    if len(infos) > max_records:
+        raise _damaged(d, f"cannot read {name}: {len(infos)} records; a torch.save file of its tensors has "
+                          f"at most {max_records}")
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        raise _damaged(d, f"cannot read {name}: it holds compressed records, which torch.save never writes")
+    if sum(i.file_size for i in infos) > size:
+        raise _damaged(d, f"cannot read {name}: its records claim more bytes than the file holds")
+
+
+def _plain_tensor(t: Tensor) -> bool:
+    """A dense contiguous tensor that owns exactly its storage (no stride-0, overlapping or offset views)."""
+    return (t.layout == torch.strided and t.device.type == "cpu" and t.is_contiguous() and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size())
+
+
+def _load_torch(d: Path, name: str, fh: Any) -> Any:
+    try:
+        return torch.load(fh, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; any of them means a damaged file
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _damaged(d, f"cannot read {name}: {why[:200]}") from None
+
+
+def _check_state(d: Path, state: Any, expected: dict, genotype: str) -> None:
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise _damaged(d, f"{_WEIGHTS} does not hold a state_dict of tensors")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:5])}"] if missing else []) + \
+                ([f"unexpected {', '.join(_short(k, 60) for k in unexpected[:5])}"] if unexpected else [])
+        raise _damaged(d, f"{_WEIGHTS} does not fit the {genotype} network: {'; '.join(parts)}")
+    for k, t in state.items():
+        shape, dtype = expected[k]
+        if tuple(t.shape) != shape or t.dtype != dtype:
+            raise _damaged(d, f"{_WEIGHTS} does not fit the {genotype} network: {k} is {tuple(t.shape)} "
+                              f"{str(t.dtype).replace('torch.', '')}, expected {shape} "
+                              f"{str(dtype).replace('torch.', '')}")
+        if not _plain_tensor(t):
+            raise _damaged(d, f"{_WEIGHTS}: {k} is a view (strided, offset or sharing a larger storage), "
+                              "not a plain tensor as save_run writes")
+
+
+def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
+    """Load a run bundle written by :func:`save_run`; safe on bundles from anyone.
+
+    Before any tensor is read, the manifest (at most ``MAX_MANIFEST_BYTES``,
+    nested at most ``MAX_JSON_DEPTH`` deep) is checked field by field: format
+    and version, a genotype that parses, a width that is a multiple of 16 up
+    to ``MAX_WIDTH``, 1 to ``MAX_IN_CHANNELS`` input and 1 or 3 output
+    channels, a known task with valid parameters, and sizes of one image of
+    at most ``MAX_PIXELS`` pixels that agree with the channels.  Every file
+    must be a regular file inside the folder (no symbolic link), no larger
+    than the manifest implies, and match its sha256; weights and z are read
+    with ``torch.load(weights_only=True)`` (no pickled code runs) and must be
+    plain contiguous tensors with the shapes and dtypes of the network the
+    manifest describes.  Any problem raises a one-line :class:`InputError`
+    naming it.
     """
     d = Path(directory)
     if not d.exists():
         raise InputError(f"run bundle not found: {d}")
     if not d.is_dir():
         raise InputError(f"run bundle must be a folder (as written by save_run / --save-run), got the file {d}")
-    mpath = d / _MANIFEST
-    if not mpath.is_file():
+    if not os.path.lexists(d / _MANIFEST):
         raise InputError(f"{d} is not a run bundle: {_MANIFEST} is missing")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(d, f"{_MANIFEST} is not valid JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise _damaged(d, f"{_MANIFEST} is not an isnas-fast run manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise InputError(f"run bundle {d} has format version {version!r}; this isnas-fast reads version "
-                         f"{FORMAT_VERSION}")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise _damaged(d, f"{_MANIFEST} lists no files")
-    for name in (_WEIGHTS, _Z, _REPORT):
-        entry = files.get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise _damaged(d, f"{_MANIFEST} has no checksum for {name}")
-        p = d / name
-        if not p.is_file():
-            raise _damaged(d, f"{name} is missing")
-        if _sha256(p) != entry["sha256"]:
-            raise _damaged(d, f"{name} does not match its sha256 in {_MANIFEST} (modified or truncated)")
+    manifest = _read_json(d, _MANIFEST, MAX_MANIFEST_BYTES)
+    spec = _check_manifest(d, manifest)
+    expected = _expected_state(d, spec)
+    caps = {_WEIGHTS: _torch_file_cap(list(expected.values())),
+            _Z: _torch_file_cap([(spec.z_shape, torch.float32)]),
+            _REPORT: MAX_REPORT_BYTES}
+    for name, entry in spec.files.items():
+        fh, _ = _open_member(d, name, caps.get(name, MAX_OTHER_FILE_BYTES))
+        with fh:
+            if _sha256_file(fh) != entry["sha256"]:
+                raise _damaged(d, f"{name} does not match its sha256 in {_MANIFEST} (modified or truncated)")
+    report = _read_json(d, _REPORT, MAX_REPORT_BYTES)
 
-    genotype = manifest.get("genotype")
-    if not isinstance(genotype, str):
-        raise _damaged(d, f"manifest field 'genotype' must be text, got {genotype!r}")
-    try:
-        arch = resolve_architecture(genotype)
-    except InputError as exc:
-        raise _damaged(d, f"bad genotype: {exc}") from None
-    width = _int_field(manifest, "width", d)
-    in_ch = _int_field(manifest, "in_channels", d)
-    out_ch = _int_field(manifest, "out_channels", d)
-    task = manifest.get("task")
-    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
-        raise _damaged(d, "manifest field 'task' must be {\"name\": ..., \"params\": {...}}")
-    sizes = manifest.get("sizes")
-    if not isinstance(sizes, dict):
-        raise _damaged(d, "manifest field 'sizes' is missing")
-    z_shape = _shape(sizes.get("z"), "z", d)
-    out_shape = _shape(sizes.get("output"), "output", d)
-    if z_shape[1] != in_ch or out_shape[1] != out_ch or z_shape[2:] != out_shape[2:]:
-        raise _damaged(d, f"sizes z {list(z_shape)} / output {list(out_shape)} do not agree with "
-                          f"{in_ch} input and {out_ch} output channels")
-
-    try:
-        report = json.loads((d / _REPORT).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(d, f"{_REPORT} is not valid JSON ({str(exc).splitlines()[0]})") from None
-    state = _load_tensors(d, _WEIGHTS)
-    z = _load_tensors(d, _Z)
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
-        raise _damaged(d, f"{_WEIGHTS} does not hold a state_dict of tensors")
-    if not isinstance(z, Tensor) or tuple(z.shape) != z_shape or not z.is_floating_point():
+    fh, size = _open_member(d, _WEIGHTS, caps[_WEIGHTS])
+    with fh:
+        _check_torch_zip(d, _WEIGHTS, fh, size, len(expected) + 10)
+        state = _load_torch(d, _WEIGHTS, fh)
+    fh, size = _open_member(d, _Z, caps[_Z])
+    with fh:
+        _check_torch_zip(d, _Z, fh, size, 11)
+        z = _load_torch(d, _Z, fh)
+    _check_state(d, state, expected, spec.genotype)
+    if not isinstance(z, Tensor) or tuple(z.shape) != spec.z_shape or z.dtype != torch.float32:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise _damaged(d, f"{_Z} holds {shape}, expected a float tensor of shape {z_shape}")
+        raise _damaged(d, f"{_Z} holds {shape}, expected a float32 tensor of shape {spec.z_shape}")
+    if not _plain_tensor(z):
+        raise _damaged(d, f"{_Z} holds a view (strided, offset or sharing a larger storage), not a plain tensor")
     try:
-        net = build_network(arch, in_ch, out_ch, width, task=task["name"])
-    except InputError as exc:
-        raise _damaged(d, f"cannot rebuild the network: {exc}") from None
-    try:
+        net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task)
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (InputError, RuntimeError) as exc:
         why = " ".join(str(exc).split())
-        raise _damaged(d, f"{_WEIGHTS} does not fit the {genotype} network: {why[:300]}") from None
+        raise _damaged(d, f"{_WEIGHTS} does not fit the {spec.genotype} network: {why[:300]}") from None
     return LoadedRun(
-        network=net.train(), z=z.float().contiguous(), genotype=genotype, width=width, in_channels=in_ch,
-        out_channels=out_ch, task=task["name"], task_params=dict(task.get("params") or {}),
+        network=net.train(), z=z, genotype=spec.genotype, width=spec.width, in_channels=spec.in_channels,
+        out_channels=spec.out_channels, task=spec.task, task_params=spec.task_params,
         report=report if isinstance(report, dict) else {}, manifest=manifest, directory=d,
     )
-
-
-def _load_tensors(d: Path, name: str) -> Any:
-    try:
-        return torch.load(d / name, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; any of them means a damaged file
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _damaged(d, f"cannot read {name}: {why[:200]}") from None
