@@ -13,14 +13,30 @@ both call it with an empty input list.  The shape is static: a package is
 compiled for one size (use the ONNX model for other sizes).
 
 Compiling takes a minute or more on a CPU (it runs a C++ compiler).
+
+A ``.pt2`` package is executable native code: loading one runs its shared
+library (and a package holding C++ sources runs a compiler command it names).
+Load only packages you built yourself or got from someone you trust.
+:func:`load_pt2` refuses archives whose member names would be extracted
+outside the loader's folder, symbolic-link members, duplicate names and
+oversized archives (:func:`check_pt2_archive`) before torch sees them, and
+removes what a failed load extracted; no check can make an untrusted
+package's own code safe.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
+import stat
+import tempfile
+import threading
 import warnings
+import weakref
 import zipfile
-from pathlib import Path
-from typing import Any, Union
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Union
 
 import torch
 from torch import Tensor
@@ -33,7 +49,16 @@ from ..io.files import json_text
 from .module import NoInputModule
 from .serve import sniff_model_file
 
-__all__ = ["to_pt2", "run_pt2", "load_pt2"]
+__all__ = ["to_pt2", "run_pt2", "load_pt2", "check_pt2_archive", "MAX_PT2_MEMBERS", "MAX_PT2_BYTES",
+           "MAX_PT2_RATIO"]
+
+#: Most members a package may hold (a CPU package has about ten; a CUDA one adds a kernel file per kernel).
+MAX_PT2_MEMBERS = 10_000
+#: Most bytes a package may unpack to, all members together.
+MAX_PT2_BYTES = 8 << 30
+#: Largest ratio of a member's unpacked to packed size (torch stores members uncompressed: ratio 1);
+#: members of up to 1 MiB are not held to it.
+MAX_PT2_RATIO = 100
 
 
 def to_pt2(run: RunSource, path: Union[str, os.PathLike], *, device: str = "cpu") -> Path:
@@ -69,8 +94,93 @@ def to_pt2(run: RunSource, path: Union[str, os.PathLike], *, device: str = "cpu"
     return out
 
 
+def _unsafe_name(name: str) -> str | None:
+    """Why the member name ``name`` could be extracted outside the loader's folder, or None."""
+    if not name or "\0" in name:
+        return "an empty or NUL-containing name"
+    if "\\" in name:
+        return "a backslash"
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
+        return "an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "a '..' component"
+    return None
+
+
+def check_pt2_archive(path: Union[str, os.PathLike]) -> None:
+    """Refuse a ``.pt2`` zip archive whose extraction could escape its folder or exhaust the disk.
+
+    Raises :class:`InputError` (one line) for a member name with a ``..``
+    component, an absolute path (leading ``/`` or a drive letter), a
+    backslash or a NUL; a symbolic-link member; a name that appears twice;
+    more than :data:`MAX_PT2_MEMBERS` members; more than
+    :data:`MAX_PT2_BYTES` bytes unpacked in all; or a member that unpacks to
+    more than :data:`MAX_PT2_RATIO` times its packed size (a zip bomb).
+    Passing these checks does not make a package safe to load: its shared
+    library is code and runs when loaded.
+    """
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{p} is not a readable zip archive, not a .pt2 TorchInductor package "
+                         f"({' '.join(str(exc).split())[:100]})") from None
+    if len(infos) > MAX_PT2_MEMBERS:
+        raise InputError(f"refusing {p}: {len(infos)} members, more than the {MAX_PT2_MEMBERS} a package may hold")
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        shown = repr(name if len(name) <= 80 else name[:77] + "...")
+        why = _unsafe_name(name)
+        if why is not None:
+            raise InputError(f"refusing {p}: member {shown} has {why} (it would be extracted outside its folder)")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise InputError(f"refusing {p}: member {shown} is a symbolic link")
+        if name in seen:
+            raise InputError(f"refusing {p}: member {shown} appears twice")
+        seen.add(name)
+        if info.file_size > max(1 << 20, MAX_PT2_RATIO * info.compress_size):
+            raise InputError(f"refusing {p}: member {shown} unpacks to {info.file_size} bytes from "
+                             f"{info.compress_size} (more than {MAX_PT2_RATIO} times; a zip bomb?)")
+        total += info.file_size
+    if total > MAX_PT2_BYTES:
+        raise InputError(f"refusing {p}: it unpacks to {total} bytes, more than the {MAX_PT2_BYTES} a package may")
+
+
+_TMPDIR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_temp_dir(folder: str) -> Iterator[None]:
+    """Point TMPDIR, where torch's C++ package loader unpacks a package, at ``folder`` for the block.
+
+    Python's own temporary folder is fixed first, so only native code reads
+    the changed variable; one load at a time changes it.
+    """
+    tempfile.gettempdir()
+    with _TMPDIR_LOCK:
+        old = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = folder
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = old
+
+
 def load_pt2(path: Union[str, os.PathLike]) -> Any:
-    """Load a ``.pt2`` package (``torch._inductor.aoti_load_package``) with clear errors for bad files."""
+    """Load a ``.pt2`` package (``torch._inductor.aoti_load_package``) with clear errors for bad files.
+
+    A package is code (its shared library runs when loaded): load only
+    packages you built or trust.  The archive is checked first
+    (:func:`check_pt2_archive`); torch unpacks it into a temporary folder of
+    this call's own, removed when the load fails or the returned model is
+    garbage-collected.
+    """
     from torch._inductor import aoti_load_package
 
     p = sniff_model_file(path, what="package")
@@ -79,11 +189,30 @@ def load_pt2(path: Union[str, os.PathLike]) -> Any:
             head = fh.read(8)
         kind = "a PNG image" if head.startswith(b"\x89PNG") else "not a zip archive (truncated or another format)"
         raise InputError(f"{p} is {kind}, not a .pt2 TorchInductor package")
+    check_pt2_archive(p)
+    work = tempfile.mkdtemp(prefix="isnas-fast-pt2-")
+    loaded = False
+    # torch logs a warning before it retries a package its first loader rejects; the error below says it all
+    torch_log = logging.getLogger("torch._inductor.package.package")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
     try:
-        return aoti_load_package(str(p))
+        with _native_temp_dir(work):
+            model = aoti_load_package(str(p))
+        loaded = True
     except Exception as exc:  # loader failures come as RuntimeError / KeyError / ...
         why = " ".join(str(exc).split())
         raise InputError(f"cannot load TorchInductor package {p}: {why[:300]}") from None
+    finally:
+        torch_log.setLevel(level)
+        if not loaded:
+            shutil.rmtree(work, ignore_errors=True)
+    # a CUDA package reads its kernel files from the unpacked folder while it runs: keep it as long as the model
+    try:
+        weakref.finalize(model, shutil.rmtree, work, True)
+    except TypeError:  # a loader object without weak references: torch's own destructor empties the folder
+        pass
+    return model
 
 
 def run_pt2(path: Union[str, os.PathLike]) -> Tensor:

@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export", help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
         description="Export the trained network of a run bundle. The model reproduces the network's final "
-                    "output f(z) with no input (DIP's restored image is the smoothed average of the outputs).")
+                    "output f(z) with no input (DIP's restored image is the smoothed average of the outputs). "
+                    "A bundle is data: it is checked before its tensors are read (weights_only, sizes, "
+                    "checksums). A .pt2 package is native code: whoever runs one must trust where it came from.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run bundle folder written by restore --save-run")
     p.add_argument("--format", choices=sorted(set(_FORMATS.values())), default=None,
                    help="onnx (ONNX Runtime; optional input z with dynamic size) or pt2 (AOTInductor package, "
@@ -41,8 +43,12 @@ def register(subparsers: Any) -> None:
 
     r = subparsers.add_parser(
         "run", help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
-        description="Run an exported model and save its output image.")
-    r.add_argument("model", metavar="MODEL", help="exported model: .onnx or .pt2")
+        description="Run an exported model and save its output image. An ONNX model is data. A .pt2 package "
+                    "is executable native code that runs when loaded: only run .pt2 files you built yourself or "
+                    "got from someone you trust (archives with paths leading outside their folder, links or "
+                    "oversized contents are refused, but no check makes a package's own code safe).")
+    r.add_argument("model", metavar="MODEL", help="exported model: .onnx (data) or .pt2 (native code: trusted "
+                                                  "files only)")
     r.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png, .jpg, ...)")
     r.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
                    help="ONNX Runtime execution provider (default auto: CUDA when available, else CPU)")
