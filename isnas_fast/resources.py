@@ -1,0 +1,353 @@
+"""What a DIP run will cost before it starts: peak memory and time per step,
+and whether (and how) to tile the image so it fits (docs/design.md §6).
+
+The estimate is a measured model in two parts.
+
+* **Per architecture, counted now**: forward passes of the network on
+  small inputs on the meta device (:func:`profile_network`) count the bytes autograd
+  keeps for the backward pass per output pixel (every feature map of the
+  U-Net is a full-size or ×2^-k map, so they grow exactly with the pixels)
+  and the floating-point operations of a step per output pixel.
+* **Per device, measured once**: how the process's peak resident memory and
+  the step time follow those counts -- ``peak = base + factor · saved +
+  monitor`` and ``seconds = per_member · K + flops / rate`` -- fitted by
+  ``bench/tiling_study.py calibrate`` on the CPU (the constants below; the
+  numbers behind them are in bench/README.md and bench/results/tiling-cpu.json).
+  ``monitor`` is what the DIP monitor keeps per member, counted
+  exactly: the smoothed and last outputs, early stopping's window of raw
+  outputs and its float64 sums.
+
+On CUDA the memory factor of the CPU fit is used with no process base (not
+measured on a GPU) and the time per step is not estimated.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .dip import EarlyStopping
+from .errors import InputError
+from .genotype import Genotype
+from .network import build_network, resolve_architecture
+from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
+
+__all__ = ["NetworkProfile", "ResourceEstimate", "ResourcePlan", "profile_network", "estimate_run",
+           "available_memory", "plan_resources", "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SECONDS_PER_MEMBER",
+           "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
+
+GIB = 2**30
+
+# Fitted by `bench/tiling_study.py calibrate` (nasdip-denoise and dip-skip at
+# widths 16-64, 1-4 members, 128-1024 px sides, a few steps each, peak RSS
+# read from /proc/self/status VmHWM in a fresh process per point).
+#: Resident bytes of a process that has imported torch and the package and built the networks.
+CPU_BASE_BYTES = 430e6
+#: Peak resident bytes per byte autograd saves (activation gradients, oneDNN buffers, the allocator).
+CPU_SAVED_FACTOR = 1.6
+#: Seconds per step per group member that do not grow with the pixels (Python, Adam, launch).
+CPU_SECONDS_PER_MEMBER = 0.01
+#: Floating-point operations per second of a DIP step on the CPU the constants were measured on.
+CPU_FLOPS_PER_SECOND = 10e9
+
+#: Share of the available memory a run may plan to use when no budget is given.
+DEFAULT_MEMORY_FRACTION = 0.5
+
+_PROFILE_SIDE = 64
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """Per-pixel costs of one network (float32).
+
+    ``saved_bytes_per_pixel``: bytes autograd keeps for the backward pass per
+    output pixel; ``fixed_saved_bytes``: what it keeps whatever the size (the
+    weights); ``flops_per_pixel``: floating-point operations of one training
+    step (forward and backward) per output pixel; ``parameters``: count.
+    """
+
+    saved_bytes_per_pixel: float
+    fixed_saved_bytes: float
+    flops_per_pixel: float
+    parameters: int
+
+    def saved_bytes(self, pixels: int) -> float:
+        """Bytes autograd keeps during one step of a network of ``pixels`` output pixels."""
+        return self.fixed_saved_bytes + self.saved_bytes_per_pixel * pixels
+
+
+def _saved_bytes(net: torch.nn.Module, z: torch.Tensor) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        storages[s._cdata] = s.nbytes()  # one entry per storage, however many views of it are saved
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(z)
+    return sum(storages.values())
+
+
+@functools.lru_cache(maxsize=64)
+def _profile(arch: Union[Genotype, str], width: int, in_channels: int, out_channels: int,
+             task: Optional[str]) -> NetworkProfile:
+    # On the meta device: shapes, storages and operation counts without computing anything.
+    meta = torch.device("meta")
+    with torch.random.fork_rng(devices=[]):
+        net = build_network(arch, in_channels, out_channels, width, task=task, device=meta)
+    fmt = torch.channels_last  # the CPU layout (docs/design.md §7); the byte counts do not depend on it
+    s = _PROFILE_SIDE
+    small = _saved_bytes(net, torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt))
+    large = _saved_bytes(net, torch.empty(1, in_channels, s, 2 * s, device=meta).contiguous(memory_format=fmt))
+    per_px = (large - small) / (s * s)
+    z = torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt)
+    with FlopCounterMode(display=False) as counter:
+        net(z).sum().backward()
+    return NetworkProfile(saved_bytes_per_pixel=per_px, fixed_saved_bytes=max(0.0, small - per_px * s * s),
+                          flops_per_pixel=counter.get_total_flops() / (s * s),
+                          parameters=sum(p.numel() for p in net.parameters()))
+
+
+def profile_network(architecture: Union[Genotype, str], width: int, in_channels: int, out_channels: int,
+                    task: Optional[str] = None) -> NetworkProfile:
+    """Measure the per-pixel costs of a network (:class:`NetworkProfile`).
+
+    Builds the network on PyTorch's meta device (shapes only, nothing
+    computed) and runs it on 64 × 64 and 64 × 128 inputs: the slope is the
+    bytes per pixel, the rest the weights autograd keeps; cached per argument set.
+    """
+    return _profile(resolve_architecture(architecture), int(width), int(in_channels), int(out_channels), task)
+
+
+def _monitor_bytes_per_pixel(channels: int, iterations: int, early_stopping: Optional[EarlyStopping]) -> float:
+    """What the DIP monitor and loop keep per output pixel of one member (bytes):
+    the observation, input code noise and outputs (float32), and early
+    stopping's window of raw outputs with its float64 sums."""
+    per = 6 * 4  # target, smoothed, last, this step's output and its clone, result
+    if early_stopping is not None:
+        items = min(early_stopping.window, iterations)
+        per += 4 * items + 3 * 8  # the window; float64 sum, observation and mean
+        if early_stopping.method in ("wmv", "emv"):
+            per += 8  # the sum of squares
+    return float(channels * per)
+
+
+@dataclass(frozen=True)
+class ResourceEstimate:
+    """The estimated cost of a DIP run on a device.
+
+    ``peak_bytes``: the process's peak resident memory (CPU) or the device
+    memory the run allocates (CUDA); ``working_bytes``: the part the run adds
+    (``peak_bytes`` less what the process holds before it starts), what is
+    compared with the available memory; ``seconds_per_step``: one step of
+    every group (groups run one after the other), None where not measured
+    (CUDA); ``iterations``: steps per member; ``members``: networks trained
+    together in the largest group; ``pixels``: output pixels of that group.
+    """
+
+    peak_bytes: float
+    working_bytes: float
+    seconds_per_step: Optional[float]
+    iterations: int
+    members: int
+    pixels: int
+
+    @property
+    def seconds(self) -> Optional[float]:
+        """The whole run's time if no member stops early (s), None where not measured."""
+        return None if self.seconds_per_step is None else self.seconds_per_step * self.iterations
+
+    def describe(self) -> str:
+        """One line: ``"about 2.1 GiB peak, 3.4 s per step (1200 steps: about 1.1 h) (estimated)"``."""
+        text = f"about {self.peak_bytes / GIB:.1f} GiB peak"
+        if self.seconds_per_step is not None:
+            text += f", {_duration(self.seconds_per_step)} per step ({self.iterations} steps: about " \
+                    f"{_duration(self.seconds)})"
+        return text + " (estimated)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: torch.device | str, *,
+                 channels: int, iterations: int, early_stopping: Optional[EarlyStopping] = None,
+                 groups: int = 1) -> ResourceEstimate:
+    """Estimate a group of DIP runs (fp32) of one network on ``device``.
+
+    ``member_pixels``: output pixels (H·W) of each member of the largest
+    group; ``channels``: the image's; ``groups``: how many such groups run
+    one after the other (the time per step covers them all, the peak is one
+    group's).  See the module docstring for the model.
+    """
+    device = torch.device(device)
+    k = len(member_pixels)
+    pixels = int(sum(member_pixels))
+    saved = sum(profile.saved_bytes(p) for p in member_pixels)
+    monitor = _monitor_bytes_per_pixel(channels, iterations, early_stopping) * pixels
+    # parameters, gradients and Adam's two moments of every member
+    state = 4 * 4 * profile.parameters * k
+    working = CPU_SAVED_FACTOR * saved + monitor + state
+    if device.type == "cpu":
+        peak = CPU_BASE_BYTES + working
+        seconds = groups * (CPU_SECONDS_PER_MEMBER * k + profile.flops_per_pixel * pixels / CPU_FLOPS_PER_SECOND)
+    else:
+        peak, seconds = working, None
+    return ResourceEstimate(peak_bytes=peak, working_bytes=working, seconds_per_step=seconds,
+                            iterations=int(iterations), members=k, pixels=pixels)
+
+
+def _meminfo(key: str) -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def available_memory(device: torch.device | str) -> Optional[int]:
+    """Bytes a new run may use on ``device``: MemAvailable of /proc/meminfo on
+    the CPU, the free memory ``torch.cuda.mem_get_info`` reports on CUDA;
+    None where it cannot be read (another OS)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return _meminfo("MemAvailable")
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How a run will fit: whole, or in tiles trained in groups.
+
+    ``tile``: the tile side (px), None for the whole image; ``overlap``: px;
+    ``group_size``: tiles trained together; ``plan``: the tiles (None when
+    whole); ``estimate``: :class:`ResourceEstimate` of the chosen layout;
+    ``budget_bytes``: what the run's working memory was allowed
+    (None: no limit known).
+    """
+
+    tile: Optional[int]
+    overlap: int
+    group_size: int
+    plan: Optional[TilePlan]
+    estimate: ResourceEstimate
+    budget_bytes: Optional[float]
+
+    def describe(self) -> str:
+        """One line for the run's log: the layout and the estimate."""
+        layout = "whole image" if self.plan is None else \
+            f"{self.plan.describe()}, {self.group_size} per group"
+        return f"{layout}: {self.estimate.describe()}"
+
+
+def _tiled(size, profile, device, channels, iterations, early_stopping, tile, overlap, budget):
+    """(tile, plan, group size, estimate) of the largest group that fits ``budget``, or None."""
+    ov = min(overlap, (tile // 2) // 8 * 8)
+    plan = plan_tiles(size, tile, ov)
+    n = len(plan)
+
+    def est(g: int) -> ResourceEstimate:
+        return estimate_run(profile, [plan.tile_pixels] * g, device, channels=channels, iterations=iterations,
+                            early_stopping=early_stopping, groups=math.ceil(n / g))
+
+    if budget is not None and est(1).working_bytes > budget:
+        return None
+    g = n
+    if budget is not None:
+        g = 1
+        while g < n and est(g + 1).working_bytes <= budget:
+            g += 1
+    g = math.ceil(n / math.ceil(n / g))  # balanced groups
+    return tile, plan, g, est(g)
+
+
+def plan_resources(
+    size: tuple[int, int],
+    architecture: Union[Genotype, str],
+    *,
+    width: int,
+    in_channels: int,
+    channels: int,
+    task: str,
+    iterations: int,
+    device: torch.device | str,
+    early_stopping: Optional[EarlyStopping] = None,
+    tile: Optional[int] = None,
+    overlap: int = DEFAULT_OVERLAP,
+    memory_budget: Optional[float] = None,
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION,
+) -> ResourcePlan:
+    """Decide whether to tile an output image of ``size`` = (H, W) px, and how, so the run fits.
+
+    ``width`` / ``in_channels`` / ``channels`` / ``task``: as the network is
+    built (the width of ``dip-skip`` is its own); ``iterations`` and
+    ``early_stopping``: the final run's.  ``tile``: None = automatic (the
+    whole image when it fits, else the tile side whose tiles fit and fit the
+    fewest pixels in all, i.e. the least time); a side in px = tile with it
+    (a side >= both of the image's is the whole image).  ``memory_budget``:
+    bytes the run's working memory may take; None = ``memory_fraction`` of
+    :func:`available_memory` (no limit where that cannot be read).
+    Groups hold as many tiles as fit the budget.
+
+    Raises InputError, before any training and in one line with the
+    estimate and the remedy, when the asked tile -- or, automatically, even
+    a 64 px tile alone -- needs more than the budget.
+    """
+    h, w = (int(v) for v in size)
+    profile = profile_network(architecture, width, in_channels, channels, task)
+    budget, room = memory_budget, "are allowed"
+    if budget is None:
+        avail = available_memory(device)
+        budget = None if avail is None else memory_fraction * avail
+        if avail is not None:
+            room = f"are available ({memory_fraction:.0%} of the {avail / GIB:.1f} GiB free)"
+
+    kw = dict(channels=channels, iterations=iterations, early_stopping=early_stopping)
+
+    def gib(b: float) -> str:
+        return f"{b / GIB:.1f} GiB"
+
+    whole = estimate_run(profile, [h * w], device, **kw)
+    if tile is not None and tile >= max(h, w):
+        tile = None if budget is None or whole.working_bytes <= budget else tile
+    if tile is None and (budget is None or whole.working_bytes <= budget):
+        return ResourcePlan(None, 0, 1, None, whole, budget)
+
+    candidates = [tile] if tile is not None else list(range(max(h, w) // TILE_MULTIPLE * TILE_MULTIPLE,
+                                                            2 * TILE_MULTIPLE - 1, -TILE_MULTIPLE))
+    best = None
+    for t in candidates:
+        if t >= max(h, w):
+            continue
+        found = _tiled((h, w), profile, device, channels, iterations, early_stopping, t, overlap, budget)
+        if found is not None and (best is None or found[1].total_pixels < best[1].total_pixels):
+            best = found
+    if best is None:
+        asked = tile if tile is not None else 2 * TILE_MULTIPLE
+        ov = min(overlap, (asked // 2) // 8 * 8)
+        need = estimate_run(profile, [plan_tiles((h, w), asked, ov).tile_pixels], device, **kw)
+        what = f"a {asked} px tile" if tile is not None or max(h, w) > asked else f"a {w}x{h} image"
+        remedy = "use a smaller --width"
+        if tile is not None:
+            fits = [t for t in range(tile - TILE_MULTIPLE, 2 * TILE_MULTIPLE - 1, -TILE_MULTIPLE)
+                    if _tiled((h, w), profile, device, channels, iterations, early_stopping, t, overlap,
+                              budget) is not None]
+            if fits:
+                remedy = f"use --tile {fits[0]} or a smaller --width"
+        raise InputError(f"restoring {w}x{h} px in {what} needs about {gib(need.working_bytes)} (estimated) but "
+                         f"{gib(budget)} {room}; {remedy}")
+    t, plan, g, est = best
+    return ResourcePlan(t, plan.overlap, g, plan, est, budget)

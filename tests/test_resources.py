@@ -1,0 +1,108 @@
+"""The resource estimate: per-network counts, growth with size and members, the
+tiling choice under a memory budget, and the one-line refusal."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from isnas_fast.dip import EarlyStopping
+from isnas_fast.errors import InputError
+from isnas_fast.resources import GIB, available_memory, estimate_run, plan_resources, profile_network
+from isnas_fast.tiling import plan_tiles
+
+RUN = dict(width=16, in_channels=32, channels=3, task="denoise", iterations=1200, device="cpu",
+           early_stopping=EarlyStopping())
+
+
+def test_profile_counts_grow_with_width():
+    narrow = profile_network("nasdip-denoise", 16, 32, 3, "denoise")
+    wide = profile_network("nasdip-denoise", 32, 32, 3, "denoise")
+    assert 0 < narrow.saved_bytes_per_pixel < wide.saved_bytes_per_pixel
+    assert 0 < narrow.flops_per_pixel < wide.flops_per_pixel
+    assert narrow.parameters < wide.parameters
+    # a feature map of 16 float32 channels at full size is 64 bytes per pixel: the U-Net keeps many
+    assert narrow.saved_bytes_per_pixel > 64 * 10
+    assert profile_network("nasdip-denoise", 16, 32, 3, "denoise") is narrow  # cached
+
+
+def test_estimate_grows_with_pixels_members_and_the_early_stopping_window():
+    prof = profile_network("nasdip-denoise", 16, 32, 3, "denoise")
+
+    def est(pixels, members=1, es=EarlyStopping(), iterations=1200):
+        return estimate_run(prof, [pixels] * members, "cpu", channels=3, iterations=iterations,
+                            early_stopping=es)
+
+    small, large = est(256 * 256), est(1024 * 1024)
+    assert small.peak_bytes < large.peak_bytes and small.seconds_per_step < large.seconds_per_step
+    # the part that grows with the image grows in proportion
+    assert large.working_bytes / small.working_bytes == pytest.approx(16, rel=0.05)
+    assert est(256 * 256, members=4).working_bytes > 3.9 * small.working_bytes
+    assert est(256 * 256, es=None).working_bytes < small.working_bytes  # the window of outputs
+    assert est(256 * 256, iterations=2).working_bytes < small.working_bytes
+    assert small.seconds == pytest.approx(small.seconds_per_step * 1200)
+    line = large.describe()
+    assert "\n" not in line and "GiB peak" in line and "per step" in line and "(estimated)" in line
+
+
+def test_estimate_is_not_timed_on_cuda():
+    prof = profile_network("nasdip-denoise", 16, 32, 3, "denoise")
+    est = estimate_run(prof, [65536], "cuda", channels=3, iterations=10)
+    assert est.seconds_per_step is None and est.peak_bytes == est.working_bytes > 0
+    assert "per step" not in est.describe()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads /proc/meminfo (Linux)")
+def test_available_memory_on_the_cpu():
+    avail = available_memory("cpu")
+    assert avail is not None and avail > 0
+
+
+def test_a_small_image_within_the_budget_runs_whole():
+    plan = plan_resources((256, 256), "nasdip-denoise", **RUN, memory_budget=8 * GIB)
+    assert plan.tile is None and plan.plan is None and plan.group_size == 1
+    assert plan.estimate.pixels == 256 * 256
+    assert "whole image" in plan.describe()
+    # a tile side at least the image's is the whole image
+    assert plan_resources((256, 256), "nasdip-denoise", **RUN, tile=256, memory_budget=8 * GIB).tile is None
+
+
+def test_a_large_image_is_tiled_to_fit_the_budget():
+    budget = 1.0 * GIB
+    whole = plan_resources((2048, 2048), "nasdip-denoise", **RUN, memory_budget=1000 * GIB)
+    assert whole.tile is None and whole.estimate.working_bytes > budget
+    plan = plan_resources((2048, 2048), "nasdip-denoise", **RUN, memory_budget=budget)
+    assert plan.tile is not None and plan.tile % 32 == 0 and plan.plan is not None
+    assert plan.estimate.working_bytes <= budget
+    assert 1 <= plan.group_size <= len(plan.plan)
+    assert plan.plan == plan_tiles((2048, 2048), plan.tile, plan.overlap)
+    # a larger budget takes larger groups or larger tiles, never fewer pixels per group
+    more = plan_resources((2048, 2048), "nasdip-denoise", **RUN, memory_budget=4 * budget)
+    assert more.estimate.pixels >= plan.estimate.pixels
+
+
+def test_an_asked_tile_is_used_with_groups_that_fit():
+    plan = plan_resources((1024, 1024), "nasdip-denoise", **RUN, tile=256, overlap=32, memory_budget=1 * GIB)
+    assert plan.tile == 256 and plan.overlap == 32
+    assert plan.estimate.working_bytes <= 1 * GIB
+
+
+def test_a_run_that_cannot_fit_is_refused_in_one_line():
+    with pytest.raises(InputError) as err:
+        plan_resources((2048, 2048), "nasdip-denoise", **RUN, memory_budget=1e6)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert re.search(r"needs about [0-9.]+ GiB \(estimated\) but [0-9.]+ GiB are allowed; use a smaller --width",
+                     msg), msg
+
+
+def test_a_tile_too_large_for_the_budget_names_one_that_fits():
+    with pytest.raises(InputError) as err:
+        plan_resources((2048, 2048), "nasdip-denoise", **RUN, tile=1024, memory_budget=0.5 * GIB)
+    msg = str(err.value)
+    assert "\n" not in msg and "a 1024 px tile" in msg
+    m = re.search(r"use --tile (\d+) or a smaller --width", msg)
+    assert m, msg
+    fits = plan_resources((2048, 2048), "nasdip-denoise", **RUN, tile=int(m.group(1)), memory_budget=0.5 * GIB)
+    assert fits.tile == int(m.group(1)) and fits.estimate.working_bytes <= 0.5 * GIB
