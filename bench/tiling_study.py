@@ -91,9 +91,32 @@ def worker(spec: dict) -> dict:
             "steps_timed": len(gaps)}
 
 
-def calibrate(args) -> dict:
+def fit_rows(rows: list[dict]) -> dict:
+    """The constants of isnas_fast.resources from the calibration rows (adds each row's fitted values)."""
     import numpy as np
 
+    # peak - monitor - state = base + factor * saved, least squares over the cross-scale U-Nets (every
+    # searched network); dip-skip's factor is the largest its rows imply with that base
+    unet = [r for r in rows if r["arch"] != "dip-skip"]
+    a = np.array([[1.0, r["saved_bytes"]] for r in unet])
+    b = np.array([r["peak_rss"] - r["monitor_bytes"] - r["state_bytes"] for r in unet])
+    (base, factor), *_ = np.linalg.lstsq(a, b, rcond=None)
+    skip = max((r["peak_rss"] - base - r["monitor_bytes"] - r["state_bytes"]) / r["saved_bytes"]
+               for r in rows if r["arch"] == "dip-skip")
+    # seconds = per_member * K + per_byte * saved + flops / rate, least squares on the relative error
+    a = np.array([[r["members"], r["saved_bytes"], r["flops"]] for r in rows])
+    b = np.array([r["seconds_per_step"] for r in rows])
+    (per_member, per_byte, per_flop), *_ = np.linalg.lstsq(a / b[:, None], np.ones_like(b), rcond=None)
+    for r in rows:
+        f = skip if r["arch"] == "dip-skip" else factor
+        r["peak_fit"] = float(base + f * r["saved_bytes"] + r["monitor_bytes"] + r["state_bytes"])
+        r["seconds_fit"] = float(per_member * r["members"] + per_byte * r["saved_bytes"] + per_flop * r["flops"])
+    return {"base_bytes": float(base), "saved_factor": float(factor), "saved_factor_dip_skip": float(skip),
+            "seconds_per_member": float(per_member), "seconds_per_saved_byte": float(per_byte),
+            "flops_per_second": float(1 / per_flop)}
+
+
+def calibrate(args) -> dict:
     from isnas_fast.resources import _monitor_bytes_per_pixel, profile_network
     from isnas_fast.dip import EarlyStopping
 
@@ -118,25 +141,7 @@ def calibrate(args) -> dict:
         rows.append(row)
         print(f"{arch} w{width} {w}x{h} x{k}: peak {m['peak_rss'] / 2**20:.0f} MiB, "
               f"{m['seconds_per_step']:.3f} s/step", flush=True)
-    # peak - monitor - state = base + factor * saved, least squares over the cross-scale U-Nets (every
-    # searched network); dip-skip's factor is the largest its rows imply with that base
-    unet = [r for r in rows if r["arch"] != "dip-skip"]
-    a = np.array([[1.0, r["saved_bytes"]] for r in unet])
-    b = np.array([r["peak_rss"] - r["monitor_bytes"] - r["state_bytes"] for r in unet])
-    (base, factor), *_ = np.linalg.lstsq(a, b, rcond=None)
-    skip = max((r["peak_rss"] - base - r["monitor_bytes"] - r["state_bytes"]) / r["saved_bytes"]
-               for r in rows if r["arch"] == "dip-skip")
-    # seconds = per_member * K + flops / rate
-    a = np.array([[r["members"], r["flops"]] for r in rows])
-    b = np.array([r["seconds_per_step"] for r in rows])
-    (per_member, inv_rate), *_ = np.linalg.lstsq(a, b, rcond=None)
-    fit = {"base_bytes": float(base), "saved_factor": float(factor), "saved_factor_dip_skip": float(skip),
-           "seconds_per_member": float(per_member),
-           "flops_per_second": float(1 / inv_rate)}
-    for r in rows:
-        f = skip if r["arch"] == "dip-skip" else factor
-        r["peak_fit"] = fit["base_bytes"] + f * r["saved_bytes"] + r["monitor_bytes"] + r["state_bytes"]
-        r["seconds_fit"] = per_member * r["members"] + r["flops"] * inv_rate
+    fit = fit_rows(rows)
     print(json.dumps(fit), flush=True)
     return {"fit": fit, "rows": rows}
 

@@ -10,14 +10,14 @@ The estimate is a measured model in two parts.
   and the floating-point operations of a step per output pixel.
 * **Per device, measured once**: how the process's peak resident memory and
   the step time follow those counts -- ``peak = base + factor · saved +
-  monitor`` and ``seconds = per_member · K + flops / rate`` -- fitted by
+  monitor`` and ``seconds = per_member · K + per_byte · saved + flops / rate`` -- fitted by
   ``bench/tiling_study.py calibrate`` on the CPU (the constants below; the
   numbers behind them are in bench/README.md and bench/results/tiling-cpu.json).
   ``monitor`` is what the DIP monitor keeps per member, counted
   exactly: the smoothed and last outputs, early stopping's window of raw
   outputs and its float64 sums.
 
-On CUDA the memory factor of the CPU fit is used with no process base (not
+On CUDA the memory factors of the CPU fit are used with no process base (not
 measured on a GPU) and the time per step is not estimated.
 """
 from __future__ import annotations
@@ -34,25 +34,31 @@ from .dip import EarlyStopping
 from .errors import InputError
 from .genotype import Genotype
 from .network import build_network, resolve_architecture
+from .search import DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings
+from .tasks import Observation
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
 
 __all__ = ["NetworkProfile", "ResourceEstimate", "ResourcePlan", "profile_network", "estimate_run",
-           "available_memory", "plan_resources", "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SECONDS_PER_MEMBER",
-           "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
+           "available_memory", "plan_resources", "plan_restore", "SEARCH_STAND_IN", "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SAVED_FACTOR_DIP_SKIP",
+           "CPU_SECONDS_PER_MEMBER", "CPU_SECONDS_PER_SAVED_BYTE", "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
 
 GIB = 2**30
 
-# Fitted by `bench/tiling_study.py calibrate` (nasdip-denoise and dip-skip at
-# widths 16-64, 1-4 members, 128-1024 px sides, a few steps each, peak RSS
-# read from /proc/self/status VmHWM in a fresh process per point).
-#: Resident bytes of a process that has imported torch and the package and built the networks.
-CPU_BASE_BYTES = 430e6
-#: Peak resident bytes per byte autograd saves (activation gradients, oneDNN buffers, the allocator).
-CPU_SAVED_FACTOR = 1.6
+# Fitted by `bench/tiling_study.py calibrate` (nasdip-denoise at widths 16-64 and dip-skip, 1-4 members,
+# 128-1024 px sides, 4-8 steps each; peak RSS read from /proc/self/status VmHWM in a fresh process per point,
+# the median step time) on a 2-core CPU shared with other work: bench/README.md, bench/results/tiling-cpu.json.
+#: Resident bytes of a process that has imported torch and the package, before the per-pixel part.
+CPU_BASE_BYTES = 534e6
+#: Peak resident bytes per byte autograd saves, cross-scale U-Nets (activation gradients, oneDNN buffers,
+#: the allocator); dip-skip keeps fewer of its saved maps alive at once.
+CPU_SAVED_FACTOR = 1.92
+CPU_SAVED_FACTOR_DIP_SKIP = 1.21
 #: Seconds per step per group member that do not grow with the pixels (Python, Adam, launch).
-CPU_SECONDS_PER_MEMBER = 0.01
-#: Floating-point operations per second of a DIP step on the CPU the constants were measured on.
-CPU_FLOPS_PER_SECOND = 10e9
+CPU_SECONDS_PER_MEMBER = 0.0059
+#: Seconds per step per byte autograd saves (the narrow networks are bound by memory traffic) ...
+CPU_SECONDS_PER_SAVED_BYTE = 0.72e-9
+#: ... and floating-point operations per second (the wide ones by arithmetic).
+CPU_FLOPS_PER_SECOND = 276e9
 
 #: Share of the available memory a run may plan to use when no budget is given.
 DEFAULT_MEMORY_FRACTION = 0.5
@@ -67,13 +73,16 @@ class NetworkProfile:
     ``saved_bytes_per_pixel``: bytes autograd keeps for the backward pass per
     output pixel; ``fixed_saved_bytes``: what it keeps whatever the size (the
     weights); ``flops_per_pixel``: floating-point operations of one training
-    step (forward and backward) per output pixel; ``parameters``: count.
+    step (forward and backward) per output pixel; ``parameters``: count;
+    ``saved_factor``: peak resident bytes per saved byte (measured per
+    family of networks, see the constants).
     """
 
     saved_bytes_per_pixel: float
     fixed_saved_bytes: float
     flops_per_pixel: float
     parameters: int
+    saved_factor: float = CPU_SAVED_FACTOR
 
     def saved_bytes(self, pixels: int) -> float:
         """Bytes autograd keeps during one step of a network of ``pixels`` output pixels."""
@@ -110,7 +119,8 @@ def _profile(arch: Union[Genotype, str], width: int, in_channels: int, out_chann
         net(z).sum().backward()
     return NetworkProfile(saved_bytes_per_pixel=per_px, fixed_saved_bytes=max(0.0, small - per_px * s * s),
                           flops_per_pixel=counter.get_total_flops() / (s * s),
-                          parameters=sum(p.numel() for p in net.parameters()))
+                          parameters=sum(p.numel() for p in net.parameters()),
+                          saved_factor=CPU_SAVED_FACTOR_DIP_SKIP if arch == "dip-skip" else CPU_SAVED_FACTOR)
 
 
 def profile_network(architecture: Union[Genotype, str], width: int, in_channels: int, out_channels: int,
@@ -196,10 +206,11 @@ def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: 
     monitor = _monitor_bytes_per_pixel(channels, iterations, early_stopping) * pixels
     # parameters, gradients and Adam's two moments of every member
     state = 4 * 4 * profile.parameters * k
-    working = CPU_SAVED_FACTOR * saved + monitor + state
+    working = profile.saved_factor * saved + monitor + state
     if device.type == "cpu":
         peak = CPU_BASE_BYTES + working
-        seconds = groups * (CPU_SECONDS_PER_MEMBER * k + profile.flops_per_pixel * pixels / CPU_FLOPS_PER_SECOND)
+        seconds = groups * (CPU_SECONDS_PER_MEMBER * k + CPU_SECONDS_PER_SAVED_BYTE * saved
+                            + profile.flops_per_pixel * pixels / CPU_FLOPS_PER_SECOND)
     else:
         peak, seconds = working, None
     return ResourceEstimate(peak_bytes=peak, working_bytes=working, seconds_per_step=seconds,
@@ -351,3 +362,44 @@ def plan_resources(
                          f"{gib(budget)} {room}; {remedy}")
     t, plan, g, est = best
     return ResourcePlan(t, plan.overlap, g, plan, est, budget)
+
+
+#: The network a run is estimated with before the search has picked one: per task, the NAS-DIP
+#: baseline's genotype, whose dense skips keep more feature maps than the searched genotypes
+#: measured (bench/README.md); its estimate errs on the side of tiling.
+SEARCH_STAND_IN = {"denoise": "nasdip-denoise", "inpaint": "nasdip-inpaint", "sr": "nasdip-sr"}
+
+
+def plan_restore(
+    observation: Observation,
+    settings: SearchSettings,
+    *,
+    device: torch.device | str,
+    architecture: Union[Genotype, str, None] = None,
+    in_channels: Optional[int] = None,
+    tile: Optional[int] = None,
+    overlap: int = DEFAULT_OVERLAP,
+    memory_budget: Optional[float] = None,
+    memory_fraction: float = DEFAULT_MEMORY_FRACTION,
+) -> ResourcePlan:
+    """:func:`plan_resources` for the final run of a restore, read from its settings.
+
+    ``architecture``: the fixed architecture (``--arch``), or None before a
+    search (estimated with :data:`SEARCH_STAND_IN`'s genotype for the task,
+    with the image's channels as input code, as the search builds its
+    networks).  ``in_channels``: the input code's (default: the image's;
+    pass :func:`isnas_fast.api.baseline_input_channels` for ``--arch``, 32
+    for a baseline by name).  Width,
+    step count and early stopping come from ``settings`` as
+    :func:`~isnas_fast.search.train_finals` reads them.  Raises InputError
+    in one line when the run cannot fit (see :func:`plan_resources`).
+    """
+    task = observation.task.name
+    arch = architecture if architecture is not None else SEARCH_STAND_IN[task]
+    width = DIP_SKIP_WIDTH if resolve_architecture(arch) == "dip-skip" else settings.width
+    return plan_resources(
+        observation.output_size, arch, width=width, in_channels=in_channels or observation.channels,
+        channels=observation.channels, task=task,
+        iterations=settings.final_iterations or TASK_ITERATIONS[task], device=device,
+        early_stopping=settings.early_stopping, tile=tile, overlap=overlap, memory_budget=memory_budget,
+        memory_fraction=memory_fraction)

@@ -106,3 +106,29 @@ def test_a_tile_too_large_for_the_budget_names_one_that_fits():
     assert m, msg
     fits = plan_resources((2048, 2048), "nasdip-denoise", **RUN, tile=int(m.group(1)), memory_budget=0.5 * GIB)
     assert fits.tile == int(m.group(1)) and fits.estimate.working_bytes <= 0.5 * GIB
+
+
+def test_plan_restore_reads_the_settings_and_estimates_a_search_with_the_stand_in():
+    from dataclasses import replace
+
+    import torch
+
+    from isnas_fast.resources import SEARCH_STAND_IN, plan_restore
+    from isnas_fast.search import preset
+    from isnas_fast.tasks import Denoise
+
+    obs = Denoise(25).observe(torch.full((1, 3, 512, 512), 0.5))
+    settings = preset("quick")
+    whole = plan_restore(obs, settings, device="cpu", memory_budget=64 * GIB)
+    direct = plan_resources((512, 512), SEARCH_STAND_IN["denoise"], width=settings.width, in_channels=3, channels=3,
+                            task="denoise", iterations=1200, device="cpu", early_stopping=settings.early_stopping,
+                            memory_budget=64 * GIB)
+    assert whole.tile is None and whole.estimate == direct.estimate
+    fixed = plan_restore(obs, settings, device="cpu", architecture="nasdip-denoise", in_channels=32,
+                         memory_budget=64 * GIB)
+    assert fixed.estimate.peak_bytes > whole.estimate.peak_bytes  # 32 input channels
+    short = plan_restore(obs, replace(settings, final_iterations=10, early_stopping=None), device="cpu",
+                         memory_budget=64 * GIB)
+    assert short.estimate.iterations == 10 and short.estimate.peak_bytes < whole.estimate.peak_bytes
+    tiled = plan_restore(obs, settings, device="cpu", tile=256, overlap=32, memory_budget=64 * GIB)
+    assert tiled.tile == 256 and len(tiled.plan) == 9
