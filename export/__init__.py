@@ -2,12 +2,12 @@
 
 docs/design.md §1 step 6.  Installed as ``isnas_fast.export``.
 
-* :func:`to_onnx` / :func:`run_onnx` — ONNX model (optional input ``z`` with
-  dynamic H, W; the trained code is its default) and ONNX Runtime serving.
+* :func:`to_onnx` / :func:`run_onnx` — ONNX model (no inputs; the trained
+  code is a constant) and ONNX Runtime serving.
 * :func:`to_pt2` / :func:`run_pt2` — AOTInductor ``.pt2`` package (no input;
   z baked in), also run by the C++ runner in ``export/cpp``.
-* :func:`export_report` — what the exported model reproduces (f(z)) versus
-  DIP's smoothed restoration.
+* :func:`export_report` — what the exported model reproduces (the run's
+  returned image) and how far it is from what ``restore`` returned.
 
 Every exported model keeps DIP's train-mode BatchNorm (batch statistics of
 the one image): see :mod:`isnas_fast.export.module`.

@@ -1,16 +1,13 @@
 """ONNX export of a trained DIP network (docs/design.md §1 step 6).
 
-The graph has one input ``z`` (1, C_in, height, width) with dynamic height
-and width, and one output ``image`` (1, C_out, height, width).  The trained
-code z is stored in the model as an initializer *of the same name*: since
-ONNX IR 4 an initializer named like a graph input is that input's default
-value, so
-
-* running the model with no feed at all reproduces the network's final
-  output f(z) (ONNX Runtime: ``session.run(None, {})``; ``z`` is listed by
-  ``get_overridable_initializers()``, not by ``get_inputs()``), and
-* feeding ``z`` of another size (multiples of 32) runs the same network on a
-  new code — the dynamic height and width.
+The graph has no inputs and one output ``image`` (1, C_out, height,
+width): the image the run returned.  The trained code ``z`` is a constant
+of the model (an initializer, not a graph input), so ONNX Runtime lists no
+inputs (``get_inputs()`` and ``get_overridable_initializers()`` are empty)
+and runs it with an empty feed: ``session.run(None, {})``.  A run's network
+is an :class:`~isnas_fast.dip.averaging.AveragedNetwork` whose members each
+add a stored input noise of the code's size, so the model has no use for
+another code; to run a network on other codes, load the bundle in PyTorch.
 
 BatchNorm keeps DIP's training semantics (batch statistics of the one image,
 see :mod:`isnas_fast.export.module`).
@@ -55,8 +52,7 @@ def _metadata(run: TrainedRun) -> dict[str, str]:
         "isnas_fast.genotype": run.genotype,
         "isnas_fast.width": str(run.width),
         "isnas_fast.task": json_text({"name": run.task, "params": run.task_params}, indent=None),
-        "isnas_fast.input": (f"optional '{INPUT_NAME}' (1, {run.in_channels}, H, W), H and W multiples of 32; "
-                             f"default: the trained code, {run.size[0]}x{run.size[1]}"),
+        "isnas_fast.input": f"none (the trained code z, {run.size[0]}x{run.size[1]}, is a constant of the model)",
         "isnas_fast.reproduces": rec["exported_output"],
         "isnas_fast.reproduction": json_text(rec, indent=None),
     }
@@ -66,10 +62,10 @@ def to_onnx(run: RunSource, path: Union[str, os.PathLike], *, opset: int = 17) -
     """Export the trained network of ``run`` to an ONNX file at ``path`` (written atomically).
 
     ``run``: a :class:`~isnas_fast.trained.TrainedRun` (a loaded bundle is
-    one), a restore result or a run bundle folder.  ``opset``: ONNX opset, 11–20.  The model needs no input
-    to reproduce f(z); its optional input ``z`` has dynamic height and width
-    (module docstring).  The model is checked with ``onnx.checker`` before it
-    is written.  Returns ``path``.
+    one), a restore result or a run bundle folder.  ``opset``: ONNX opset, 11–20.  The model
+    has no inputs and reproduces the run's returned image, ``network(z)`` (module
+    docstring).  The model is checked with ``onnx.checker`` before it is
+    written.  Returns ``path``.
     """
     import onnx
     from onnx import numpy_helper
@@ -81,7 +77,6 @@ def to_onnx(run: RunSource, path: Union[str, os.PathLike], *, opset: int = 17) -
     module = DeployModule(r.network)
     z = r.z.detach().to("cpu", torch.float32).contiguous()
     buf = io.BytesIO()
-    dims = {2: "height", 3: "width"}
     with warnings.catch_warnings():
         # The TorchScript exporter warns that it is deprecated, and traces shape
         # arithmetic (dip-skip's centre crop) with TracerWarnings: both expected here.
@@ -89,18 +84,23 @@ def to_onnx(run: RunSource, path: Union[str, os.PathLike], *, opset: int = 17) -
         try:
             torch.onnx.export(
                 module, (z,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
+                output_names=[OUTPUT_NAME],
             )
         except Exception as exc:  # exporter failures have many types; report one line
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"ONNX export of {r.genotype} failed: {why}") from None
     model = onnx.load_from_string(buf.getvalue())
-    # The trained code becomes the default value of the input z (IR >= 4 semantics).
+    # The trained code becomes a constant: an initializer, and no longer a graph input
+    # (an initializer that is also an input would be an overridable default, which
+    # ONNX Runtime warns about and lists under neither inputs nor constants).
+    kept = [i for i in model.graph.input if i.name != INPUT_NAME]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
     model.graph.initializer.append(numpy_helper.from_array(z.numpy(), INPUT_NAME))
     for key, value in _metadata(r).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    model.doc_string = ("isnas-fast DIP network " + r.genotype + ": run with no input to get the restored "
-                        "network output f(z); optional input z (dynamic H, W).")
+    model.doc_string = ("isnas-fast DIP network " + r.genotype + ": no inputs; its output is the image the "
+                        "run returned (metadata isnas_fast.reproduces)")
     onnx.checker.check_model(model, full_check=True)
     return atomic_write_bytes(out, model.SerializeToString())

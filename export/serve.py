@@ -92,7 +92,7 @@ def open_session(model_path: Union[str, os.PathLike], *, provider: str = "auto")
     _refuse_non_onnx(p)
     providers = choose_providers(provider)
     opts = ort.SessionOptions()
-    # ORT warns that the initializer z is also an input: that is the design (z is overridable).
+    # Only errors are logged: a model from elsewhere may warn about things its owner chose.
     opts.log_severity_level = 3
     try:
         return ort.InferenceSession(str(p), sess_options=opts, providers=providers)
@@ -108,9 +108,9 @@ def run_onnx(model_path: Union[str, os.PathLike], *, provider: str = "auto",
     """Run an exported model; returns ``(image, provider_used)``.
 
     ``image``: (1, C, H, W) float32 in [0, 1].  With ``z`` None the model's
-    stored code is used, reproducing the network's final output f(z); a ``z``
-    array (1, C_in, H, W), H and W multiples of 32, runs the network on that
-    code instead.  ``provider_used`` is the provider ONNX Runtime actually
+    stored code is used, reproducing the run's returned image (isnas-fast's
+    models have no inputs); a ``z`` array (1, C_in, H, W), H and W multiples
+    of 32, feeds a model that takes an input code.  ``provider_used`` is the provider ONNX Runtime actually
     runs on (e.g. ``"CPUExecutionProvider"``).
     """
     sess = open_session(model_path, provider=provider)

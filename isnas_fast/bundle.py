@@ -12,12 +12,17 @@ Weights are loaded with ``torch.load(weights_only=True)``: no pickled code is
 ever executed.  The network is rebuilt from the stored genotype, width,
 channels and task name with :func:`~isnas_fast.network.build_network`.
 
-What an exported model reproduces is ``f(z)``: the trained network's raw
-output on its stored code, without the input noise of the DIP steps, with
-BatchNorm in training mode (batch statistics of the one image).  DIP's
-restored image is different: the exponential moving average of the raw
-outputs over the run.  The manifest's ``reproduction`` section records how
-far apart the two are (and their PSNR when ground truth was given).
+What the bundle and an exported model reproduce is the image the run
+returned: its network is the run's
+:class:`~isnas_fast.dip.averaging.AveragedNetwork` (block-averaged weights
+over the steps the estimate averages, each member on one of its noisy
+inputs; the manifest's ``members`` says how many), evaluated on the stored
+code without autocast, BatchNorm in training mode (batch statistics of the
+one image).  The manifest's ``reproduction`` section says so and records how
+far the served image is from the returned one (0 for one run; an ensemble
+of several runs, ``ensemble`` > 1, returns their weighted mean, which one
+exported network does not compute).  Format version 1 bundles, whose
+network is the last step's and reproduces its raw output f(z), still load.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from .errors import InputError
 from .io import atomic_write_folder, check_output_folder, load_image
 from .io.files import json_text
 from .network import build_network, resolve_architecture
+from .dip.averaging import AveragedNetwork
 from .quality import psnr
 from .trained import Restoration, TrainedRun
 
@@ -46,13 +52,21 @@ __all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report
            "FORMAT_VERSION", "RunSource"]
 
 FORMAT_NAME = "isnas-fast-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions load_run reads (1: a plain network, the last step's weights).
+READ_VERSIONS = (1, 2)
+#: Most members of an averaged network a bundle may describe.
+MAX_MEMBERS = 64
 _WEIGHTS, _Z, _REPORT, _MANIFEST = "weights.pt", "z.pt", "report.json", "manifest.json"
 
-REPRODUCES = ("f(z): the trained network's raw output on its stored input code z after the last DIP step, "
-              "without input noise, BatchNorm using the batch statistics of the one image")
-RESTORED = ("DIP's restored image: the exponential moving average (0.99) of the raw outputs over the run "
-            "(at the detected stopping point when early stopping is on); not what an exported model computes")
+REPRODUCES = ("the image the run returned: sum_j c_j f_{w_j}(z + n_j), the run's averaged network on its stored "
+              "code z -- w_j the mean weights of block j of consecutive DIP steps inside the averaged window "
+              "(the early stop's window, or the EMA's steps), n_j one of that block's input noises, c_j the "
+              "block's share -- without autocast, BatchNorm using the batch statistics of the one image")
+REPRODUCES_PLAIN = ("f(z): the network's output on its stored input code z, without input noise, BatchNorm "
+                    "using the batch statistics of the one image")
+RESTORED = ("restore's returned image: the same network's output (with ensemble > 1, the weighted mean of "
+            "several runs' images, which one exported network does not compute)")
 
 
 @dataclass
@@ -98,7 +112,11 @@ def _report_of(source: RunSource, run: TrainedRun) -> dict:
 def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restored: Optional[Tensor],
                   ground_truth: Any) -> dict:
     """The manifest's ``reproduction`` section; ``final`` (f(z)) is computed here when needed and not given."""
-    rec: dict[str, Any] = {"exported_output": REPRODUCES, "restored_image": RESTORED}
+    averaged = isinstance(run.network, AveragedNetwork)
+    rec: dict[str, Any] = {"exported_output": REPRODUCES if averaged else REPRODUCES_PLAIN,
+                           "restored_image": RESTORED}
+    if run.dip is not None and run.dip.averaged_over:
+        rec["averaged_over"] = run.dip.averaged_over
     if report.get("psnr") is not None:
         rec["psnr_restored"] = report["psnr"]
     if restored is None and ground_truth is None:
@@ -230,6 +248,7 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         "out_channels": run.out_channels,
         "task": {"name": run.task, "params": run.task_params},
         "sizes": {"z": list(z.shape), "output": list(final.shape)},
+        "members": len(run.network.members) if isinstance(run.network, AveragedNetwork) else None,
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
         "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
                          else _reproduction(run, report, final, restored, ground_truth)),
@@ -423,6 +442,7 @@ class _Spec:
     task_params: dict
     z_shape: tuple[int, ...]
     files: dict
+    members: Optional[int] = None
 
 
 def _check_task(d: Path, task: Any) -> tuple[str, dict]:
@@ -461,9 +481,9 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise _damaged(d, f"{_MANIFEST} is not an isnas-fast run manifest")
     version = manifest.get("format_version")
-    if not _is_int(version) or version != FORMAT_VERSION:
-        raise InputError(f"run bundle {d} has format version {_short(version)}; this isnas-fast reads version "
-                         f"{FORMAT_VERSION}")
+    if not _is_int(version) or version not in READ_VERSIONS:
+        raise InputError(f"run bundle {d} has format version {_short(version)}; this isnas-fast reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))}")
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise _damaged(d, f"{_MANIFEST} lists no files")
@@ -505,8 +525,14 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
                           f"{in_ch} input and {out_ch} output channels")
     if z_shape[2] * z_shape[3] > MAX_PIXELS:
         raise _damaged(d, f"sizes claim a {z_shape[3]}x{z_shape[2]} image; at most {MAX_PIXELS} pixels are read")
+    members = None
+    if version >= 2 and manifest.get("members") is not None:
+        members = _int_field(manifest, "members", d, 1, MAX_MEMBERS)
+        if members * z_shape[2] * z_shape[3] > MAX_PIXELS:
+            raise _damaged(d, f"{members} members' input noises of {z_shape[3]}x{z_shape[2]} exceed "
+                              f"{MAX_PIXELS} pixels")
     return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
-                 task_params=params, z_shape=z_shape, files=files)
+                 task_params=params, z_shape=z_shape, files=files, members=members)
 
 
 def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -516,7 +542,14 @@ def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], to
                             device="meta")
     except InputError as exc:
         raise _damaged(d, f"cannot rebuild the network: {exc}") from None
-    return {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+    one = {k: (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+    if spec.members is None:
+        return one
+    k = spec.members
+    state = {f"members.{j}.{name}": v for j in range(k) for name, v in one.items()}
+    state["offsets"] = ((k, *spec.z_shape[1:]), torch.float32)
+    state["coefficients"] = ((k,), torch.float32)
+    return state
 
 
 def _torch_file_cap(shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> int:
@@ -638,6 +671,8 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
         raise _damaged(d, f"{_Z} holds a view (strided, offset or sharing a larger storage), not a plain tensor")
     try:
         net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task)
+        if spec.members is not None:
+            net = AveragedNetwork.like(net, spec.members, spec.z_shape)
         net.load_state_dict(state, strict=True)
     except (InputError, RuntimeError) as exc:
         why = " ".join(str(exc).split())

@@ -114,6 +114,13 @@ class RestoreResult:
             },
             "notices": list(self.notices),
         }
+        # What a bundle or an exported model of this run computes (the run's averaged network).
+        members = getattr(self.run.network, "members", None)
+        rep["served"] = {
+            "network": f"averaged network of {len(members)} member(s)" if members is not None else "one network",
+            "averaged_over": d.averaged_over or None,
+            "is_the_returned_image": self.search is None or self.search.ensemble is None,
+        }
         if self.search is not None:
             rep["metrics"] = {m: self._metric_entry(m) for m in self.search.metrics}
             if self.search.ensemble is not None:

@@ -24,7 +24,9 @@ __all__ = ["TrainedRun", "Restoration"]
 class TrainedRun:
     """A trained network with its input code.
 
-    ``network``: the module (BatchNorm in training mode: batch statistics).
+    ``network``: the module (BatchNorm in training mode: batch statistics);
+    for a DIP run, its :class:`~isnas_fast.dip.averaging.AveragedNetwork`,
+    whose output on ``z`` is the image the run returned.
     ``z``: (1, in_channels, H, W) float32 input code.  ``genotype``:
     ``"u,bits"`` or ``"dip-skip"``.  ``task`` / ``task_params``: the task's
     name and its JSON-able parameters.  ``dip``: the DIP result (losses,
@@ -43,9 +45,11 @@ class TrainedRun:
     dip: Optional[DIPResult] = None
 
     def output(self) -> Tensor:
-        """f(z): the network's output on its code, (1, out_channels, H, W) float32 on the CPU.
+        """The network's output on its code ``z`` -- for a DIP run, the image it returned --
+        (1, out_channels, H, W) float32 on the CPU.
 
-        Training-mode BatchNorm (batch statistics); running statistics are left untouched.
+        Training-mode BatchNorm (batch statistics), no autocast, as the run computed its
+        returned image; running statistics are left untouched.
         """
         dev = next(self.network.parameters()).device
         with torch.no_grad(), batch_statistics_only(self.network) as net:

@@ -135,12 +135,6 @@ def test_onnx_runtime_matches_pytorch(name, tmp_path):
     assert provider == "CPUExecutionProvider"
     assert image.dtype == np.float32 and image.shape == (1, 3, 64, 64)
     assert max_abs(image, run.output()) <= TOL
-    if name in ("bicubic-trans_conv", "conv-then-shuffle", "dip-skip"):
-        # dynamic height and width: another code size through the same file
-        z = (torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(3)) * 0.1)
-        other, _ = run_onnx(path, provider="cpu", z=z.numpy())
-        assert other.shape == (1, 3, 96, 128)
-        assert max_abs(other, torch_train_mode(run, z)) <= TOL
 
 
 def test_inpainting_dip_skip_and_32_channel_baseline(tmp_path):
@@ -167,15 +161,12 @@ def test_model_interface_and_metadata(exported):
 
     run, path, _ = exported
     model = onnx.load(str(path))
-    assert [i.name for i in model.graph.input] == ["z"]
-    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, "height", "width"]
+    assert [i.name for i in model.graph.input] == []  # no inputs: the code z is a constant
     assert "z" in {t.name for t in model.graph.initializer}
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["isnas_fast.genotype"] == run.genotype and "f(z)" in meta["isnas_fast.reproduces"]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in sess.get_inputs()] == []  # nothing required ...
-    assert [i.name for i in sess.get_overridable_initializers()] == ["z"]  # ... z is optional
+    assert sess.get_inputs() == [] and sess.get_overridable_initializers() == []
 
 
 def test_fresh_process_with_only_onnxruntime_and_numpy(exported):
@@ -228,10 +219,8 @@ def test_bad_arguments(exported, tmp_path):
     run, path, _ = exported
     with pytest.raises(InputError, match="provider must be one of"):
         run_onnx(path, provider="tpu")
-    with pytest.raises(InputError, match="multiples of 32"):
-        run_onnx(path, z=np.zeros((1, 3, 50, 64), np.float32))
-    with pytest.raises(InputError, match="running .* failed"):
-        run_onnx(path, z=np.zeros((1, 5, 64, 64), np.float32))
+    with pytest.raises(InputError, match="takes no input; run it without z"):
+        run_onnx(path, z=np.zeros((1, 3, 64, 64), np.float32))
     with pytest.raises(InputError, match="must end in .onnx"):
         to_onnx(run, tmp_path / "m.png")
     with pytest.raises(InputError, match="opset"):

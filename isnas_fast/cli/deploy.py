@@ -28,13 +28,13 @@ def register(subparsers: Any) -> None:
     """
     p = subparsers.add_parser(
         "export", help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
-        description="Export the trained network of a run bundle. The model reproduces the network's final "
-                    "output f(z) with no input (DIP's restored image is the smoothed average of the outputs). "
+        description="Export the trained network of a run bundle. The model takes no input and reproduces "
+                    "the image the run returned (the run's averaged network on its stored code). "
                     "A bundle is data: it is checked before its tensors are read (weights_only, sizes, "
                     "checksums). A .pt2 package is native code: whoever runs one must trust where it came from.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run bundle folder written by restore --save-run")
     p.add_argument("--format", choices=sorted(set(_FORMATS.values())), default=None,
-                   help="onnx (ONNX Runtime; optional input z with dynamic size) or pt2 (AOTInductor package, "
+                   help="onnx (ONNX Runtime; no inputs) or pt2 (AOTInductor package, "
                         "compiles for a minute or more on a CPU); default: from the suffix of -o")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.onnx or .pt2)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (11-20, default 17)")
@@ -89,7 +89,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.quiet:
         h, w = run.size
         print(f"wrote {out} ({fmt}, {run.genotype}, {w}x{h}, {time.perf_counter() - t:.1f} s); "
-              "it reproduces the network's final output f(z)")
+              "it reproduces the image the run returned")
     return 0
 
 

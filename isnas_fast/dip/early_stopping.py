@@ -111,9 +111,17 @@ class Detector:
     ``best_iteration`` / ``best_output`` (clamped to [0, 1]) are what the run
     returns when it stops now; ``trace`` the detector's signal per
     iteration (variance or validation loss; empty until it starts).
+
+    ``averages`` says how a candidate averages the raw outputs, so that the
+    run can average the network's weights the same way
+    (:mod:`~isnas_fast.dip.averaging`): ``"window"`` (the last
+    :meth:`averaging` outputs), ``"ema"`` (an exponential moving average
+    keeping weight :meth:`averaging` of the old value) or ``"smoothed"``
+    (the run's own smoothed output).
     """
 
     name = "detector"
+    averages = "smoothed"
 
     def __init__(self, settings: EarlyStopping):
         self.settings = settings
@@ -125,6 +133,11 @@ class Detector:
     def _signal(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> Optional[tuple[float, Tensor]]:
         """(value, what to return if it is the best) or None before the signal exists."""
         raise NotImplementedError
+
+    def averaging(self) -> float:
+        """The current candidate's window length (``averages == "window"``) or EMA weight
+        (``"ema"``); 0 for ``"smoothed"``."""
+        return 0.0
 
     def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
         signal = self._signal(it, raw, smooth, loss)
@@ -146,10 +159,14 @@ class WMVDetector(Detector):
     """ES-WMV: smallest variance of a window of ``window`` raw outputs; returns the window's mean."""
 
     name = "wmv"
+    averages = "window"
 
     def __init__(self, settings: EarlyStopping):
         super().__init__(settings)
         self.wv = WindowVariance(settings.window)
+
+    def averaging(self) -> float:
+        return len(self.wv.items)
 
     def _signal(self, it, raw, smooth, loss):
         v = self.wv.push(raw)
@@ -161,11 +178,15 @@ class EMVDetector(Detector):
     exponential moving mean.  The first ``window`` iterations only warm the averages up."""
 
     name = "emv"
+    averages = "ema"
 
     def __init__(self, settings: EarlyStopping):
         super().__init__(settings)
         self.mean: Optional[Tensor] = None
         self.var: Optional[Tensor] = None
+
+    def averaging(self) -> float:
+        return 1.0 - self.settings.alpha
 
     def _signal(self, it, raw, smooth, loss):
         a = self.settings.alpha
@@ -261,6 +282,10 @@ class DiscrepancyDetector(Detector):
     """
 
     name = "discrepancy"
+    averages = "window"
+
+    def averaging(self) -> float:
+        return len(self.wv.items)
 
     def __init__(self, settings: EarlyStopping, observation: Observation):
         super().__init__(settings)

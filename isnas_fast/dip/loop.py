@@ -1,9 +1,13 @@
 """The Deep Image Prior loop (docs/design.md §6): fit networks to corrupted images.
 
 Adam (lr 0.01) on the task loss; the input code ``z ~ U(0, 0.1)`` is fixed and
-each step feeds ``z + N(0, sigma_reg^2)`` with ``sigma_reg = 1/30``; the
-reported image is the exponential moving average ``s <- 0.99 s + 0.01 out``.
-BatchNorm stays in training mode throughout.  Ground truth, when given, is
+each step feeds ``z + N(0, sigma_reg^2)`` with ``sigma_reg = 1/30``.  The
+estimate averages over steps (the exponential moving average with weight
+0.99, or an early-stopping detector's window); the run averages the
+network's weights over those steps in blocks, each block's network on one
+of its noisy inputs (:mod:`~isnas_fast.dip.averaging`), and returns what
+that small ensemble computes -- which is also what a saved or exported
+network computes.  BatchNorm stays in training mode throughout.  Ground truth, when given, is
 only used to record a PSNR curve: it never influences the fit.
 
 The loop reads in one screen: the step is planned once
@@ -65,6 +69,7 @@ def fit_dip_group(
     cuda_graph: Optional[bool] = None,
     probes: Sequence[EarlyStopping] = (),
     snapshots: Sequence[int] = (),
+    served: bool = True,
 ) -> list[DIPResult]:
     """Fit K networks together, each to its observation, as one program.
 
@@ -83,7 +88,11 @@ def fit_dip_group(
     ``callback(it, loss)`` gets the first active member's loss.  ``probes``:
     early-stopping detectors that watch every member without stopping it
     (recorded in each result's ``probes``).  ``snapshots``: iterations whose
-    smoothed output each result keeps.
+    smoothed output each result keeps.  ``served``: each result's network is
+    the :class:`~isnas_fast.dip.averaging.AveragedNetwork` of the run and
+    its output that network's image (the default); False keeps the raw
+    output average and the last weights (a cohort's members, which are
+    only ranked, never served).
     """
     if not networks:
         raise InputError("fit_dip_group needs at least one network")
@@ -106,7 +115,7 @@ def fit_dip_group(
         codes.append(z.to(device))
         noise.append(torch.Generator(device=device).manual_seed(int(seeds[k]) + 1))
     monitors = [Monitor(settings.ema, truths[k], early_stopping, desc, observation=observations[k], probes=probes,
-                        snapshots=snapshots) for k in range(n)]
+                        snapshots=snapshots, network=networks[k] if served else None) for k in range(n)]
     reg = settings.reg_noise_std
 
     t0 = time.perf_counter()
@@ -126,6 +135,8 @@ def fit_dip_group(
             t_step = time.perf_counter()
             inputs = [codes[k] + reg * torch.randn(codes[k].shape, generator=noise[k], device=device,
                                                    dtype=codes[k].dtype) for k in active]
+            for k, x in zip(active, inputs):
+                monitors[k].before_step(it, x)
             outs, losses = step(active, inputs)
             with torch.no_grad():
                 values = torch.stack([l.detach() for l in losses]).tolist()
@@ -161,8 +172,10 @@ def fit_dip(
     callback: Callable[[int, float], None] | None = None,
     cuda_graph: bool = False,
     probes: Sequence[EarlyStopping] = (),
+    served: bool = True,
 ) -> DIPResult:
-    """Fit ``network`` to ``observation`` with DIP and return the smoothed output.
+    """Fit ``network`` to ``observation`` with DIP; the result's ``network`` is the run's
+    :class:`~isnas_fast.dip.averaging.AveragedNetwork` and its output that network's image.
 
     ``network`` maps (1, C_in, H, W) to (1, C, H, W) where (H, W) is
     ``observation.output_size``; it is trained in place (train mode).  ``z``
@@ -172,7 +185,7 @@ def fit_dip(
     (:func:`~isnas_fast.dip.plan.should_compile`).  ``precision``: ``"fp32"``,
     ``"tf32"`` or ``"bf16"``; None = ``"tf32"`` on CUDA, ``"fp32"`` elsewhere.
     ``cuda_graph``: replay the step as a CUDA graph (CUDA only).  ``probes``:
-    early-stopping detectors that only watch (see :func:`fit_dip_group`).
+    early-stopping detectors that only watch, ``served``: see :func:`fit_dip_group`.
     Deterministic for a given seed on the same machine and backend -- on the
     CPU; on CUDA, PyTorch's atomic-add backward of reflection padding and
     bilinear upsampling makes runs differ in the last bits, and DIP's Adam
@@ -181,5 +194,5 @@ def fit_dip(
     return fit_dip_group(
         [network], observation, settings, seeds=[seed], zs=[z], ground_truth=ground_truth,
         early_stopping=early_stopping, compile=compile, precision=precision, quiet=quiet, desc=desc,
-        callback=callback, cuda_graph=cuda_graph, probes=probes,
+        callback=callback, cuda_graph=cuda_graph, probes=probes, served=served,
     )[0]

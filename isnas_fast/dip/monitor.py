@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..quality import psnr
 from ..tasks import Observation
+from .averaging import BlockAverages, Member, block_length, build_averaged, ema_span, network_output
 from .early_stopping import Detector, make_detector
 from .settings import EarlyStopping
 
@@ -24,9 +25,19 @@ __all__ = ["DIPResult", "Monitor", "probe_name"]
 class DIPResult:
     """Outcome of one DIP run.
 
-    ``output``: smoothed (EMA) output, (1, C, H, W) in [0, 1] -- or, with
-    early stopping on, the mean of the most stable window, ending at
-    ``stopped_at`` (``psnr_at_stop`` is its PSNR when ground truth is given).
+    ``output``: the returned image, (1, C, H, W) in [0, 1]: ``network(z)``
+    where ``network`` is the run's
+    :class:`~isnas_fast.dip.averaging.AveragedNetwork` -- block-averaged
+    weights over the steps the run's estimate averages, each block on one
+    of its noisy inputs -- computed without autocast, BatchNorm using batch
+    statistics, so it is what a saved or exported network computes.
+    ``output_average``: the average of the raw outputs themselves over the
+    same steps (their EMA, or with early stopping the mean of the
+    detector's window ending at ``stopped_at``).  ``psnr_at_stop`` is
+    ``output``'s PSNR when ground truth is given (with a detector).
+    ``averaged_over``: in words, what ``output`` averages.  With
+    ``served=False`` (:func:`~isnas_fast.dip.fit_dip_group`) ``output`` is
+    ``output_average`` and ``network`` the last step's.
     ``last_output``: the network's raw output f(z + noise) of the last step.
     ``losses``: task loss per step.  ``psnr_curve`` / ``psnr_raw_curve``:
     per-step PSNR (dB) of the smoothed / raw output, only with ground truth.
@@ -60,6 +71,8 @@ class DIPResult:
     cuda_graph: bool = False
     probes: dict[str, dict] = field(default_factory=dict)
     snapshots: dict[int, Tensor] = field(default_factory=dict)
+    output_average: Optional[Tensor] = None
+    averaged_over: str = ""
 
 
 def probe_name(settings: EarlyStopping) -> str:
@@ -108,13 +121,18 @@ class Monitor:
     and the PSNR of what it would have returned (with ground truth).
     ``observation``: what the run fits (needed by the ``shift`` detector).
     ``snapshots``: iterations at which the smoothed output is kept (a run's
-    state at step S is what an S-step run ends with).
+    state at step S is what an S-step run ends with).  ``network``: the
+    member's network; its weights are block-averaged over the steps the
+    returned estimate averages (:class:`~isnas_fast.dip.averaging.BlockAverages`,
+    fed by :meth:`before_step`) and the result's network is the
+    :class:`~isnas_fast.dip.averaging.AveragedNetwork` they make.  Probes
+    record output averages only.
     """
 
     def __init__(self, ema: float, ground_truth: Optional[Tensor] = None,
                  early_stopping: Optional[EarlyStopping] = None, name: str = "DIP", *,
                  observation: Optional[Observation] = None, probes: Sequence[EarlyStopping] = (),
-                 snapshots: Sequence[int] = ()):
+                 snapshots: Sequence[int] = (), network: Optional[nn.Module] = None):
         self.ema = ema
         self.snapshot_at = set(snapshots)
         self.snapshots: dict[int, Tensor] = {}
@@ -131,6 +149,41 @@ class Monitor:
         self.active = True
         self.early = False
         self.iterations = 0
+        self.weights: Optional[BlockAverages] = None
+        self.best_blocks: Optional[tuple[list[Member], list[float]]] = None
+        self.best_what = ""
+        if network is not None:
+            det = self.detector
+            if det is not None and det.averages == "window":
+                span = det.settings.window
+            else:
+                span = ema_span(det.averaging() if det is not None and det.averages == "ema" else ema)
+            block = block_length(span)
+            self.weights = BlockAverages(network, block, span + block)
+
+    def before_step(self, it: int, x: Tensor) -> None:
+        """Take the weights step ``it`` starts from and its noisy input ``x``."""
+        if self.weights is not None:
+            self.weights.add(it, x)
+
+    def _ema_blocks(self, decay: float, it: int) -> tuple[tuple[list[Member], list[float]], str]:
+        assert self.weights is not None
+        blocks = self.weights.ema(decay)
+        return blocks, (f"the exponential moving average ({decay:g}) up to step {it}, over "
+                        f"{len(blocks[0])} block(s) of up to {self.weights.block} steps")
+
+    def _keep_best_weights(self, it: int) -> None:
+        """The blocks that stand for the detector's new candidate (found at step ``it``)."""
+        det, w = self.detector, self.weights
+        assert det is not None and w is not None
+        if det.averages == "window":
+            span = int(det.averaging())
+            self.best_blocks = w.window(span)
+            self.best_what = (f"steps {it - span + 1}-{it} (the detector's window), over "
+                              f"{len(self.best_blocks[0])} block(s) of up to {w.block} steps")
+        else:
+            decay = self.ema if det.averages == "smoothed" else det.averaging()
+            self.best_blocks, self.best_what = self._ema_blocks(decay, it)
 
     def record(self, it: int, out: Tensor, loss: float) -> None:
         """Take iteration ``it``'s raw output (1, C, H, W) and loss."""
@@ -152,8 +205,11 @@ class Monitor:
             return
         best_before = self.detector.best_iteration
         stop = self.detector.update(it, o, self.smooth, loss)
-        if self.gt is not None and self.detector.best_iteration != best_before:
-            self.psnr_at_stop = float(psnr(self.detector.best_output, self.gt)[0])
+        if self.detector.best_iteration != best_before:
+            if self.gt is not None:
+                self.psnr_at_stop = float(psnr(self.detector.best_output, self.gt)[0])
+            if self.weights is not None:
+                self._keep_best_weights(it)
         if stop:
             self.early = True
             self.active = False
@@ -163,16 +219,33 @@ class Monitor:
 
     def result(self, network: nn.Module, z: Tensor, seconds: float, *, compiled: bool, compile_seconds: float,
                precision: str, cuda_graph: bool) -> DIPResult:
-        """The run's :class:`DIPResult` (with the detector on, its output is the most stable window's mean)."""
+        """The run's :class:`DIPResult`: its network is the
+        :class:`~isnas_fast.dip.averaging.AveragedNetwork` of the blocks that stand for the
+        returned estimate and its output that network's image on ``z`` (without a ``network``
+        given to the monitor, the raw-output average and ``network`` itself)."""
         assert self.smooth is not None and self.last is not None
         det = self.detector
-        out = det.best_output if det is not None and det.best_output is not None else self.smooth
+        detected = det is not None and det.best_output is not None
+        average = (det.best_output if detected else self.smooth).clamp(0, 1)
+        out, what, psnr_at_stop = average, "", self.psnr_at_stop
+        if self.weights is not None and self.weights.blocks:
+            if detected and self.best_blocks is not None:
+                (members, coefs), what = self.best_blocks, self.best_what
+            else:
+                (members, coefs), what = self._ema_blocks(self.ema, self.iterations)
+            network = build_averaged(network, z, members, coefs)
+            out = network_output(network, z).clamp(0, 1)
+            what = ("sum_j c_j f_{w_j}(z + n_j) over blocks j of consecutive steps (w_j: the block's mean "
+                    "weights, n_j: one of its input noises, c_j: its share), weighted as " + what)
+            if self.gt is not None and det is not None:
+                psnr_at_stop = float(psnr(out, self.gt)[0])
         return DIPResult(
-            output=out.clamp(0, 1), last_output=self.last.clamp(0, 1), network=network, z=z,
+            output=out, output_average=average, averaged_over=what,
+            last_output=self.last.clamp(0, 1), network=network, z=z,
             losses=self.losses, iterations_run=self.iterations, seconds=seconds, psnr_curve=self.curve,
             psnr_raw_curve=self.raw_curve, stopped_at=det.best_iteration if det is not None else None,
             early_stopped=self.early, variance_curve=det.trace if det is not None else [],
             compiled=compiled, compile_seconds=compile_seconds, precision=precision,
-            psnr_at_stop=self.psnr_at_stop, cuda_graph=cuda_graph,
+            psnr_at_stop=psnr_at_stop, cuda_graph=cuda_graph,
             probes={name: p.record() for name, p in self.probes.items()}, snapshots=self.snapshots,
         )

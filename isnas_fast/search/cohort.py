@@ -72,8 +72,9 @@ def train_cohort(
     for g, s in zip(genotypes, seeds):
         with seeded(s, device):
             nets.append(build_network(g, c, c, settings.width, device=device))
+    # Members are only ranked on their output averages, never served: no averaged network.
     common = dict(early_stopping=settings.cohort_early_stopping, compile=settings.compile,
-                  precision=settings.precision)
+                  precision=settings.precision, served=False)
     if settings.cohort_together:
         results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort",
                                 cuda_graph=settings.cuda_graph, **common)

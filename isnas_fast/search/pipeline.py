@@ -120,8 +120,8 @@ def train_finals(
     results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=ground_truth,
                             early_stopping=settings.early_stopping, compile=settings.compile,
                             precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
-    return [TrainedRun(network=net, z=res.z, genotype=str(arch), width=w, in_channels=in_ch, out_channels=c,
-                       task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
+    return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=w, in_channels=in_ch,
+                       out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
             for arch, net, w, res in zip(archs, nets, widths, results)]
 
 

@@ -227,7 +227,8 @@ def run_study(
             t = time.perf_counter()
             results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=gt, quiet=quiet,
                                     desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}",
-                                    compile=settings.compile, precision=settings.precision, probes=watch)
+                                    compile=settings.compile, precision=settings.precision, probes=watch,
+                                    served=False)  # the study reads curves and probes, serves nothing
             seconds = (time.perf_counter() - t) / len(chunk)
             for (g, role, cin, i), res in zip(chunk, results):
                 name = str(g) if role == "candidate" else f"nasdip:{g}"
