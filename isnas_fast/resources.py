@@ -1,5 +1,5 @@
 """What a DIP run will cost before it starts: peak memory and time per step,
-and whether (and how) to tile the image so it fits (docs/design.md §6).
+and whether (and how) to tile the image so it fits.
 
 The estimate is a measured model in two parts.
 

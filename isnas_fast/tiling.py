@@ -1,4 +1,4 @@
-"""Restoring a large image in overlapping tiles (docs/design.md §6).
+"""Restoring a large image in overlapping tiles, trained as groups of DIP runs and blended.
 
 A DIP run's memory grows with the pixels it fits (every activation of the
 network is a full-size feature map, and early stopping keeps a window of
