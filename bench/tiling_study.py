@@ -119,7 +119,7 @@ def fit_rows(rows: list[dict]) -> dict:
 
 
 def calibrate(args) -> dict:
-    from isnas_fast.resources import _monitor_bytes_per_pixel, profile_network
+    from isnas_fast.resources import _averaging_bytes, _monitor_bytes_per_pixel, profile_network
     from isnas_fast.dip import EarlyStopping
 
     grid = [  # (arch, width, side_h, side_w, members, steps)
@@ -138,7 +138,8 @@ def calibrate(args) -> dict:
         px = h * w
         row = {"arch": arch, "width": width, "size": [h, w], "members": k, "steps": steps,
                "saved_bytes": k * prof.saved_bytes(px), "flops": k * prof.flops_per_pixel * px,
-               "monitor_bytes": k * px * _monitor_bytes_per_pixel(3, steps, EarlyStopping()),
+               "monitor_bytes": k * (px * _monitor_bytes_per_pixel(3, steps, EarlyStopping())
+                                     + _averaging_bytes(prof, px, steps)),
                "state_bytes": 16 * prof.parameters * k, **m}
         rows.append(row)
         print(f"{arch} w{width} {w}x{h} x{k}: peak {m['peak_rss'] / 2**20:.0f} MiB, "

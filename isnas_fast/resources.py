@@ -13,9 +13,10 @@ The estimate is a measured model in two parts.
   monitor`` and ``seconds = per_member · K + per_byte · saved + flops / rate`` -- fitted by
   ``bench/tiling_study.py calibrate`` on the CPU (the constants below; the
   numbers behind them are in bench/README.md and bench/results/tiling-cpu.json).
-  ``monitor`` is what the DIP monitor keeps per member, counted
-  exactly: the smoothed and last outputs, early stopping's window of raw
-  outputs and its float64 sums.
+  ``monitor`` is what the DIP monitor keeps per member, counted from
+  the code: the smoothed and last outputs, early stopping's window of raw
+  outputs and its float64 sums, and the weight averages' blocks (weights
+  and input code each).
 
 On CUDA the memory factors of the CPU fit are used with no process base (not
 measured on a GPU) and the time per step is not estimated.
@@ -75,7 +76,7 @@ class NetworkProfile:
     weights); ``flops_per_pixel``: floating-point operations of one training
     step (forward and backward) per output pixel; ``parameters``: count;
     ``saved_factor``: peak resident bytes per saved byte (measured per
-    family of networks, see the constants).
+    family of networks, see the constants); ``in_channels``: the input code's.
     """
 
     saved_bytes_per_pixel: float
@@ -83,6 +84,7 @@ class NetworkProfile:
     flops_per_pixel: float
     parameters: int
     saved_factor: float = CPU_SAVED_FACTOR
+    in_channels: int = 32
 
     def saved_bytes(self, pixels: int) -> float:
         """Bytes autograd keeps during one step of a network of ``pixels`` output pixels."""
@@ -120,7 +122,8 @@ def _profile(arch: Union[Genotype, str], width: int, in_channels: int, out_chann
     return NetworkProfile(saved_bytes_per_pixel=per_px, fixed_saved_bytes=max(0.0, small - per_px * s * s),
                           flops_per_pixel=counter.get_total_flops() / (s * s),
                           parameters=sum(p.numel() for p in net.parameters()),
-                          saved_factor=CPU_SAVED_FACTOR_DIP_SKIP if arch == "dip-skip" else CPU_SAVED_FACTOR)
+                          saved_factor=CPU_SAVED_FACTOR_DIP_SKIP if arch == "dip-skip" else CPU_SAVED_FACTOR,
+                          in_channels=in_channels)
 
 
 def profile_network(architecture: Union[Genotype, str], width: int, in_channels: int, out_channels: int,
@@ -145,6 +148,18 @@ def _monitor_bytes_per_pixel(channels: int, iterations: int, early_stopping: Opt
         if early_stopping.method in ("wmv", "emv"):
             per += 8  # the sum of squares
     return float(channels * per)
+
+
+#: Weight averages a DIP run keeps per member (:mod:`isnas_fast.dip.averaging`: a window cut into at
+#: most 16 blocks, plus the block being filled), each with a copy of the weights and its noisy input code.
+AVERAGING_BLOCKS = 17
+
+
+def _averaging_bytes(profile: "NetworkProfile", pixels: int, iterations: int) -> float:
+    """Bytes one member's weight averaging keeps: per block, the weights and the
+    (1, C_in, H, W) input code it was fed (counted from the code, not measured)."""
+    blocks = min(AVERAGING_BLOCKS, iterations)
+    return float(blocks * 4 * (profile.parameters + profile.in_channels * pixels))
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,7 @@ def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: 
     pixels = int(sum(member_pixels))
     saved = sum(profile.saved_bytes(p) for p in member_pixels)
     monitor = _monitor_bytes_per_pixel(channels, iterations, early_stopping) * pixels
+    monitor += sum(_averaging_bytes(profile, p, iterations) for p in member_pixels)
     # parameters, gradients and Adam's two moments of every member
     state = 4 * 4 * profile.parameters * k
     working = profile.saved_factor * saved + monitor + state

@@ -297,8 +297,8 @@ def restore_in_tiles(
                                 ground_truth=[truths[k] for k in members], early_stopping=settings.early_stopping,
                                 compile=settings.compile, precision=settings.precision, quiet=quiet, desc=desc,
                                 cuda_graph=graph)
-        for net, res in zip(nets, results):
-            runs.append(TrainedRun(network=net, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
+        for res in results:
+            runs.append(TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
                                    out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
                                    dip=res))
         if len(groups) > 1:
