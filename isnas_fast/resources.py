@@ -40,8 +40,9 @@ from .tasks import Observation
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
 
 __all__ = ["NetworkProfile", "ResourceEstimate", "ResourcePlan", "profile_network", "estimate_run",
-           "available_memory", "plan_resources", "plan_restore", "SEARCH_STAND_IN", "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SAVED_FACTOR_DIP_SKIP",
-           "CPU_SECONDS_PER_MEMBER", "CPU_SECONDS_PER_SAVED_BYTE", "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
+           "available_memory", "plan_resources", "plan_restore", "SEARCH_STAND_IN", "AVERAGING_BLOCKS",
+           "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SAVED_FACTOR_DIP_SKIP", "CPU_SECONDS_PER_MEMBER",
+           "CPU_SECONDS_PER_SAVED_BYTE", "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
 
 GIB = 2**30
 
