@@ -174,3 +174,12 @@ def test_restore_in_tiles_refuses_a_bad_group_size():
     obs = Denoise(25).corrupt(torch.rand(1, 3, 64, 64), 0)
     with pytest.raises(InputError, match="group_size"):
         restore_in_tiles(obs, "nasdip-denoise", _settings(1), tile=64, overlap=32, group_size=0, quiet=True)
+
+
+def test_tiled_super_resolution_fits_each_low_resolution_tile():
+    clean = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(6))
+    obs = SuperResolve(2).corrupt(clean)
+    out, runs = restore_in_tiles(obs, "nasdip-sr", _settings(1), tile=64, overlap=0, seed=0, in_channels=32,
+                                 quiet=True)
+    assert out.shape == clean.shape and len(runs) == 2
+    assert all(r.size == (64, 64) and r.dip.output.shape == (1, 3, 64, 64) for r in runs)
