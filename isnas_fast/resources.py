@@ -207,13 +207,14 @@ def _duration(seconds: float) -> str:
 
 def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: torch.device | str, *,
                  channels: int, iterations: int, early_stopping: Optional[EarlyStopping] = None,
-                 groups: int = 1) -> ResourceEstimate:
+                 groups: int = 1, retained_bytes: float = 0.0) -> ResourceEstimate:
     """Estimate a group of DIP runs (fp32) of one network on ``device``.
 
     ``member_pixels``: output pixels (H·W) of each member of the largest
     group; ``channels``: the image's; ``groups``: how many such groups run
     one after the other (the time per step covers them all, the peak is one
-    group's).  See the module docstring for the model.
+    group's plus ``retained_bytes``, what earlier groups leave behind).  See
+    the module docstring for the model.
     """
     device = torch.device(device)
     k = len(member_pixels)
@@ -223,7 +224,7 @@ def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: 
     monitor += sum(_averaging_bytes(profile, p, iterations) for p in member_pixels)
     # parameters, gradients and Adam's two moments of every member
     state = 4 * 4 * profile.parameters * k
-    working = profile.saved_factor * saved + monitor + state
+    working = profile.saved_factor * saved + monitor + state + retained_bytes
     if device.type == "cpu":
         peak = CPU_BASE_BYTES + working
         seconds = groups * (CPU_SECONDS_PER_MEMBER * k + CPU_SECONDS_PER_SAVED_BYTE * saved
@@ -282,17 +283,23 @@ class ResourcePlan:
 
 
 def _tiled(size, profile, device, channels, iterations, early_stopping, tile, overlap, budget):
-    """(tile, plan, group size, estimate) of the largest group that fits ``budget``, or None."""
+    """(tile, plan, group size, estimate) of the largest group that fits ``budget``; group size 0
+    (with the estimate of one tile per group) when not even that fits."""
     ov = min(overlap, (tile // 2) // 8 * 8)
     plan = plan_tiles(size, tile, ov)
     n = len(plan)
+    h, w = size
+
+    # what every tile's run keeps until the blend (restore_in_tiles without keep_networks): its input
+    # code, smoothed and last outputs, and the blended image
+    retained = plan.total_pixels * 4 * (profile.in_channels + 2 * channels) + 8 * channels * h * w
 
     def est(g: int) -> ResourceEstimate:
         return estimate_run(profile, [plan.tile_pixels] * g, device, channels=channels, iterations=iterations,
-                            early_stopping=early_stopping, groups=math.ceil(n / g))
+                            early_stopping=early_stopping, groups=math.ceil(n / g), retained_bytes=retained)
 
     if budget is not None and est(1).working_bytes > budget:
-        return None
+        return tile, plan, 0, est(1)
     g = n
     if budget is not None:
         g = 1
@@ -356,25 +363,26 @@ def plan_resources(
 
     candidates = [tile] if tile is not None else list(range(max(h, w) // TILE_MULTIPLE * TILE_MULTIPLE,
                                                             2 * TILE_MULTIPLE - 1, -TILE_MULTIPLE))
-    best = None
+    best, smallest = None, None
     for t in candidates:
         if t >= max(h, w):
             continue
         found = _tiled((h, w), profile, device, channels, iterations, early_stopping, t, overlap, budget)
-        if found is not None and (best is None or found[1].total_pixels < best[1].total_pixels):
+        if found[2] == 0:
+            if smallest is None or found[3].working_bytes < smallest.working_bytes:
+                smallest = found[3]
+        elif best is None or found[1].total_pixels < best[1].total_pixels:
             best = found
     if best is None:
-        asked = tile if tile is not None else 2 * TILE_MULTIPLE
-        ov = min(overlap, (asked // 2) // 8 * 8)
-        need = estimate_run(profile, [plan_tiles((h, w), asked, ov).tile_pixels], device, **kw)
-        what = f"a {asked} px tile" if tile is not None or max(h, w) > asked else f"a {w}x{h} image"
-        remedy = "use a smaller --width"
+        need = smallest if smallest is not None else whole
+        what = f"a {tile} px tile" if tile is not None else ("tiles" if smallest is not None else "one piece")
+        remedy = "use a smaller --width" if width > 16 else "free memory (--width 16 is the narrowest)"
         if tile is not None:
             fits = [t for t in range(tile - TILE_MULTIPLE, 2 * TILE_MULTIPLE - 1, -TILE_MULTIPLE)
                     if _tiled((h, w), profile, device, channels, iterations, early_stopping, t, overlap,
-                              budget) is not None]
+                              budget)[2] > 0]
             if fits:
-                remedy = f"use --tile {fits[0]} or a smaller --width"
+                remedy = f"use --tile {fits[0]}" + (" or a smaller --width" if width > 16 else "")
         raise InputError(f"restoring {w}x{h} px in {what} needs about {gib(need.working_bytes)} (estimated) but "
                          f"{gib(budget)} {room}; {remedy}")
     t, plan, g, est = best

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -238,6 +238,7 @@ def restore_in_tiles(
     group_size: Optional[int] = None,
     ground_truth: Optional[Tensor] = None,
     device: torch.device | str | None = None,
+    keep_networks: bool = False,
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Tensor, list[TrainedRun]]:
@@ -256,6 +257,13 @@ def restore_in_tiles(
     other, so the peak memory is that of one group
     (:func:`isnas_fast.resources.choose_tiling` sizes it).
     ``ground_truth`` (1, C, H, W), output size: only each tile's PSNR curve.
+    ``keep_networks``: keep each tile's returned (averaged) network, which
+    holds one noisy input code per averaged block (16 × C_in × 4 bytes per
+    pixel: 2 KiB per pixel with a 32-channel code) -- kept for every tile,
+    that memory grows with the image, not the group.  Off (the default),
+    each run keeps its trained network instead (``run.network`` and
+    ``run.dip.network``; its ``output()`` is then not the tile's returned
+    image), so the peak is one group's plus the tiles' codes and outputs.
 
     Tile ``k`` gets its own network, input code and noise, seeded by
     :func:`tile_seed` (``seed``, the architecture, ``k``): deterministic
@@ -297,7 +305,9 @@ def restore_in_tiles(
                                 ground_truth=[truths[k] for k in members], early_stopping=settings.early_stopping,
                                 compile=settings.compile, precision=settings.precision, quiet=quiet, desc=desc,
                                 cuda_graph=graph)
-        for res in results:
+        for net, res in zip(nets, results):
+            if not keep_networks:
+                res = replace(res, network=net)
             runs.append(TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
                                    out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
                                    dip=res))
