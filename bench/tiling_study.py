@@ -227,7 +227,7 @@ def study(args) -> dict:
     prof = profile_network("nasdip-denoise", 16, 32, 3, "denoise")
     es = preset("quick").early_stopping
     sizes = []
-    for side in args.sides:
+    for side in args.sides if "sizes" in args.parts else ():
         px = side * side
         row = {"side": side}
         if side <= args.max_whole:
@@ -257,7 +257,7 @@ def study(args) -> dict:
     res["sizes"] = sizes
     _save("study", res)
     quality = []
-    for name in args.images:
+    for name in args.images if "quality" in args.parts else ():
         row = {"image": name}
         for mode in ("whole", "tiled"):
             row[mode] = _run("quality", {"image": name, "mode": mode})
@@ -289,6 +289,7 @@ def main(argv=None) -> int:
     s.add_argument("--images", nargs="+", default=["camera", "astronaut"])
     s.add_argument("--sides", nargs="+", type=int, default=[256, 512, 1024, 2048])
     s.add_argument("--max-whole", type=int, default=1024, help="largest side also run whole (RAM)")
+    s.add_argument("--parts", default="sizes,quality", help="which parts to run: sizes, quality")
     for kind in ("worker", "quality"):
         w = sub.add_parser(kind)
         w.add_argument("spec")
