@@ -1,0 +1,94 @@
+"""How well the noise level is estimated from the noisy image alone (isnas_fast.noise).
+
+Two sets of 64 px crops of scikit-image's sample images (``pip install
+scikit-image PyWavelets``) and the paper's images shipped with the package:
+
+* ``tuning``: the crops the estimator's clipping correction was developed on;
+* ``held_out``: images and crop positions chosen before that and never
+  looked at while tuning.
+
+For sigma in {5, 10, 15, 25, 35, 50, 75} each crop is corrupted (seeded,
+8-bit quantised like a file) and sigma is estimated by the package's PCA
+estimator (the default), its plain form (clipping ignored) and
+scikit-image's wavelet ``estimate_sigma``.  Prints median and worst
+relative error per sigma and writes bench/results/noise-estimation-cpu.json.
+
+    .venv/bin/python bench/noise_estimation.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from isnas_fast.io import load_image
+from isnas_fast.noise import pca_sigma
+from isnas_fast.tasks import Denoise
+
+SIGMAS = (5, 10, 15, 25, 35, 50, 75)
+TUNING = ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "brick", "grass", "gravel", "retina",
+          "moon", "page", "text", "horse", "clock", "immunohistochemistry"]
+#: (source, crop top fraction, crop left fraction): chosen before tuning, never tuned on.
+HELD_OUT = [("cat", 0.1, 0.5), ("cell", 0.5, 0.5), ("microaneurysms", 0.2, 0.2), ("shepp_logan_phantom", 0.4, 0.3),
+            ("binary_blobs", 0.3, 0.6), ("hubble_deep_field", 0.2, 0.7), ("colorwheel", 0.6, 0.2),
+            ("logo", 0.3, 0.3), ("astronaut", 0.7, 0.1), ("coffee", 0.1, 0.1), ("paper:f16_512_rgb", 0.5, 0.5),
+            ("paper:monar_256", 0.3, 0.4), ("paper:woman_rgb", 0.2, 0.3), ("brick", 0.8, 0.8)]
+
+
+def crop(name: str, top: float, left: float, size: int = 64) -> torch.Tensor:
+    if name.startswith("paper:"):
+        root = Path(__file__).resolve().parents[1] / "isnas_fast" / "data" / "paper"
+        x = load_image(next(root.glob(name[6:] + ".*")))
+    else:
+        import skimage.data
+        a = np.asarray(skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skimage.data, name)())
+        a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else max(1.0, float(a.max())))
+        if a.ndim == 2:
+            a = a[..., None]
+        x = torch.from_numpy(np.ascontiguousarray(a[..., :3].transpose(2, 0, 1)))[None]
+    h, w = x.shape[-2:]
+    t, l = int((h - size) * top), int((w - size) * left)
+    return x[..., t:t + size, l:l + size].contiguous()
+
+
+def main() -> int:
+    from skimage.restoration import estimate_sigma
+
+    sets = {"tuning": [(n, crop(n, 1 / 3, 1 / 3)) for n in TUNING],
+            "held_out": [(n, crop(n, t, l)) for n, t, l in HELD_OUT]}
+    out: dict = {"sigmas": list(SIGMAS), "sets": {}}
+    for set_name, crops in sets.items():
+        rows = []
+        for name, x in crops:
+            for s in SIGMAS:
+                y = Denoise(s).corrupt(x, seed=s).y
+                y = (y * 255).round() / 255
+                pca = pca_sigma(y).sigma
+                plain = pca_sigma(y, max_iterations=0).sigma
+                wav = float(estimate_sigma(y[0].numpy().transpose(1, 2, 0).astype(np.float64), channel_axis=-1,
+                                           average_sigmas=True)) * 255
+                rows.append({"image": name, "sigma": s, "pca": round(pca, 3), "pca_plain": round(plain, 3),
+                             "wavelet_mad": round(wav, 3)})
+        summary = {}
+        print(f"\n{set_name} ({len(crops)} crops): relative error |estimate / sigma - 1|, median / worst")
+        print("sigma   " + "".join(f"{m:>22s}" for m in ("pca", "pca_plain", "wavelet_mad")))
+        for s in SIGMAS:
+            sel = [r for r in rows if r["sigma"] == s]
+            line, summary[s] = f"{s:5d}   ", {}
+            for m in ("pca", "pca_plain", "wavelet_mad"):
+                e = np.abs(np.array([r[m] for r in sel]) / s - 1) * 100
+                summary[s][m] = {"median_pct": round(float(np.median(e)), 1), "worst_pct": round(float(e.max()), 1)}
+                line += f"{np.median(e):10.1f}% /{e.max():7.1f}%"
+            print(line)
+        out["sets"][set_name] = {"images": [n for n, _ in crops], "rows": rows, "summary": summary}
+    path = Path(__file__).resolve().parent / "results" / "noise-estimation-cpu.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Noise-level estimation (isnas_fast.noise) against independent implementations and known sigmas."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from isnas_fast.errors import InputError
+from isnas_fast.noise import estimate_noise, mad_sigma, pca_sigma
+from isnas_fast.tasks import Denoise
+
+
+def _scene(h=128, w=128, c=3, seed=0, lo=0.2, hi=0.8):
+    """A smooth image with edges (blobs and a gradient) in [lo, hi], (1, C, H, W)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((c, h, w))
+    for k in range(c):
+        base = 0.5 + 0.3 * np.sin(3 * xx + k) * np.cos(2 * yy)
+        for _ in range(4):
+            cy, cx, r = rng.uniform(0, 1, 3)
+            base += 0.3 * ((yy - cy) ** 2 + (xx - cx) ** 2 < (0.1 + 0.2 * r) ** 2)
+        img[k] = base
+    img = (img - img.min()) / (img.max() - img.min())
+    return torch.from_numpy(lo + (hi - lo) * img).float()[None]
+
+
+def _noisy(x, sigma, seed=1):
+    y = Denoise(sigma).corrupt(x, seed=seed).y
+    return (y * 255).round() / 255  # an 8-bit file, as users have
+
+
+def _chen_reference(x: np.ndarray, p: int = 8) -> float:
+    """Chen, Zhu and Heng's estimator transcribed from the authors' MATLAB (every patch, stride 1)."""
+    c, h, w = x.shape
+    cols = np.stack([x[:, i:i + p, j:j + p].reshape(-1) for i in range(h - p + 1) for j in range(w - p + 1)], 1)
+    mu = cols.mean(axis=1, keepdims=True)
+    cov = (cols - mu) @ (cols - mu).T / cols.shape[1]
+    eig = np.sort(np.linalg.eigvals(cov).real)
+    for count in range(eig.size, 0, -1):
+        mean = eig[:count].mean()
+        if (eig[:count] > mean).sum() == (eig[:count] < mean).sum():
+            break
+    return float(np.sqrt(mean)) * 255
+
+
+def test_mad_matches_scikit_image():
+    restoration = pytest.importorskip("skimage.restoration", reason="scikit-image is the independent reference")
+    pytest.importorskip("pywt", reason="scikit-image's estimate_sigma needs PyWavelets")
+    for seed, sigma in ((0, 10), (1, 25), (2, 50)):
+        y = _noisy(_scene(96, 80, seed=seed), sigma, seed)
+        ours = mad_sigma(y).sigma
+        ref = restoration.estimate_sigma(y[0].numpy().transpose(1, 2, 0).astype(np.float64), channel_axis=-1,
+                                         average_sigmas=True) * 255
+        assert ours == pytest.approx(ref, rel=1e-3), (seed, sigma)
+
+
+def test_pca_without_refinements_is_the_authors_algorithm():
+    x = _scene(48, 48, c=1, lo=0.35, hi=0.65)
+    y = _noisy(x, 8)
+    ref = _chen_reference(y[0].double().numpy())
+    plain = pca_sigma(y, max_iterations=0)
+    assert plain.patches == 41 * 41
+    assert plain.sigma == pytest.approx(ref, rel=1e-6)
+
+
+def test_weak_texture_selection_keeps_flat_patches_and_drops_edges():
+    flat = _noisy(torch.full((1, 1, 64, 64), 0.5), 20)
+    est = pca_sigma(flat)
+    assert est.patches > 0.95 * 57 * 57  # noise alone is weak texture
+    assert est.sigma == pytest.approx(20, rel=0.05)
+    # black and white squares: edges left out, every pixel's noise clipped by half
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    squares = (((yy // 16 + xx // 16) % 2).float())[None, None]
+    est = pca_sigma(_noisy(squares, 10))
+    assert abs(est.sigma / 10 - 1) < 0.2 and est.patches < 57 * 57
+
+
+@pytest.mark.parametrize("sigma,bound", [(5, 0.25), (15, 0.08), (25, 0.08), (50, 0.08)])
+def test_pca_recovers_known_sigma(sigma, bound):
+    # at sigma 5 the scene's sharp edges are comparable to the noise and push the estimate up
+    est = [estimate_noise(_noisy(_scene(seed=s), sigma, seed=s)).sigma for s in range(3)]
+    assert all(np.isfinite(est))
+    assert np.max(np.abs(np.array(est) / sigma - 1)) < bound, est
+
+
+def test_clipping_correction_on_a_dark_image():
+    x = _scene(96, 96, lo=0.0, hi=0.35)
+    y = _noisy(x, 50)
+    corrected = pca_sigma(y).sigma
+    plain = pca_sigma(y, max_iterations=0).sigma  # the same patches, clipping ignored
+    assert plain < 0.8 * 50, plain  # clipping pulls the plain estimate well down
+    assert abs(corrected / 50 - 1) < 0.3 and corrected > plain, (corrected, plain)
+
+
+def test_estimates_are_deterministic_and_checked():
+    y = _noisy(_scene(64, 64), 20)
+    assert pca_sigma(y) == pca_sigma(y.clone())
+    with pytest.raises(InputError, match="method"):
+        estimate_noise(y, "bogus")
+    with pytest.raises(InputError, match="NaN"):
+        estimate_noise(y * float("nan"))
+    with pytest.raises(InputError, match="at least 8x8"):
+        estimate_noise(y[..., :5, :5])
