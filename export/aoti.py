@@ -75,7 +75,7 @@ def to_pt2(run: RunSource, path: Union[str, os.PathLike], *, device: str = "cpu"
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("a CUDA package needs a CUDA device; compile with device='cpu'")
     r = as_trained_run(run)
-    module = NoInputModule(r.network, r.z).to(dev)
+    module = NoInputModule(r.network, r.z, r.crop).to(dev)
     metadata = {
         "producer": "isnas-fast",
         "isnas_fast.version": __version__,

@@ -12,6 +12,7 @@ Sqrt in ONNX) and has no state to update.
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -71,23 +72,37 @@ def with_batch_statistics(net: nn.Module) -> nn.Module:
 
 
 class DeployModule(nn.Module):
-    """``forward(z) -> image``: the network with batch-statistics BatchNorm (ONNX graph input ``z``)."""
+    """``forward(z) -> image``: the network with batch-statistics BatchNorm (ONNX graph input ``z``).
 
-    def __init__(self, net: nn.Module):
+    ``crop``: ``(top, left, height, width)`` of the output to return (the
+    user's image when the input was padded), or None for all of it.
+    """
+
+    def __init__(self, net: nn.Module, crop: Optional[tuple[int, int, int, int]] = None):
         super().__init__()
         self.net = with_batch_statistics(net)
+        self.crop = None if crop is None else tuple(int(v) for v in crop)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        out = self.net(z)
+        if self.crop is None:
+            return out
+        top, left, h, w = self.crop
+        return out[:, :, top:top + h, left:left + w]
 
 
 class NoInputModule(nn.Module):
     """``forward() -> image``: the network with its code ``z`` held as a buffer (the AOT package)."""
 
-    def __init__(self, net: nn.Module, z: Tensor):
+    def __init__(self, net: nn.Module, z: Tensor, crop: Optional[tuple[int, int, int, int]] = None):
         super().__init__()
         self.net = with_batch_statistics(net)
         self.register_buffer("z", z.detach().to("cpu", torch.float32).contiguous())
+        self.crop = None if crop is None else tuple(int(v) for v in crop)
 
     def forward(self) -> Tensor:
-        return self.net(self.z)
+        out = self.net(self.z)
+        if self.crop is None:
+            return out
+        top, left, h, w = self.crop
+        return out[:, :, top:top + h, left:left + w]

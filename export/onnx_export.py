@@ -74,7 +74,7 @@ def to_onnx(run: RunSource, path: Union[str, os.PathLike], *, opset: int = 17) -
         raise InputError(f"ONNX opset must be an integer in [{_MIN_OPSET}, {_MAX_OPSET}], got {opset!r}")
     out = check_output_path(path, "ONNX model", (".onnx",))
     r = as_trained_run(run)
-    module = DeployModule(r.network)
+    module = DeployModule(r.network, r.crop)
     z = r.z.detach().to("cpu", torch.float32).contiguous()
     buf = io.BytesIO()
     with warnings.catch_warnings():

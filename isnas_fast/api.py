@@ -14,22 +14,24 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
+from torch import Tensor
 
 from .device import resolve_device
+from .dip.early_stopping import ClippedNoiseTable
 from .errors import InputError
 from .genotype import Genotype
 from .io import to_like
 from .kernels.spectral_reference import canonical_metric
 from .network import BASELINE_NAMES, resolve_architecture
-from .problem import TASK_PARAMETERS, prepare_problem, resolve_task
+from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
 from .quality import psnr, ssim
 from .result import RestoreResult
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
                      train_final)
 from .search.settings import knob_parameter_doc
-from .tasks import Task
+from .tasks import Observation, Task
 
-__all__ = ["RestoreResult", "restore", "score", "split_options", "baseline_input_channels"]
+__all__ = ["RestoreResult", "restore", "score", "split_options", "baseline_input_channels", "resolve_task_for_image"]
 
 #: Channels of the input code of the NAS-DIP and DIP baselines (docs/design.md §3.3).
 BASELINE_INPUT_CHANNELS = 32
@@ -66,13 +68,17 @@ def restore(
     quiet: bool = False,
     log: Optional[Callable[[str], None]] = None,
     **options: Any,
-) -> RestoreResult:
+) -> Union[RestoreResult, list[RestoreResult]]:
     """Restore a corrupted image with an architecture searched for it.
 
     ``image``: the corrupted image (noisy; masked; low-resolution) as a path,
     PIL image, NumPy array (H, W[, C]) or tensor ((C, H, W) / (1, C, H, W)),
-    values in [0, 1] (uint8 arrays in 0..255).  ``task``: ``"denoise"``
-    (``sigma=25``), ``"inpaint"`` (``mask=`` image or array, 1 = known) or
+    values in [0, 1] (uint8 arrays in 0..255); any size of at least 64 px a
+    side (it is padded to what the network needs and the result cropped
+    back: the restored image has the input's size, f x for SR).  A list of
+    images restores each and returns a list.  ``task``: ``"denoise"``
+    (``sigma`` in 0..255 units; None, absent or ``"auto"``: estimated from
+    the image), ``"inpaint"`` (``mask=`` image or array, 1 = known) or
     ``"sr"`` (``factor=4``), or a :class:`~isnas_fast.tasks.Task`.
     ``preset``: ``"quick"`` (CPU-friendly) or ``"paper"``.  ``arch`` skips
     the search and runs DIP with a fixed architecture (a baseline name or a
@@ -86,13 +92,19 @@ def restore(
 
 {knobs}
     """
+    if _is_image_list(image):
+        return _restore_each(image, task, preset, ground_truth=ground_truth, mask=mask, seed=seed, arch=arch,
+                             device=device, quiet=quiet, log=log, **options)
     t_start = time.perf_counter()
     knob_values, task_params = split_options(options)
-    tk = resolve_task(task, mask, task_params)
     settings = settings_from_options(preset, knob_values)
     dev = resolve_device(device)
-    obs, gt, notices = prepare_problem(image, tk, ground_truth=ground_truth)
     say = log or (lambda msg: None)
+    image_in = image
+    tk, noise, image = resolve_task_for_image(image, task, mask, task_params)
+    if noise is not None:
+        say(f"noise level not given: estimated sigma {noise.sigma:.2f} (0..255) by {noise.method}")
+    obs, gt, notices = prepare_problem(image, tk, ground_truth=ground_truth)
     for n in notices:
         say(n)
     obs = obs.to(dev)
@@ -117,17 +129,63 @@ def restore(
                        "models": str(settings.candidates), "stage_sizes": search.stage_sizes}
     assert run.dip is not None
     out = search.ensemble.output if search is not None and search.ensemble is not None else run.dip.output.float()
+    out = obs.crop_output(out)
+    gt = obs.crop_output(gt) if gt is not None else None
+    short = undertrained_notice(out, obs)
+    if short is not None:
+        notices.append(short)
+        say(f"warning: {short}")
     timings["total"] = time.perf_counter() - t_start
     p = s_ = None
     if gt is not None:
         p = float(psnr(out, gt, y_channel=tk.name == "sr" and out.shape[1] == 3)[0])
         s_ = float(ssim(out, gt)[0])
     return RestoreResult(
-        image=to_like(out.cpu(), image), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
+        image=to_like(out.cpu(), image_in), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
         task=tk, observation=obs, run=run, settings=settings, device=str(dev), seed=seed, psnr=p, ssim=s_,
         notices=notices, search_info=search_info, search=search,
         ground_truth=gt.cpu() if gt is not None else None,
+        noise=noise.as_dict() if noise is not None else None,
     )
+
+
+def undertrained_notice(out: Tensor, obs: Observation) -> Optional[str]:
+    """A notice when a denoised ``out`` (1, C, H, W, the user's region) is likely worse than the
+    noisy input, or None.
+
+    With y = x + n, mean((out - y)^2) is about mean((out - x)^2) + Var(n): a
+    residual above twice the (clipped) noise variance means the output is
+    farther from the clean image than the noisy input is -- the run ended
+    before the network fitted the image.
+    """
+    sigma = getattr(obs.task, "sigma", None)
+    if sigma is None:
+        return None
+    y = obs.crop_output(obs.y).to(out.device, torch.float64)
+    est = out.to(torch.float64).clamp(0, 1)
+    residual = float((est - y).square().mean())
+    noise_var = float(ClippedNoiseTable(float(sigma) / 255.0, device=est.device).variance_at_mean(est).mean())
+    if residual <= 2.0 * noise_var:
+        return None
+    return (f"the run ended before the network fitted the image (residual {residual:.3g} against the noise's "
+            f"{noise_var:.3g}): the result is likely worse than the input; raise --iterations")
+
+
+def _is_image_list(image: Any) -> bool:
+    return isinstance(image, list) and bool(image) and not isinstance(image[0], (int, float, list))
+
+
+def _restore_each(images: list, task: Any, preset: str, *, ground_truth: Any, mask: Any, **kw: Any) -> list:
+    """``restore`` of each image of a list; ``ground_truth`` / ``mask``: one for all or a list of as many."""
+    def per_image(value: Any, what: str) -> list:
+        if isinstance(value, list):
+            if len(value) != len(images):
+                raise InputError(f"{what}: {len(value)} given for {len(images)} images")
+            return value
+        return [value] * len(images)
+
+    return [restore(im, task, preset, ground_truth=g, mask=m, **kw)
+            for im, g, m in zip(images, per_image(ground_truth, "ground_truth"), per_image(mask, "mask"))]
 
 
 restore.__doc__ = restore.__doc__.replace("{knobs}", knob_parameter_doc())

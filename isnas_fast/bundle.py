@@ -247,7 +247,8 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         "in_channels": run.in_channels,
         "out_channels": run.out_channels,
         "task": {"name": run.task, "params": run.task_params},
-        "sizes": {"z": list(z.shape), "output": list(final.shape)},
+        "sizes": {"z": list(z.shape), "output": [1, run.out_channels, *z.shape[2:]]},
+        "crop": list(run.crop) if run.crop is not None else None,
         "members": len(run.network.members) if isinstance(run.network, AveragedNetwork) else None,
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
         "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
@@ -535,6 +536,19 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
                  task_params=params, z_shape=z_shape, files=files, members=members)
 
 
+def _crop_field(d: Path, crop: Any, z_shape: tuple[int, ...]) -> Optional[tuple[int, int, int, int]]:
+    """The manifest's ``crop`` ([top, left, height, width] of the user's image in the output) or None."""
+    if crop is None:
+        return None
+    h, w = z_shape[2], z_shape[3]
+    if not isinstance(crop, list) or len(crop) != 4 or not all(_is_int(v) for v in crop):
+        raise _damaged(d, f"manifest field 'crop' must be [top, left, height, width], got {_short(crop)}")
+    top, left, ch, cw = crop
+    if top < 0 or left < 0 or ch < 1 or cw < 1 or top + ch > h or left + cw > w:
+        raise _damaged(d, f"manifest field 'crop' {crop} does not lie inside the {w}x{h} output")
+    return int(top), int(left), int(ch), int(cw)
+
+
 def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of the state_dict of the manifest's network, built on the meta device (no memory)."""
     try:
@@ -681,4 +695,5 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
         network=net.train(), z=z, genotype=spec.genotype, width=spec.width, in_channels=spec.in_channels,
         out_channels=spec.out_channels, task=spec.task, task_params=spec.task_params,
         report=report if isinstance(report, dict) else {}, manifest=manifest, directory=d,
+        crop=_crop_field(d, manifest.get("crop"), spec.z_shape),
     )

@@ -12,10 +12,14 @@ from typing import Any, Optional, Union
 from torch import Tensor
 
 from .errors import InputError
-from .io import crop_offsets, load_image, prepare_size
+from .io import check_min_size, load_image, plan_padding
+from .noise import NoiseEstimate, estimate_noise
 from .tasks import Observation, SuperResolve, Task, make_task
 
-__all__ = ["resolve_task", "load_mask", "prepare_problem", "TASK_PARAMETERS"]
+__all__ = ["resolve_task", "resolve_task_for_image", "load_mask", "prepare_problem", "TASK_PARAMETERS"]
+
+#: The smallest noise level an estimate is taken as (0..255 units).
+MIN_ESTIMATED_SIGMA = 0.5
 
 #: Keyword parameters of each task, as the API takes them.
 TASK_PARAMETERS = ("sigma", "p", "factor")
@@ -52,6 +56,26 @@ def resolve_task(task: Union[str, Task], mask: Any = None, task_params: Optional
     return make_task(name, **task_params)
 
 
+def resolve_task_for_image(image: Any, task: Union[str, Task], mask: Any = None,
+                           task_params: Optional[dict] = None) -> tuple[Task, Optional[NoiseEstimate], Any]:
+    """The task for ``image``; denoising without ``sigma`` (or ``sigma=None`` / ``"auto"``)
+    gets the noise level estimated from the image (:func:`~isnas_fast.noise.estimate_noise`).
+
+    Returns ``(task, the estimate or None, the image)``; the image comes back
+    decoded to (1, C, H, W) when it was read for the estimate.
+    """
+    params = dict(task_params or {})
+    name = task.strip().lower() if isinstance(task, str) else None
+    if name in ("denoise", "denoising") and params.get("sigma") in (None, "auto"):
+        params.pop("sigma", None)
+        x = load_image(image)
+        check_min_size(int(x.shape[-2]), int(x.shape[-1]), min_side=64)
+        noise = estimate_noise(x)
+        sigma = max(noise.sigma, MIN_ESTIMATED_SIGMA)  # a noise-free image still gets a defined stop
+        return resolve_task(task, mask, {**params, "sigma": sigma}), noise, x
+    return resolve_task(task, mask, params), None, image
+
+
 def prepare_problem(
     image: Any,
     task: Task,
@@ -60,29 +84,28 @@ def prepare_problem(
 ) -> tuple[Observation, Optional[Tensor], list[str]]:
     """Load and size-check the corrupted image (and ground truth), then wrap it.
 
-    Images are centre-cropped to multiples of 32 (for SR: the high-resolution
-    output is, so the low-resolution input to multiples of 32/f) and must be
-    at least 64 px (output) on each side; the mask and the ground truth are
-    cropped the same way.  Returns ``(observation, ground_truth or None,
-    notices)``.
+    The networks need sides that are multiples of 32 (for SR: the
+    high-resolution output, so the low-resolution input multiples of 32/f)
+    and at least 64 px (output).  The corrupted image is padded by reflection
+    to those sizes (an inpainting mask with unknown pixels, so the padding
+    never enters the loss) and the observation records the padding
+    (:attr:`~isnas_fast.tasks.Observation.padding`), so that
+    :meth:`~isnas_fast.tasks.Observation.crop_output` gives back exactly the
+    input's size (SR: f x).  The ground truth is returned padded the same way
+    (its own pixels are exactly ``obs.crop_output(gt)``).  Returns
+    ``(observation, ground_truth or None, notices)``.
     """
     x = load_image(image)
     f = task.factor if isinstance(task, SuperResolve) else 1
     what = "low-resolution image" if f > 1 else "image"
-    h0, w0 = x.shape[-2:]
-    if min(h0, w0) * f < 64:
-        need = -(-64 // f)
-        raise InputError(f"{what} is {w0}x{h0} px; both sides must be at least {need} px"
-                         + (f" (the x{f} output must be at least 64 px)" if f > 1 else ""))
-    x, notices = prepare_size(x, multiple=32 // f, min_side=-(-64 // f), what=what)
-    top, left, nh, nw = crop_offsets(h0, w0, 32 // f)
+    h0, w0 = (int(v) for v in x.shape[-2:])
+    padding = plan_padding(h0, w0, multiple=32 // f, min_side=-(-64 // f), factor=f, what=what)
     mask = getattr(task, "mask", None)
     if mask is not None:
         mh, mw = mask.shape[-2:]
         if (mh, mw) != (h0, w0):
             raise InputError(f"mask size {mw}x{mh} does not match the image size {w0}x{h0}")
-        mask = mask[..., top : top + nh, left : left + nw]
-    obs = task.observe(x, mask=mask)
+        mask = padding.pad(mask, "zeros")
     gt = None
     if ground_truth is not None:
         gt = load_image(ground_truth)
@@ -94,5 +117,7 @@ def prepare_problem(
             )
         if gt.shape[1] != x.shape[1]:
             raise InputError(f"ground truth has {gt.shape[1]} channel(s) but the input has {x.shape[1]}")
-        gt = gt[..., top * f : (top + nh) * f, left * f : (left + nw) * f]
-    return obs, gt, notices
+        gt = padding.pad(gt, "reflect", scale=f)
+    obs = task.observe(padding.pad(x, "reflect"), mask=mask)
+    obs.padding = padding if padding.any else None
+    return obs, gt, []

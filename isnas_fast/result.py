@@ -37,7 +37,8 @@ class RestoreResult:
     export).  ``cohort``: the first metric's cohort table (empty when
     ``arch`` skipped the search); ``search``: the whole search (every
     metric's cohort and pick).  ``timings_s``: seconds per stage.
-    ``psnr``/``ssim``: only with ground truth.
+    ``psnr``/``ssim``: only with ground truth.  ``noise``: the estimated
+    noise level (sigma, method) when denoising was not told sigma.
     """
 
     image: Any
@@ -56,7 +57,8 @@ class RestoreResult:
     notices: list[str] = field(default_factory=list)
     search_info: dict = field(default_factory=dict)
     search: Optional[SearchResult] = field(default=None, repr=False)
-    ground_truth: Optional[Tensor] = field(default=None, repr=False)  # cropped, for reports/export only
+    ground_truth: Optional[Tensor] = field(default=None, repr=False)  # the input's region, for reports/export
+    noise: Optional[dict] = None
 
     @property
     def dip(self) -> DIPResult:
@@ -78,7 +80,7 @@ class RestoreResult:
         if run is not None and run.dip is not None:
             entry["final"] = {"iterations_run": run.dip.iterations_run, "stopped_at": run.dip.stopped_at}
             if self.ground_truth is not None:
-                out = run.dip.output.float().cpu()
+                out = self.observation.crop_output(run.dip.output.float().cpu())
                 y_ch = self.task.name == "sr" and out.shape[1] == 3
                 entry["final"]["psnr"] = round(float(psnr(out, self.ground_truth, y_channel=y_ch)[0]), 4)
         return entry
@@ -121,6 +123,12 @@ class RestoreResult:
             "averaged_over": d.averaged_over or None,
             "is_the_returned_image": self.search is None or self.search.ensemble is None,
         }
+        if self.task.name == "denoise":
+            rep["noise"] = ({"estimated": True, **self.noise} if self.noise is not None
+                            else {"estimated": False, "sigma": self.task.params()["sigma"], "method": "given"})
+        padding = self.observation.padding
+        if padding is not None:
+            rep["padding"] = padding.as_dict()
         if self.search is not None:
             rep["metrics"] = {m: self._metric_entry(m) for m in self.search.metrics}
             if self.search.ensemble is not None:
@@ -131,7 +139,8 @@ class RestoreResult:
                 if self.ground_truth is not None:
                     y_ch = self.task.name == "sr" and self.tensor.shape[1] == 3
                     rep["ensemble"]["member_psnr"] = [
-                        round(float(psnr(self.search.finals[str(g)].dip.output.float().cpu(), self.ground_truth,
+                        round(float(psnr(self.observation.crop_output(self.search.finals[str(g)].dip.output.float().cpu()),
+                                         self.ground_truth,
                                          y_channel=y_ch)[0]), 4) for g in ens.genotypes]
         if self.settings.early_stopping is not None and d.stopped_at is not None:
             e = self.settings.early_stopping

@@ -430,11 +430,15 @@ class Observation:
 
     ``y`` is (1, C, h, w) (the low-resolution image for SR); ``mask`` is the
     (1, 1, h, w) 0/1 mask (1 = known) for inpainting, else ``None``.
+    ``padding``: how ``y`` was padded from the user's image to the sizes the
+    networks need (:class:`~isnas_fast.io.sizing.Padding`), or None;
+    :meth:`crop_output` cuts a network output back to the user's size.
     """
 
     task: Task
     y: Tensor
     mask: Tensor | None = None
+    padding: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, Task):
@@ -548,7 +552,11 @@ class Observation:
             return self
         return self.resized(short_side * f)
 
+    def crop_output(self, out: Tensor) -> Tensor:
+        """The user's region of a network output (B, C, H, W): the output itself unless padded."""
+        return out if self.padding is None else self.padding.crop(out)
+
     def to(self, device: torch.device | str) -> "Observation":
         return Observation(
-            self.task, self.y.to(device), None if self.mask is None else self.mask.to(device)
+            self.task, self.y.to(device), None if self.mask is None else self.mask.to(device), self.padding
         )

@@ -17,7 +17,16 @@ from torch import Tensor, nn
 from .dip import DIPResult
 from .network import batch_statistics_only
 
-__all__ = ["TrainedRun", "Restoration"]
+__all__ = ["TrainedRun", "Restoration", "crop_box"]
+
+
+def crop_box(out: Tensor, box: Optional[tuple[int, int, int, int]]) -> Tensor:
+    """``out[..., top:top + height, left:left + width]`` for ``box = (top, left, height, width)``;
+    ``out`` itself for None."""
+    if box is None:
+        return out
+    top, left, h, w = (int(v) for v in box)
+    return out[..., top:top + h, left:left + w]
 
 
 @dataclass
@@ -31,7 +40,10 @@ class TrainedRun:
     ``"u,bits"`` or ``"dip-skip"``.  ``task`` / ``task_params``: the task's
     name and its JSON-able parameters.  ``dip``: the DIP result (losses,
     curves, the restored image) when the run was trained in this process;
-    None for one loaded from a bundle.
+    None for one loaded from a bundle.  ``crop``: ``(top, left, height,
+    width)`` of the user's image in the network's output (output px) when
+    the input was padded to the sizes the network needs, else None;
+    :meth:`output` and the exported models return that region only.
     """
 
     network: nn.Module
@@ -43,17 +55,18 @@ class TrainedRun:
     task: str
     task_params: dict = field(default_factory=dict)
     dip: Optional[DIPResult] = None
+    crop: Optional[tuple[int, int, int, int]] = None
 
     def output(self) -> Tensor:
         """The network's output on its code ``z`` -- for a DIP run, the image it returned --
-        (1, out_channels, H, W) float32 on the CPU.
+        cut to the user's region (:attr:`crop`), (1, out_channels, H, W) float32 on the CPU.
 
         Training-mode BatchNorm (batch statistics), no autocast, as the run computed its
         returned image; running statistics are left untouched.
         """
         dev = next(self.network.parameters()).device
         with torch.no_grad(), batch_statistics_only(self.network) as net:
-            return net(self.z.to(dev)).float().contiguous().cpu()
+            return crop_box(net(self.z.to(dev)), self.crop).float().contiguous().cpu()
 
     @property
     def size(self) -> tuple[int, int]:

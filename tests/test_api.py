@@ -61,19 +61,31 @@ def test_restore_inpaint_with_mask_and_sr_sizes(sample):
     x = sample[..., :70, :100]
     obs = Inpaint(p=50).corrupt(x, seed=0)
     r = isnas_fast.restore(obs.y, "inpaint", mask=obs.mask[0, 0].numpy(), ground_truth=x, **TINY)
-    assert r.tensor.shape == (1, 3, 64, 96)
-    assert any("cropped" in n for n in r.notices)
-    lr = SuperResolve(4).corrupt(sample, seed=0).y[..., :18, :21]  # crops to 16x16 -> 64x64 output
+    assert r.tensor.shape == (1, 3, 70, 100) and r.notices == []
+    assert r.observation.y.shape[-2:] == (96, 128)
+    # the padding is unknown to inpainting: it never enters the loss
+    assert float(r.observation.mask[..., :13, :].sum()) == 0.0
+    lr = SuperResolve(4).corrupt(sample, seed=0).y[..., :18, :21]  # padded to 24x24 -> cropped to 72x84 output
     r = isnas_fast.restore(lr, "sr", factor=4, **TINY)
-    assert r.tensor.shape == (1, 3, 64, 64) and r.task.params() == {"factor": 4}
+    assert r.tensor.shape == (1, 3, 72, 84) and r.task.params() == {"factor": 4}
+    assert r.run.output().shape == (1, 3, 72, 84)
 
 
-def test_sr_ground_truth_is_cropped_consistently(sample):
-    lr = SuperResolve(2).corrupt(sample[..., :68, :68], seed=0).y  # 34x34 -> crop 32x32 -> 64x64
+def test_sr_output_is_factor_times_the_input(sample):
+    lr = SuperResolve(2).corrupt(sample[..., :68, :68], seed=0).y  # 34x34 -> padded to 48x48 -> 68x68 out
     gt = sample[..., :68, :68]
     r = isnas_fast.restore(lr, "sr", factor=2, ground_truth=gt, **TINY)
-    assert r.ground_truth.shape == (1, 3, 64, 64)
-    assert torch.equal(r.ground_truth, gt[..., 2:66, 2:66])
+    assert r.tensor.shape == (1, 3, 68, 68)
+    assert torch.equal(r.ground_truth, gt)
+
+
+def test_restore_takes_a_list(sample):
+    a, b = sample[..., :64, :64], sample[..., 8:80, 4:70]
+    noisy = [Denoise(25).corrupt(x, seed=0).y for x in (a, b)]
+    results = isnas_fast.restore(noisy, "denoise", sigma=25, arch="nasdip-denoise", iterations=2, quiet=True)
+    assert [r.tensor.shape[-2:] for r in results] == [(64, 64), (72, 66)]
+    alone = isnas_fast.restore(noisy[1], "denoise", sigma=25, arch="nasdip-denoise", iterations=2, quiet=True)
+    assert torch.equal(alone.tensor, results[1].tensor)
 
 
 @pytest.mark.parametrize("call,match", [
@@ -112,3 +124,14 @@ def test_spectral_scores_public_entry():
     assert s.shape == (4, 2) and s.dtype == torch.float64 and bool(torch.isfinite(s).all())
     with pytest.raises(InputError, match="backend"):
         isnas_fast.spectral_scores(y, outs, ["psd_db_mse"], backend="cuda-magic")
+
+
+def test_undertrained_notice_compares_the_residual_with_the_noise(small):
+    from isnas_fast.api import undertrained_notice
+
+    obs = Denoise(25).corrupt(small, seed=0)
+    assert undertrained_notice(small, obs) is None  # the clean image: residual = the noise's variance
+    flat = torch.full_like(small, float(small.mean()))
+    assert "worse than the input" in undertrained_notice(flat, obs)
+    r = isnas_fast.restore(obs.y, "denoise", sigma=25, arch="nasdip-denoise", iterations=2, quiet=True)
+    assert any("raise --iterations" in n for n in r.notices)

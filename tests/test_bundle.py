@@ -32,7 +32,7 @@ def images():
 @pytest.fixture(scope="module")
 def result(images):
     clean, noisy = images
-    return isnas_fast.restore(noisy, "denoise", arch=ARCH, iterations=3, width=16, quiet=True,
+    return isnas_fast.restore(noisy, "denoise", sigma=25, arch=ARCH, iterations=3, width=16, quiet=True,
                               ground_truth=clean)
 
 
@@ -101,14 +101,18 @@ def test_ground_truth_shape_checked(result, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_ground_truth_of_uncropped_size(tmp_path):
+def test_padded_input_is_served_at_its_own_size(tmp_path):
     g = torch.Generator().manual_seed(1)
-    clean = torch.rand(1, 3, 72, 90, generator=g)  # restore crops to 64x64 around the centre
+    clean = torch.rand(1, 3, 72, 90, generator=g)  # restore pads to 96x96 and crops back
     noisy = isnas_fast.Denoise(25).corrupt(clean, seed=0).y
-    res = isnas_fast.restore(noisy, "denoise", arch=ARCH, iterations=2, width=16, quiet=True, ground_truth=clean)
-    rep = export_report(load_run(save_run(res, tmp_path / "r", ground_truth=clean)))
+    res = isnas_fast.restore(noisy, "denoise", sigma=25, arch=ARCH, iterations=2, width=16, quiet=True,
+                             ground_truth=clean)
+    loaded = load_run(save_run(res, tmp_path / "r", ground_truth=clean))
+    assert loaded.crop == (12, 3, 72, 90) and loaded.z.shape[-2:] == (96, 96)
+    rep = export_report(loaded)
     final = as_trained_run(res).output()
-    expected = isnas_fast.psnr(final.clamp(0, 1), clean[..., 4:68, 13:77])
+    assert final.shape == (1, 3, 72, 90) and torch.equal(loaded.output(), final)
+    expected = isnas_fast.psnr(final.clamp(0, 1), clean)
     assert rep["psnr_final_output"] == pytest.approx(float(expected[0]), abs=1e-3)
     assert rep["psnr_restored"] == res.report()["psnr"]
 

@@ -20,7 +20,8 @@ from isnas_fast.io import (
     atomic_write_bytes,
     atomic_write_text,
     load_image,
-    prepare_size,
+    Padding,
+    plan_padding,
     read_image,
     save_image,
     to_like,
@@ -372,19 +373,32 @@ def test_tensors():
 
 # ---------------------------------------------------------------- size
 
-def test_prepare_size_crops_centre_with_notice():
-    x = torch.arange(90 * 100, dtype=torch.float32).reshape(1, 1, 90, 100) / 9000
-    out, notices = prepare_size(x)
-    assert out.shape == (1, 1, 64, 96)
-    assert torch.equal(out, x[..., 13:77, 2:98])
-    assert notices == ["cropped image 100x90 to 96x64 (sizes must be multiples of 32)"]
-    same, none = prepare_size(x[..., :64, :96])
-    assert none == [] and same.shape == (1, 1, 64, 96)
+def test_padding_reaches_multiples_and_crops_back():
+    x = torch.rand(1, 3, 90, 100)
+    pad = plan_padding(90, 100)
+    assert (pad.top, pad.bottom, pad.left, pad.right) == (3, 3, 14, 14)
+    padded = pad.pad(x)
+    assert padded.shape == (1, 3, 96, 128)
+    # reflection: the row above the image mirrors the image's second row
+    assert torch.equal(padded[..., 2, 14:114], x[..., 1, :])
+    assert torch.equal(pad.crop(padded), x)
+    assert pad.box == (3, 14, 90, 100)
+    same = plan_padding(64, 96)
+    assert not same.any and same.crop(x) is x
 
 
-def test_prepare_size_too_small():
+def test_padding_scales_for_super_resolution():
+    pad = plan_padding(30, 21, multiple=8, min_side=16, factor=4)
+    assert (pad.top, pad.bottom, pad.left, pad.right) == (1, 1, 1, 2)
+    out = torch.rand(1, 3, 32 * 4, 24 * 4)
+    assert pad.crop(out).shape == (1, 3, 120, 84)
+    assert pad.box == (4, 4, 120, 84)
+    assert pad.pad(torch.rand(1, 3, 120, 84), scale=4).shape == (1, 3, 128, 96)
+
+
+def test_padding_too_small():
     with pytest.raises(InputError, match="mask is 100x63"):
-        prepare_size(torch.zeros(1, 3, 63, 100), what="mask")
+        plan_padding(63, 100, what="mask")
 
 
 # ---------------------------------------------------------------- saving

@@ -121,7 +121,8 @@ def train_finals(
                             early_stopping=settings.early_stopping, compile=settings.compile,
                             precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
     return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=w, in_channels=in_ch,
-                       out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res)
+                       out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res,
+                       crop=obs.padding.box if obs.padding is not None else None)
             for arch, net, w, res in zip(archs, nets, widths, results)]
 
 

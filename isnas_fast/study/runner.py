@@ -32,7 +32,7 @@ from ..io.files import make_folder
 from ..io.records import RecordLog, first_of_each, guard_settings, writer_lock
 from ..kernels.spectral_reference import canonical_metric
 from ..network import build_network
-from ..problem import prepare_problem, resolve_task
+from ..problem import prepare_problem, resolve_task_for_image
 from ..search import (SearchSettings, candidate_list, genotype_seed, rank_cohort, score_candidates,
                       select_in_cohort, settings_from_options, train_cohort)
 from ..search.settings import TASK_ITERATIONS
@@ -147,7 +147,9 @@ def run_study(
         raise InputError(f"group must be a positive integer, got {group!r}")
     knobs, task_params = split_options(options)
     settings = settings_from_options(preset, knobs)
-    tk = resolve_task(task, mask, task_params)
+    tk, noise, corrupted = resolve_task_for_image(corrupted, task, mask, task_params)
+    if noise is not None:
+        say(f"noise level not given: estimated sigma {noise.sigma:.2f} (0..255) by {noise.method}")
     out = check_output_folder(out, "study folder")
     dev = resolve_device(device)
     obs, gt, notices = prepare_problem(corrupted, tk, ground_truth=ground_truth)
@@ -215,7 +217,7 @@ def run_study(
         if f"nasdip:{baseline}" not in done:
             todo.append((baseline, "nasdip", 32, None))
         every = _curve_every(iters)
-        bar = tqdm(total=len(todo), desc="study", disable=quiet, unit="net")
+        bar = tqdm(total=len(todo), desc="study", disable=True if quiet else None, unit="net")
         for start in range(0, len(todo), group):
             chunk = todo[start:start + group]
             nets, seeds = [], []

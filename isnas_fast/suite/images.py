@@ -3,8 +3,9 @@
 Images come from folders (PNG, JPEG, TIFF, BMP), file paths, or
 ``builtin:paper`` (the three test images of the ISNAS-DIP paper shipped in
 ``isnas_fast/data/paper``).  Each is the ground truth of its rows: it is
-centre-cropped as ``restore`` crops (multiples of 32, at least 64 px),
-saved as ``inputs/<name>-clean.png``, and corrupted per seed by the task
+used at its own size (at least 64 px a side; for super-resolution its
+bottom and right edges are trimmed to multiples of the factor, so that the
+low-resolution input is exactly 1/f of it), saved as ``inputs/<name>-clean.png``, and corrupted per seed by the task
 into ``inputs/<name>-seed<k>.png`` (and ``-mask.png`` for inpainting).  Jobs
 read those files, so every row can be re-run by hand from them.
 """
@@ -20,9 +21,9 @@ from typing import Optional, Sequence, Union
 from torch import Tensor
 
 from ..errors import InputError
-from ..io import load_image, prepare_size, read_image, save_image
+from ..io import check_min_size, load_image, read_image, save_image
 from ..io.files import make_folder
-from ..tasks import Inpaint, Task
+from ..tasks import Inpaint, SuperResolve, Task
 from .jobs import corruption_seed
 
 __all__ = ["SUITE_SUFFIXES", "BUILTIN_PAPER", "SuiteImage", "Skipped", "ProblemFiles", "collect_images",
@@ -121,7 +122,7 @@ def collect_images(specs: Sequence[Union[str, os.PathLike]]) -> tuple[list[Suite
     for source, path in found:
         try:
             x, depth = read_image(path)
-            prepare_size(x, multiple=32, min_side=64)
+            check_min_size(int(x.shape[-2]), int(x.shape[-1]), min_side=64)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
         except InputError as e:
             skipped.append(Skipped(source, str(e)))
@@ -138,7 +139,7 @@ def collect_images(specs: Sequence[Union[str, os.PathLike]]) -> tuple[list[Suite
 
 
 def prepare_inputs(image: SuiteImage, task: Task, seed: int, folder: Path) -> ProblemFiles:
-    """Write (once) the cropped ground truth and seed ``seed``'s corrupted input of ``image``.
+    """Write (once) the ground truth and seed ``seed``'s corrupted input of ``image``.
 
     Files that exist are kept: the rows already made were computed from
     them.  Every write is atomic.
@@ -152,7 +153,9 @@ def prepare_inputs(image: SuiteImage, task: Task, seed: int, folder: Path) -> Pr
     clean_path = folder / files.clean
     if not clean_path.exists():
         x, _ = read_image(image.path)
-        x, _ = prepare_size(x, multiple=32, min_side=64)
+        if isinstance(task, SuperResolve):
+            h, w = x.shape[-2:]
+            x = x[..., : h - h % task.factor, : w - w % task.factor]
         save_image(x, clean_path, bit_depth=image.depth)
     if (folder / files.observed).exists() and (files.mask is None or (folder / files.mask).exists()):
         return files

@@ -345,8 +345,8 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
                                 cuda_graph=settings.cuda_graph, workers=workers)
     share = (time.perf_counter() - t) / len(results)
     records = []
-    for res, gt, (arch, genotype, width, in_ch) in zip(results, truths, shapes):
-        out = res.output.float()
+    for res, gt, obs, (arch, genotype, width, in_ch) in zip(results, truths, observations, shapes):
+        out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
         y_channel = first.task == "sr" and out.shape[1] == 3
         quality = (float(psnr(out, gt, y_channel=y_channel)[0]), float(ssim(out, gt)[0]))
         records.append(_record(res, out, quality, arch, genotype, width, in_ch, share))
