@@ -41,14 +41,15 @@ def test_corrupt_then_restore_all_tasks(files, capsys):
     rep = json.loads((d / "r1.json").read_text())
     for key in ("task", "params", "genotype", "cohort", "timings_s", "device", "versions", "psnr", "ssim"):
         assert key in rep
-    assert Image.open(d / "r1.png").size == (96, 64)
-    assert rep["notices"] and "cropped" in rep["notices"][0]
+    assert Image.open(d / "r1.png").size == (100, 70)
+    assert rep["padding"]["crop"] == {"top": 13, "left": 14, "height": 70, "width": 100}
+    assert rep["noise"]["estimated"] and rep["noise"]["method"] == "pca"
 
     assert _run("restore", d / "holes.png", "--task", "inpaint", "--mask", d / "mask.png", "-o", d / "r2.png",
                 *TINY) == 0
     assert _run("restore", d / "lr.png", "--task", "sr", "--factor", "2", "-o", d / "r3.png",
                 "--ground-truth", clean, *TINY) == 0
-    assert Image.open(d / "r3.png").size == (96, 64)
+    assert Image.open(d / "r3.png").size == (100, 70)
     assert _run("restore", d / "noisy.png", "--task", "denoise", "-o", d / "r4.png", "--arch", "nasdip-denoise",
                 "--iterations", "2", "-q") == 0
 

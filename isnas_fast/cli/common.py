@@ -37,8 +37,13 @@ def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, requi
     g = p.add_argument_group("task")
     g.add_argument("--task", required=required, choices=["denoise", "inpaint", "sr"],
                    help="degradation: denoise (Gaussian noise), inpaint (missing pixels), sr (super-resolution)")
-    g.add_argument("--sigma", type=float, default=None, metavar="S",
-                   help="noise standard deviation in 0..255 units (denoise; default 25)")
+    if corrupting:
+        g.add_argument("--sigma", type=float, default=None, metavar="S",
+                       help="noise standard deviation in 0..255 units (denoise; default 25)")
+    else:
+        g.add_argument("--sigma", type=sigma_value, default=None, metavar="S|auto",
+                       help="noise standard deviation in 0..255 units (denoise); auto (default): estimated "
+                            "from the image (PCA of its patches, corrected for clipping)")
     if corrupting:
         g.add_argument("--p", type=float, default=None, metavar="PCT",
                        help="percent of pixels to remove at random (inpaint; default 50)")
@@ -46,6 +51,16 @@ def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, requi
                    help="mask image of the known pixels (inpaint; white = known, black = missing)")
     g.add_argument("--factor", type=int, default=None, choices=[2, 4, 8],
                    help="super-resolution factor (sr; default 4)")
+
+
+def sigma_value(text: str) -> Optional[float]:
+    """``--sigma``: a number in 0..255 units, or ``auto`` (None: estimate it)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def add_preset_argument(p: argparse.ArgumentParser) -> None:

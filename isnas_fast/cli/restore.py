@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import InputError
-from ..io import (IMAGE_SUFFIXES, atomic_write_text, check_output_folder, check_output_path, load_image, read_image,
+from ..io import (IMAGE_SUFFIXES, check_output_folder, check_output_path, load_image, read_image,
                   save_image)
+from ..io.files import make_folder
+from ..io.inputs import check_writable_folder, collect_image_files, read_stdin_image, write_stdout_image
 from ..search import add_knob_arguments, knob_options
 from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs, write_json
 
@@ -19,21 +20,28 @@ __all__ = ["register", "cmd_restore", "cmd_corrupt", "cmd_score", "cmd_demo"]
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``restore``, ``corrupt``, ``score`` and ``demo`` to the subparsers ``sub``."""
-    p = sub.add_parser("restore", parents=[common], help="restore a corrupted image",
-                       description="Search an architecture for INPUT (the corrupted image) and restore it with DIP.")
-    p.add_argument("input", metavar="INPUT", help="the corrupted image (noisy, masked or low-resolution)")
+    p = sub.add_parser("restore", parents=[common], help="restore corrupted images",
+                       description="Search an architecture for each INPUT (a corrupted image) and restore it "
+                                   "with DIP. The output has the input's size (x factor for sr).",
+                       epilog="Several inputs or folders: -o names a folder; each image is written there under "
+                              "its own name, images already there are skipped, and an image that fails is "
+                              "reported while the rest go on. '-' reads one image from standard input (-i) or "
+                              "writes PNG to standard output (-o).")
+    p.add_argument("input", metavar="INPUT", nargs="+",
+                   help="corrupted image(s) (noisy, masked or low-resolution), folders of them, or '-' for stdin")
     add_task_args(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="where to write the restored image (16-bit PNG/TIFF for a 16-bit input)")
+                   help="restored image (16-bit PNG/TIFF for a 16-bit input), '-' for PNG on stdout, or a "
+                        "folder for several inputs")
     p.add_argument("--json", default=None, metavar="REPORT", help="write a JSON report here ('-' = stdout)")
     p.add_argument("--ground-truth", default=None, metavar="GT",
-                   help="clean image, only to report PSNR/SSIM (the method never uses it)")
+                   help="clean image, only to report PSNR/SSIM (the method never uses it; one input only)")
     add_preset_argument(p)
     p.add_argument("--arch", default=None, metavar="NAME|GENOTYPE",
                    help="skip the search: nasdip-denoise, nasdip-inpaint, nasdip-sr, dip-skip or 'u,bits'")
     add_knob_arguments(p.add_argument_group("search knobs (override the preset)"))
     p.add_argument("--save-run", default=None, metavar="DIR",
-                   help="save the trained network, input code and report to DIR (for export)")
+                   help="save the trained network, input code and report to DIR (for export; one input only)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("corrupt", parents=[common], help="corrupt a clean image (for experiments)",
@@ -80,38 +88,116 @@ def print_cohorts(result: Any) -> None:
             eprint(f"  {str(c.genotype):30s} {c.metric_value:12.5g} {c.selection_psnr:16.3f}{mark}")
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
+def _restore_one(args: argparse.Namespace, source: Any, out: Optional[Path], log: Any, name: str) -> dict:
+    """Restore one image (a path, or a decoded ``(image, depth)``) into ``out`` (None: PNG on
+    stdout); its report.  ``name``: the input as the report names it."""
     from ..api import restore
-    from ..bundle import save_run
 
-    out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
-    if args.json not in (None, "-"):
-        check_output_path(args.json, "JSON report", (".json",))
-    if args.save_run is not None and Path(args.save_run).exists() and any(Path(args.save_run).iterdir()):
-        raise InputError(f"--save-run folder {args.save_run} exists and is not empty")
-    if args.task == "inpaint" and args.mask is None:
-        raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
-    log = logger(args.quiet)
-    image, depth = read_image(args.input)  # decoded once; the depth decides the output's
+    image, depth = read_image(source) if not isinstance(source, tuple) else source
     t0 = time.perf_counter()
     result = restore(image, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
                      seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log,
                      **knob_options(args), **task_kwargs(args))
-    save_image(result.tensor, out, bit_depth=depth if out.suffix.lower() in (".png", ".tif", ".tiff") else 8)
+    if out is None:
+        write_stdout_image(result.tensor, depth)
+    else:
+        save_image(result.tensor, out, bit_depth=depth if out.suffix.lower() in (".png", ".tif", ".tiff") else 8)
     report = result.report()
-    report["input"] = str(args.input)
-    report["output"] = str(out)
+    report["input"] = name
+    report["output"] = "-" if out is None else str(out)
     if args.save_run is not None:
+        from ..bundle import save_run
         report["run_dir"] = str(save_run(result, args.save_run))
-    if args.json is not None:
-        write_json(report, args.json)
     if not args.quiet:
         print_cohorts(result)
-        msg = f"restored image written to {out} (architecture {result.genotype}, {time.perf_counter() - t0:.1f} s"
+        msg = (f"restored image written to {report['output']} (architecture {result.genotype}, "
+               f"{time.perf_counter() - t0:.1f} s")
         if result.psnr is not None:
             msg += f", PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}"
         eprint(msg + ")")
+    return report
+
+
+def _many_outputs(args: argparse.Namespace) -> bool:
+    """Whether -o names a folder: several inputs, a folder input, or an existing folder."""
+    return len(args.input) > 1 or any(Path(i).is_dir() for i in args.input if i != "-") or \
+        (args.output != "-" and Path(args.output).is_dir())
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if args.task == "inpaint" and args.mask is None:
+        raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
+    if args.json not in (None, "-"):
+        check_output_path(args.json, "JSON report", (".json",))
+    if "-" in args.input and len(args.input) > 1:
+        raise InputError("'-' (standard input) restores one image; give it alone")
+    if _many_outputs(args):
+        return _restore_many(args)
+    if args.save_run is not None and Path(args.save_run).exists() and any(Path(args.save_run).iterdir()):
+        raise InputError(f"--save-run folder {args.save_run} exists and is not empty")
+    out = None if args.output == "-" else check_output_path(args.output, "output image", IMAGE_SUFFIXES)
+    if out is None and args.json == "-":
+        raise InputError("--json - and -o - both write to standard output; write one of them to a file")
+    log = logger(args.quiet)
+    source: Any = read_stdin_image() if args.input[0] == "-" else args.input[0]
+    report = _restore_one(args, source, out, log, str(args.input[0]))
+    if args.json is not None:
+        write_json(report, args.json)
     return 0
+
+
+def _restore_many(args: argparse.Namespace) -> int:
+    """Restore every input image into the folder -o; skip finished ones, go on past failures."""
+    for flag, value in (("--ground-truth", args.ground_truth), ("--save-run", args.save_run),
+                        ("--mask", args.mask)):
+        if value is not None:
+            raise InputError(f"{flag} applies to one input image, not to several")
+    if args.output == "-":
+        raise InputError("-o - writes one image to standard output; give a folder for several inputs")
+    out_dir = check_output_folder(args.output, "output folder")
+    make_folder(out_dir, "output folder")
+    check_writable_folder(out_dir, "output folder")
+    files, unreadable = collect_image_files(args.input)
+    log = logger(args.quiet)
+    for path, why in unreadable:
+        eprint(f"isnas-fast: warning: skipping {path}: {why}")
+    names: dict[str, Path] = {}
+    for f in files:
+        if f.name in names:
+            raise InputError(f"two inputs would both be written as {out_dir / f.name}: {names[f.name]} and {f}")
+        names[f.name] = f
+    reports, failed, skipped = [], [], []
+    todo = [f for f in files if not (out_dir / f.name).exists()]
+    skipped = [f for f in files if (out_dir / f.name).exists()]
+    if skipped:
+        log(f"{len(skipped)} image(s) already restored in {out_dir}: skipped")
+    for i, f in enumerate(todo, 1):
+        log(f"image {i}/{len(todo)}: {f}")
+        try:
+            decoded = read_image(f)
+        except InputError as exc:
+            eprint(f"isnas-fast: warning: skipping {f}: {exc}")
+            unreadable.append((f, str(exc)))
+            continue
+        try:
+            reports.append(_restore_one(args, decoded, out_dir / f.name, log, str(f)))
+        except KeyboardInterrupt:
+            raise
+        except (InputError, RuntimeError, OSError) as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            eprint(f"isnas-fast: error: {f}: {why}")
+            failed.append((str(f), why))
+    if args.json is not None:
+        write_json({"output_folder": str(out_dir), "restored": reports,
+                    "skipped_done": [str(f) for f in skipped],
+                    "failed": [{"input": p, "error": w} for p, w in failed],
+                    "unreadable": [{"input": str(p), "error": w} for p, w in unreadable]}, args.json)
+    if not args.quiet:
+        eprint(f"isnas-fast: {len(reports)} restored, {len(skipped)} already done, {len(failed)} failed, "
+               f"{len(unreadable)} unreadable (output folder {out_dir})")
+        for p, w in failed + [(str(p), w) for p, w in unreadable]:
+            eprint(f"  not restored: {p}: {w}")
+    return 1 if failed or unreadable else 0
 
 
 def cmd_corrupt(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ def fit_dip_group(
 
     t0 = time.perf_counter()
     compile_seconds = 0.0
-    bar = tqdm(total=settings.iterations, desc=desc, disable=quiet, leave=False, unit="it")
+    bar = tqdm(total=settings.iterations, desc=desc, disable=True if quiet else None, leave=False, unit="it")
     # BatchNorm normalises with the batch statistics throughout DIP; its running
     # statistics are never read, so the fit does not update them.
     with precision_context(plan.precision, device), contextlib.ExitStack() as stack:

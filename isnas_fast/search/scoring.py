@@ -60,7 +60,7 @@ def score_candidates(
             rows.append(spectral_scores(y, torch.cat(pending), metrics, backend=backend, generator=rand_gen).cpu())
             pending.clear()
 
-    for g in tqdm(genotypes, desc="score", disable=quiet, leave=False, unit="net"):
+    for g in tqdm(genotypes, desc="score", disable=True if quiet else None, leave=False, unit="net"):
         s = genotype_seed(seed, g)
         with seeded(s, device):
             net = build_network(g, c, c, width, device=device)

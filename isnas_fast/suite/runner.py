@@ -174,7 +174,8 @@ def run_suite(
                     quiet=quiet or not executor.single_process)
         extra = {"settings": settings_hash(record), "executor": executor.describe()}
         failed: dict[str, str] = {}
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="suite", unit="job", disable=quiet,
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="suite", unit="job",
+                   disable=True if quiet else None,
                    dynamic_ncols=True)
         try:
             for inp, outcome in executor.run(_inputs(todo, folder, files, base), device):
