@@ -26,8 +26,11 @@ from .network import BASELINE_NAMES, resolve_architecture
 from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
 from .quality import psnr, ssim
 from .result import RestoreResult
+from .resources import plan_restore
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
                      train_final)
+from .search.pipeline import search_picks
+from .tiling import restore_in_tiles
 from .search.settings import knob_parameter_doc
 from .tasks import Observation, Task
 
@@ -67,6 +70,7 @@ def restore(
     device: Union[str, torch.device, None] = "auto",
     quiet: bool = False,
     log: Optional[Callable[[str], None]] = None,
+    tile: Optional[int] = None,
     **options: Any,
 ) -> Union[RestoreResult, list[RestoreResult]]:
     """Restore a corrupted image with an architecture searched for it.
@@ -86,7 +90,12 @@ def restore(
     the result; the method never looks at it.  ``seed``: same seed, same
     result on the same machine and backend (on CUDA up to last-bit
     differences that DIP amplifies).  ``log(message)`` receives progress
-    messages.
+    messages (the final run's layout and its estimated memory and time
+    first).  ``tile``: restore in overlapping tiles of this side (px, a
+    multiple of 32) trained together and blended; None: the whole image when
+    its estimated memory fits the device, else tiles chosen to fit (the
+    search runs once; every tile uses its pick).  A run that cannot fit
+    raises InputError before any training.
 
     Search knobs (None or absent: the preset's value):
 
@@ -94,7 +103,7 @@ def restore(
     """
     if _is_image_list(image):
         return _restore_each(image, task, preset, ground_truth=ground_truth, mask=mask, seed=seed, arch=arch,
-                             device=device, quiet=quiet, log=log, **options)
+                             device=device, quiet=quiet, log=log, tile=tile, **options)
     t_start = time.perf_counter()
     knob_values, task_params = split_options(options)
     settings = settings_from_options(preset, knob_values)
@@ -112,23 +121,51 @@ def restore(
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     search = None
     cohort: list[CohortMember] = []
-    if arch is not None:
-        a = resolve_architecture(arch)
+    a = resolve_architecture(arch) if arch is not None else None
+    in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
+    layout = plan_restore(obs, settings, device=dev, architecture=a, in_channels=in_ch, tile=tile)
+    say(f"final run planned: {layout.describe()}")
+    tiled: Optional[Tensor] = None
+    if layout.plan is not None:
+        if settings.ensemble > 1 or len(settings.metrics) > 1 and settings.final == "all":
+            raise InputError("a tiled restore trains one architecture: use ensemble 1 and final 'first'")
+        if a is None:
+            search = search_picks(obs, settings, seed=seed, device=dev, quiet=quiet, log=say)
+            timings.update(search.timings_s)
+            a, cohort = search.genotype, search.cohort
         t = time.perf_counter()
-        run = train_final(a, obs, settings, in_channels=baseline_input_channels(arch, obs.channels), seed=seed,
-                          ground_truth=gt, device=dev, quiet=quiet)
+        tiled, runs = restore_in_tiles(obs, a, settings, tile=layout.tile, overlap=layout.overlap, seed=seed,
+                                       in_channels=in_ch, group_size=layout.group_size, ground_truth=gt,
+                                       device=dev, quiet=quiet, log=say)
         timings["final"] = time.perf_counter() - t
         chosen: Union[Genotype, str] = a
-        search_info: dict[str, Any] = {"mode": "fixed architecture"}
+        run = runs[0]
+        search_info: dict[str, Any] = {"mode": "fixed architecture" if search is None else "search"}
+        search_info["tiles"] = {"tile": layout.tile, "overlap": layout.overlap, "count": len(runs),
+                                "group_size": layout.group_size, "stopped_at": [r.dip.stopped_at for r in runs]}
+    elif a is not None:
+        t = time.perf_counter()
+        run = train_final(a, obs, settings, in_channels=in_ch, seed=seed, ground_truth=gt, device=dev, quiet=quiet)
+        timings["final"] = time.perf_counter() - t
+        chosen = a
+        search_info = {"mode": "fixed architecture"}
     else:
         search = run_search(obs, settings, seed=seed, ground_truth=gt, device=dev, quiet=quiet, log=say)
         timings.update(search.timings_s)
         chosen, cohort, run = search.genotype, search.cohort, search.final
-        search_info = {"mode": "search", "candidates": search.num_scored,
-                       "skipped_invalid": search.num_skipped_invalid, "preset": preset,
-                       "models": str(settings.candidates), "stage_sizes": search.stage_sizes}
+        search_info = {}
+    if search is not None:
+        search_info.update({"mode": "search", "candidates": search.num_scored,
+                            "skipped_invalid": search.num_skipped_invalid, "preset": preset,
+                            "models": str(settings.candidates), "stage_sizes": search.stage_sizes})
+    search_info["resources"] = {"layout": layout.describe(), "estimated_peak_bytes": layout.estimate.peak_bytes,
+                                "estimated_seconds": layout.estimate.seconds}
     assert run.dip is not None
-    out = search.ensemble.output if search is not None and search.ensemble is not None else run.dip.output.float()
+    if tiled is not None:
+        out = tiled
+    else:
+        out = search.ensemble.output if search is not None and search.ensemble is not None \
+            else run.dip.output.float()
     out = obs.crop_output(out)
     gt = obs.crop_output(gt) if gt is not None else None
     short = undertrained_notice(out, obs)

@@ -227,6 +227,9 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
     bundle's path.
     """
     target = Path(directory)
+    if (getattr(source, "search_info", None) or {}).get("tiles"):
+        raise InputError("this image was restored in tiles, one network each; a run bundle holds one network "
+                         "(restore without --tile, on a device that holds the whole image, to save it)")
     _check_target(target, overwrite)
     run = as_trained_run(source)
     if ground_truth is None:

@@ -106,3 +106,29 @@ def test_cli_standard_input_and_output(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     (tmp_path / "r.png").write_bytes(proc.stdout)
     assert Image.open(tmp_path / "r.png").size == (66, 70)
+
+
+def test_restore_in_tiles_through_the_api(sample):
+    clean = torch.cat([sample, sample.flip(-1)], dim=-1)[..., :96, :200]
+    noisy = Denoise(25).corrupt(clean, seed=0).y
+    logs = []
+    r = isnas_fast.restore(noisy, "denoise", sigma=25, tile=128, log=logs.append, **FAST)
+    assert r.tensor.shape == (1, 3, 96, 200)
+    tiles = r.report()["search"]["tiles"]
+    assert tiles["tile"] == 128 and tiles["count"] >= 2
+    assert any("final run planned" in m and "GiB" in m or "MiB" in m for m in logs)
+    again = isnas_fast.restore(noisy, "denoise", sigma=25, tile=128, **FAST)
+    assert torch.equal(again.tensor, r.tensor)  # deterministic given the seed
+    with pytest.raises(isnas_fast.InputError, match="tiles"):
+        from isnas_fast.bundle import save_run
+        save_run(r, "unused-folder")
+
+
+def test_cli_max_pixels_refuses_then_allows(tmp_path, capsys):
+    src = _png(tmp_path / "a.png", 70, 90)
+    argv = ["restore", str(src), "--task", "denoise", "--sigma", "25", "-o", str(tmp_path / "r.png"),
+            "--arch", "nasdip-denoise", "--iterations", "1", "--width", "16", "-q"]
+    assert main(argv + ["--max-pixels", "6000"]) == 2
+    assert "--max-pixels" in capsys.readouterr().err
+    assert not (tmp_path / "r.png").exists()
+    assert main(argv + ["--max-pixels", "6300"]) == 0 and (tmp_path / "r.png").exists()

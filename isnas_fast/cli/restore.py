@@ -40,6 +40,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default=None, metavar="NAME|GENOTYPE",
                    help="skip the search: nasdip-denoise, nasdip-inpaint, nasdip-sr, dip-skip or 'u,bits'")
     add_knob_arguments(p.add_argument_group("search knobs (override the preset)"))
+    p.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="restore in overlapping tiles of PX px (a multiple of 32), trained together and blended; "
+                        "default: the whole image when its estimated memory fits, else tiles that fit")
     p.add_argument("--save-run", default=None, metavar="DIR",
                    help="save the trained network, input code and report to DIR (for export; one input only)")
     p.set_defaults(func=cmd_restore)
@@ -96,7 +99,7 @@ def _restore_one(args: argparse.Namespace, source: Any, out: Optional[Path], log
     image, depth = read_image(source) if not isinstance(source, tuple) else source
     t0 = time.perf_counter()
     result = restore(image, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
-                     seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log,
+                     seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log, tile=args.tile,
                      **knob_options(args), **task_kwargs(args))
     if out is None:
         write_stdout_image(result.tensor, depth)
@@ -133,6 +136,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise InputError("'-' (standard input) restores one image; give it alone")
     if _many_outputs(args):
         return _restore_many(args)
+    if args.save_run is not None and args.tile is not None:
+        raise InputError("--save-run keeps one network, but --tile trains one per tile; use one of them")
     if args.save_run is not None and Path(args.save_run).exists() and any(Path(args.save_run).iterdir()):
         raise InputError(f"--save-run folder {args.save_run} exists and is not empty")
     out = None if args.output == "-" else check_output_path(args.output, "output image", IMAGE_SUFFIXES)
