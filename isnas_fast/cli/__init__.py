@@ -10,11 +10,13 @@ warnings print as one line ``isnas-fast: warning: ...``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Callable, Optional, Sequence
 
 from ..errors import InputError
+from ..io.images import MAX_PIXELS_ENV, set_max_pixels
 from . import deploy, restore, study, suite
 from .common import EXIT_INPUT, PROG, common_parser, eprint
 
@@ -51,9 +53,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    limit_before = os.environ.get(MAX_PIXELS_ENV)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
+            if getattr(args, "max_pixels", None) is not None:
+                set_max_pixels(args.max_pixels)
             return int(func(args) or 0)
         except InputError as e:
             eprint(f"{PROG}: error: {e}")
@@ -61,6 +66,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except KeyboardInterrupt:
             eprint(f"{PROG}: interrupted")
             return 130
+        finally:
+            if limit_before is None:
+                os.environ.pop(MAX_PIXELS_ENV, None)
+            else:
+                os.environ[MAX_PIXELS_ENV] = limit_before
 
 
 if __name__ == "__main__":  # pragma: no cover

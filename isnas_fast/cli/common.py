@@ -29,6 +29,8 @@ def common_parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
     common.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu or cuda")
+    common.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="largest image file read, in pixels (default 8192x8192, or ISNAS_FAST_MAX_PIXELS)")
     return common
 
 

@@ -154,8 +154,8 @@ def check_pixels(width: int, height: int, source: Any, limit: Optional[int] = No
     limit = default_max_pixels() if limit is None else _pixel_limit(limit, "max_pixels")
     if width * height > limit:
         raise InputError(f"image {source} is {width}x{height} px ({width * height} pixels), over the "
-                         f"limit of {limit} pixels; set {MAX_PIXELS_ENV} (or max_pixels= in Python) to allow "
-                         "larger images")
+                         f"limit of {limit} pixels; pass --max-pixels, set {MAX_PIXELS_ENV} (or max_pixels= in "
+                         "Python) to allow larger images")
 
 
 def read_image(src: Any, *, max_pixels: Optional[int] = None) -> tuple[Tensor, int]:
