@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .dip import EarlyStopping
 from .errors import InputError
@@ -118,6 +117,10 @@ def _profile(arch: Union[Genotype, str], width: int, in_channels: int, out_chann
     large = _saved_bytes(net, torch.empty(1, in_channels, s, 2 * s, device=meta).contiguous(memory_format=fmt))
     per_px = (large - small) / (s * s)
     z = torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt)
+    # imported here: torch's FLOP counter imports Triton and Inductor, which the package leaves
+    # unimported until something compiles
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         net(z).sum().backward()
     return NetworkProfile(saved_bytes_per_pixel=per_px, fixed_saved_bytes=max(0.0, small - per_px * s * s),

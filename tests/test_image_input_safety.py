@@ -134,8 +134,8 @@ def test_huge_png_header_is_refused_before_decoding(tmp_path):
     finally:
         tracemalloc.stop()
     assert str(e.value) == (f"image {path} is 10000x10000 px (100000000 pixels), over the limit of "
-                            f"{DEFAULT_MAX_PIXELS} pixels; set {MAX_PIXELS_ENV} (or max_pixels= in Python) to "
-                            "allow larger images")
+                            f"{DEFAULT_MAX_PIXELS} pixels; pass --max-pixels, set {MAX_PIXELS_ENV} (or "
+                            "max_pixels= in Python) to allow larger images")
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     assert peak < 20e6  # nothing of the 300 MB the pixels would take
 
