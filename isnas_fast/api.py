@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -26,11 +27,13 @@ from .network import BASELINE_NAMES, resolve_architecture
 from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
 from .quality import psnr, ssim
 from .result import RestoreResult
-from .resources import plan_restore
+from .resources import ResourcePlan, plan_restore
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
                      train_final)
+from .search import SearchResult, SearchSettings
 from .search.pipeline import search_picks
 from .tiling import restore_in_tiles
+from .trained import TrainedRun
 from .search.settings import knob_parameter_doc
 from .tasks import Observation, Task
 
@@ -119,53 +122,20 @@ def restore(
     obs = obs.to(dev)
     gt = gt.to(dev) if gt is not None else None
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
-    search = None
-    cohort: list[CohortMember] = []
     a = resolve_architecture(arch) if arch is not None else None
     in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
     layout = plan_restore(obs, settings, device=dev, architecture=a, in_channels=in_ch, tile=tile)
     say(f"final run planned: {layout.describe()}")
-    tiled: Optional[Tensor] = None
-    if layout.plan is not None:
-        if settings.ensemble > 1 or len(settings.metrics) > 1 and settings.final == "all":
-            raise InputError("a tiled restore trains one architecture: use ensemble 1 and final 'first'")
-        if a is None:
-            search = search_picks(obs, settings, seed=seed, device=dev, quiet=quiet, log=say)
-            timings.update(search.timings_s)
-            a, cohort = search.genotype, search.cohort
-        t = time.perf_counter()
-        tiled, runs = restore_in_tiles(obs, a, settings, tile=layout.tile, overlap=layout.overlap, seed=seed,
-                                       in_channels=in_ch, group_size=layout.group_size, ground_truth=gt,
-                                       device=dev, quiet=quiet, log=say)
-        timings["final"] = time.perf_counter() - t
-        chosen: Union[Genotype, str] = a
-        run = runs[0]
-        search_info: dict[str, Any] = {"mode": "fixed architecture" if search is None else "search"}
-        search_info["tiles"] = {"tile": layout.tile, "overlap": layout.overlap, "count": len(runs),
-                                "group_size": layout.group_size, "stopped_at": [r.dip.stopped_at for r in runs]}
-    elif a is not None:
-        t = time.perf_counter()
-        run = train_final(a, obs, settings, in_channels=in_ch, seed=seed, ground_truth=gt, device=dev, quiet=quiet)
-        timings["final"] = time.perf_counter() - t
-        chosen = a
-        search_info = {"mode": "fixed architecture"}
-    else:
-        search = run_search(obs, settings, seed=seed, ground_truth=gt, device=dev, quiet=quiet, log=say)
-        timings.update(search.timings_s)
-        chosen, cohort, run = search.genotype, search.cohort, search.final
-        search_info = {}
+    stage = _final_stage(obs, settings, layout, a, in_ch, seed=seed, gt=gt, device=dev, quiet=quiet, log=say)
+    timings.update(stage.timings)
+    chosen, cohort, run, search, search_info, out = (stage.chosen, stage.cohort, stage.run, stage.search,
+                                                     stage.info, stage.output)
     if search is not None:
         search_info.update({"mode": "search", "candidates": search.num_scored,
                             "skipped_invalid": search.num_skipped_invalid, "preset": preset,
                             "models": str(settings.candidates), "stage_sizes": search.stage_sizes})
     search_info["resources"] = {"layout": layout.describe(), "estimated_peak_bytes": layout.estimate.peak_bytes,
                                 "estimated_seconds": layout.estimate.seconds}
-    assert run.dip is not None
-    if tiled is not None:
-        out = tiled
-    else:
-        out = search.ensemble.output if search is not None and search.ensemble is not None \
-            else run.dip.output.float()
     out = obs.crop_output(out)
     gt = obs.crop_output(gt) if gt is not None else None
     short = undertrained_notice(out, obs)
@@ -184,6 +154,52 @@ def restore(
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
     )
+
+
+@dataclass
+class _Stage:
+    """What the search (or the fixed architecture) and the full-size run produced."""
+
+    chosen: Union[Genotype, str]
+    cohort: list[CohortMember]
+    run: TrainedRun
+    search: Optional[SearchResult]
+    info: dict
+    output: Tensor
+    timings: dict
+
+
+def _final_stage(obs: Observation, settings: SearchSettings, layout: ResourcePlan, arch: Any,
+                 in_ch: Optional[int], *, seed: int, gt: Optional[Tensor], device: torch.device, quiet: bool,
+                 log: Callable[[str], None]) -> _Stage:
+    """The search (unless ``arch``) and the full-size run: whole, or in the tiles ``layout`` chose."""
+    timings: dict[str, float] = {}
+    if layout.plan is None and arch is not None:
+        t = time.perf_counter()
+        run = train_final(arch, obs, settings, in_channels=in_ch, seed=seed, ground_truth=gt, device=device,
+                          quiet=quiet)
+        timings["final"] = time.perf_counter() - t
+        return _Stage(arch, [], run, None, {"mode": "fixed architecture"}, run.dip.output.float(), timings)
+    if layout.plan is None:
+        search = run_search(obs, settings, seed=seed, ground_truth=gt, device=device, quiet=quiet, log=log)
+        out = search.ensemble.output if search.ensemble is not None else search.final.dip.output.float()
+        return _Stage(search.genotype, search.cohort, search.final, search, {}, out, dict(search.timings_s))
+    if settings.ensemble > 1 or len(settings.metrics) > 1 and settings.final == "all":
+        raise InputError("a tiled restore trains one architecture: use ensemble 1 and final 'first'")
+    search, cohort = None, []
+    if arch is None:
+        search = search_picks(obs, settings, seed=seed, device=device, quiet=quiet, log=log)
+        timings.update(search.timings_s)
+        arch, cohort = search.genotype, search.cohort
+    t = time.perf_counter()
+    tiled, runs = restore_in_tiles(obs, arch, settings, tile=layout.tile, overlap=layout.overlap, seed=seed,
+                                   in_channels=in_ch, group_size=layout.group_size, ground_truth=gt,
+                                   device=device, quiet=quiet, log=log)
+    timings["final"] = time.perf_counter() - t
+    info = {"mode": "fixed architecture" if search is None else "search",
+            "tiles": {"tile": layout.tile, "overlap": layout.overlap, "count": len(runs),
+                      "group_size": layout.group_size, "stopped_at": [r.dip.stopped_at for r in runs]}}
+    return _Stage(arch, cohort, runs[0], search, info, tiled, timings)
 
 
 def undertrained_notice(out: Tensor, obs: Observation) -> Optional[str]:
