@@ -23,6 +23,7 @@ from .errors import InputError
 from .genotype import Genotype
 from .io import to_like
 from .kernels.spectral_reference import canonical_metric
+from .noise import NoiseEstimate
 from .network import BASELINE_NAMES, resolve_architecture
 from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
 from .quality import psnr, ssim
@@ -113,14 +114,7 @@ def restore(
     dev = resolve_device(device)
     say = log or (lambda msg: None)
     image_in = image
-    tk, noise, image = resolve_task_for_image(image, task, mask, task_params)
-    if noise is not None:
-        say(f"noise level not given: estimated sigma {noise.sigma:.2f} (0..255) by {noise.method}")
-    obs, gt, notices = prepare_problem(image, tk, ground_truth=ground_truth)
-    for n in notices:
-        say(n)
-    obs = obs.to(dev)
-    gt = gt.to(dev) if gt is not None else None
+    tk, noise, obs, gt, notices = _problem_on(image, task, mask, task_params, ground_truth, dev, say)
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     a = resolve_architecture(arch) if arch is not None else None
     in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
@@ -128,14 +122,8 @@ def restore(
     say(f"final run planned: {layout.describe()}")
     stage = _final_stage(obs, settings, layout, a, in_ch, seed=seed, gt=gt, device=dev, quiet=quiet, log=say)
     timings.update(stage.timings)
-    chosen, cohort, run, search, search_info, out = (stage.chosen, stage.cohort, stage.run, stage.search,
-                                                     stage.info, stage.output)
-    if search is not None:
-        search_info.update({"mode": "search", "candidates": search.num_scored,
-                            "skipped_invalid": search.num_skipped_invalid, "preset": preset,
-                            "models": str(settings.candidates), "stage_sizes": search.stage_sizes})
-    search_info["resources"] = {"layout": layout.describe(), "estimated_peak_bytes": layout.estimate.peak_bytes,
-                                "estimated_seconds": layout.estimate.seconds}
+    chosen, cohort, run, search, out = stage.chosen, stage.cohort, stage.run, stage.search, stage.output
+    search_info = _search_info(stage, settings, preset, layout)
     out = obs.crop_output(out)
     gt = obs.crop_output(gt) if gt is not None else None
     short = undertrained_notice(out, obs)
@@ -154,6 +142,19 @@ def restore(
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
     )
+
+
+def _problem_on(image: Any, task: Any, mask: Any, task_params: dict, ground_truth: Any, device: torch.device,
+                say: Callable[[str], None]) -> tuple[Task, Optional[NoiseEstimate], Observation, Optional[Tensor],
+                                                     list[str]]:
+    """The task (sigma estimated when not given), the padded observation and ground truth on ``device``."""
+    tk, noise, image = resolve_task_for_image(image, task, mask, task_params)
+    if noise is not None:
+        say(f"noise level not given: estimated sigma {noise.sigma:.2f} (0..255) by {noise.method}")
+    obs, gt, notices = prepare_problem(image, tk, ground_truth=ground_truth)
+    for n in notices:
+        say(n)
+    return tk, noise, obs.to(device), gt.to(device) if gt is not None else None, notices
 
 
 @dataclass
@@ -200,6 +201,19 @@ def _final_stage(obs: Observation, settings: SearchSettings, layout: ResourcePla
             "tiles": {"tile": layout.tile, "overlap": layout.overlap, "count": len(runs),
                       "group_size": layout.group_size, "stopped_at": [r.dip.stopped_at for r in runs]}}
     return _Stage(arch, cohort, runs[0], search, info, tiled, timings)
+
+
+def _search_info(stage: _Stage, settings: SearchSettings, preset: str, layout: ResourcePlan) -> dict:
+    """The report's ``search`` block: what ran, the search's sizes and counts, the planned resources."""
+    info = dict(stage.info)
+    search = stage.search
+    if search is not None:
+        info.update({"mode": "search", "candidates": search.num_scored,
+                     "skipped_invalid": search.num_skipped_invalid, "preset": preset,
+                     "models": str(settings.candidates), "stage_sizes": search.stage_sizes})
+    info["resources"] = {"layout": layout.describe(), "estimated_peak_bytes": layout.estimate.peak_bytes,
+                         "estimated_seconds": layout.estimate.seconds}
+    return info
 
 
 def undertrained_notice(out: Tensor, obs: Observation) -> Optional[str]:

@@ -226,6 +226,29 @@ def blend_tiles(outputs: Sequence[Tensor], plan: TilePlan) -> Tensor:
     return out.to(torch.float32)
 
 
+def _train_tiles(arch: Union[Genotype, str], tiles: Sequence[Observation], truths: Sequence[Optional[Tensor]],
+                 seeds: Sequence[int], settings: SearchSettings, *, in_ch: int, width: int, iters: int,
+                 device: torch.device, keep_networks: bool, quiet: bool, desc: str) -> list[TrainedRun]:
+    """One group of tiles trained together (:func:`~isnas_fast.dip.fit_dip_group`); a run per tile."""
+    obs = tiles[0]
+    c = obs.channels
+    nets = []
+    for s in seeds:
+        with seeded(s, device):
+            nets.append(build_network(arch, in_ch, c, width, task=obs.task.name, device=device))
+    graph = bool(settings.cuda_graph) if len(nets) == 1 else settings.cuda_graph
+    results = fit_dip_group(nets, list(tiles), DIPSettings(iters), seeds=list(seeds), ground_truth=list(truths),
+                            early_stopping=settings.early_stopping, compile=settings.compile,
+                            precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
+    runs = []
+    for net, res in zip(nets, results):
+        if not keep_networks:
+            res = replace(res, network=net)
+        runs.append(TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
+                               out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res))
+    return runs
+
+
 def restore_in_tiles(
     observation: Observation,
     architecture: Union[Genotype, str],
@@ -294,25 +317,11 @@ def restore_in_tiles(
     runs: list[TrainedRun] = []
     t0 = time.perf_counter()
     for g, members in enumerate(groups, 1):
-        seeds = [tile_seed(seed, arch, k) for k in members]
-        nets = []
-        for s in seeds:
-            with seeded(s, device):
-                nets.append(build_network(arch, in_ch, c, width, task=obs.task.name, device=device))
-        graph = bool(settings.cuda_graph) if len(nets) == 1 else settings.cuda_graph
         desc = f"tiles {g}/{len(groups)}" if len(groups) > 1 else "tiles"
-        results = fit_dip_group(nets, [tiles[k] for k in members], DIPSettings(iters), seeds=seeds,
-                                ground_truth=[truths[k] for k in members], early_stopping=settings.early_stopping,
-                                compile=settings.compile, precision=settings.precision, quiet=quiet, desc=desc,
-                                cuda_graph=graph)
-        for net, res in zip(nets, results):
-            if not keep_networks:
-                res = replace(res, network=net)
-            runs.append(TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
-                                   out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
-                                   dip=res))
+        runs += _train_tiles(arch, [tiles[k] for k in members], [truths[k] for k in members],
+                             [tile_seed(seed, arch, k) for k in members], settings, in_ch=in_ch, width=width,
+                             iters=iters, device=device, keep_networks=keep_networks, quiet=quiet, desc=desc)
         if len(groups) > 1:
             say(f"group {g}/{len(groups)} done after {time.perf_counter() - t0:.1f} s")
-        del nets, results
     image = blend_tiles([r.dip.output for r in runs], plan).clamp_(0, 1)
     return image, runs
