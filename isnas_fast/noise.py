@@ -206,8 +206,9 @@ def mad_sigma(image: Any) -> NoiseEstimate:
     averaged over channels."""
     x = _as_array(image)
     denom = 0.6744897501960817  # the standard normal's 0.75 quantile
-    sigmas = [float(np.median(np.abs(_db2_level1_hh(plane)))) / denom for plane in x]
-    n = int(sum(_db2_level1_hh(x[0]).size for _ in range(x.shape[0])))
+    details = [_db2_level1_hh(plane) for plane in x]
+    sigmas = [float(np.median(np.abs(d))) / denom for d in details]
+    n = sum(d.size for d in details)
     return NoiseEstimate(float(np.mean(sigmas)) * 255.0, "mad", n,
                          "median absolute finest-scale db2 wavelet coefficient / 0.6745 (Donoho and Johnstone)")
 
