@@ -41,7 +41,7 @@ from typing import Any, Iterator, Union
 import torch
 from torch import Tensor
 
-from .. import __version__
+from ..versions import __version__
 from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
 from ..io import atomic_path, check_output_path

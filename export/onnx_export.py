@@ -29,7 +29,7 @@ from typing import Any, Union
 
 import torch
 
-from .. import __version__
+from ..versions import __version__
 from ..bundle import RunSource, as_trained_run, export_report
 from ..errors import InputError
 from ..io import atomic_write_bytes, check_output_path

@@ -8,18 +8,19 @@ Quick use::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.util import find_spec
+from typing import Optional, Sequence
 
-from ._layout import install_source_finder
+import torch
+from torch import Tensor
 
-# In a source checkout kernels/ and export/ sit beside this folder; an install
-# maps them inside it.  Make both layouts import as isnas_fast.kernels / .export.
-install_source_finder(__name__, __file__)
+from .versions import __version__
 
-from typing import Optional, Sequence  # noqa: E402
-
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+# kernels/ and export/ sit at the top of the repository; pyproject's package-dir maps them into
+# this package, so they import only through an install (editable or not).
+if find_spec(f"{__name__}.kernels") is None:  # pragma: no cover - a checkout that was never installed
+    raise ImportError(f"{__name__}.kernels is not installed: {__path__[0]} is the source folder of a checkout "
+                      "that is not installed in this Python; run 'make install' or 'pip install -e .' there")
 
 from .api import restore, score  # noqa: E402
 from .bundle import LoadedRun, export_report, load_run, save_run  # noqa: E402

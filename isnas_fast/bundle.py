@@ -39,7 +39,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from . import __version__
+from .versions import __version__
 from .errors import InputError
 from .io import atomic_write_folder, check_output_folder, load_image
 from .io.files import json_text

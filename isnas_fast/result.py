@@ -6,15 +6,12 @@ the user gave, the search's cohort tables and the timings.
 """
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from . import __version__
 from .dip import DIPResult
 from .genotype import Genotype
 from .quality import psnr
@@ -22,6 +19,7 @@ from .search import CohortMember, SearchResult, SearchSettings
 from .search.settings import TASK_ITERATIONS
 from .tasks import Observation, Task
 from .trained import TrainedRun
+from .versions import versions
 
 __all__ = ["RestoreResult"]
 
@@ -108,12 +106,7 @@ class RestoreResult:
             "size": {"height": int(self.tensor.shape[2]), "width": int(self.tensor.shape[3])},
             "seed": self.seed,
             "device": self.device,
-            "versions": {
-                "isnas_fast": __version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
+            "versions": versions(),
             "notices": list(self.notices),
         }
         # What a bundle or an exported model of this run computes (the run's averaged network).

@@ -23,10 +23,10 @@ def test_package_data_is_shipped():
     assert len(data.joinpath("isnas_dip_522_models.csv").read_text().split()) == 522
 
 
-# The three ways a user imports the package (issue: the source folder must not shadow
-# the install's kernels/export mapping).  Each runs in a fresh interpreter; the
-# editable install of this test environment is hidden from it where it would
-# otherwise answer the import.
+# How the package imports: an install (editable or not) maps the top-level kernels/ and export/
+# folders into the package (pyproject's package-dir); nothing in the package adds an import hook.
+# Each check runs in a fresh interpreter; the editable install of this test environment is hidden
+# from it where it would otherwise answer the import.
 _HIDE_EDITABLE = (
     "import sys;"
     "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')];"
@@ -34,9 +34,11 @@ _HIDE_EDITABLE = (
     "sys.path_importer_cache.clear();"
 )
 _IMPORT = (
+    "import sys; hooks = len(sys.meta_path);"
     "import isnas_fast, isnas_fast.kernels, isnas_fast.export;"
     "from isnas_fast.kernels import spectral_reference;"
     "from isnas_fast.export import to_onnx;"
+    "assert len(sys.meta_path) == hooks, sys.meta_path;"
     "print(isnas_fast.__file__); print(isnas_fast.kernels.__file__)"
 )
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -66,42 +68,52 @@ def _run(code, cwd, env_extra=None):
 
 
 def test_imports_from_the_repository_root_with_the_editable_install():
+    """Python started in the checkout's root (as ``make test`` runs): the source folder
+    ``isnas_fast/`` answers first and the editable install maps kernels/ and export/ into it."""
     done = _run(_IMPORT, ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     pkg, kernels = done.stdout.split()
     assert pkg == str(ROOT / "isnas_fast" / "__init__.py") and kernels == str(ROOT / "kernels" / "__init__.py")
 
 
-def test_imports_from_a_source_checkout_on_pythonpath(tmp_path):
+def test_python_m_isnas_fast_runs_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "isnas_fast", "--version"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    from isnas_fast.versions import __version__
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["isnas-fast", __version__]
+
+
+def test_a_checkout_that_is_not_installed_says_how_to_install_it(tmp_path):
     src = _source_copy(tmp_path / "src")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = _run(_HIDE_EDITABLE + _IMPORT, elsewhere, {"PYTHONPATH": str(src)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    pkg, kernels = done.stdout.split()
-    assert pkg == str(src / "isnas_fast" / "__init__.py") and kernels == str(src / "kernels" / "__init__.py")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: isnas_fast.kernels is not installed") and "pip install -e ." in last, last
 
 
-def test_imports_from_the_repository_root_with_a_plain_install(tmp_path):
-    """A plain (non-editable) install, and Python started in the checkout's root:
-    the source folder ``isnas_fast/`` comes first on sys.path and holds no kernels/."""
+def test_a_plain_install_holds_kernels_export_and_the_type_marker(tmp_path):
+    """A plain (non-editable) install, used away from the checkout: kernels/ and export/ sit
+    inside the installed package, with ``py.typed`` and the version the package states."""
     src = _source_copy(tmp_path / "src")
     target = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
                           "--disable-pip-version-check", "--target", str(target), str(src)],
                          capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-2000:]
-    assert (target / "isnas_fast" / "kernels" / "__init__.py").is_file()
-    done = _run(_HIDE_EDITABLE + _IMPORT, src, {"PYTHONPATH": str(target)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    pkg, kernels = done.stdout.split()
-    assert pkg == str(src / "isnas_fast" / "__init__.py")  # the source folder shadows the install...
-    assert kernels == str(src / "kernels" / "__init__.py")  # ...and still finds its kernels
-    # Away from the checkout the installed package is used, with its own kernels inside.
+    from isnas_fast.versions import __version__
+
+    pkg = target / "isnas_fast"
+    assert (pkg / "kernels" / "__init__.py").is_file() and (pkg / "export" / "cpp" / "runner.cpp").is_file()
+    assert (pkg / "py.typed").is_file()
+    assert (target / f"isnas_fast-{__version__}.dist-info").is_dir()
+    assert not (target / "kernels").exists() and not (target / "export").exists()
     away = _run(_HIDE_EDITABLE + _IMPORT, tmp_path, {"PYTHONPATH": str(target)})
     assert away.returncode == 0, away.stderr[-2000:]
-    assert away.stdout.split() == [str(target / "isnas_fast" / "__init__.py"),
-                                   str(target / "isnas_fast" / "kernels" / "__init__.py")]
+    assert away.stdout.split() == [str(pkg / "__init__.py"), str(pkg / "kernels" / "__init__.py")]
 
 
 def test_every_subpackage_is_installed():

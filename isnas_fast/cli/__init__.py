@@ -25,7 +25,7 @@ __all__ = ["main", "build_parser", "PROG"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    from .. import __version__
+    from ..versions import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..device import resolve_device, seeded
 from ..dip import DIPSettings, EarlyStopping, fit_dip_group
 from ..dip.monitor import probe_name

@@ -29,17 +29,14 @@ tensors and return a :class:`JobOutcome`; they never touch the suite folder.
 from __future__ import annotations
 
 import contextlib
-import platform
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__
 from ..api import baseline_input_channels, restore
 from ..device import resolve_device, seeded
 from ..dip import DIPResult, DIPSettings, fit_dip_group, should_compile
@@ -51,6 +48,7 @@ from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options)
 from ..tasks import Observation
+from ..versions import versions
 from .jobs import METHOD_LABELS, Job
 
 __all__ = ["JobInput", "RunRecord", "JobOutcome", "JobFailure", "Plan", "torch_threads", "plan_fixed", "batchable",
@@ -72,12 +70,6 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def versions() -> dict[str, str]:
-    """Versions that decide the numbers, for every row."""
-    return {"isnas_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 @dataclass
