@@ -52,7 +52,7 @@ def _metadata(run: TrainedRun) -> dict[str, str]:
         "isnas_fast.genotype": run.genotype,
         "isnas_fast.width": str(run.width),
         "isnas_fast.task": json_text({"name": run.task, "params": run.task_params}, indent=None),
-        "isnas_fast.input": f"none (the trained code z, {run.size[0]}x{run.size[1]}, is a constant of the model)",
+        "isnas_fast.input": f"none (the trained code z, {run.size[1]}x{run.size[0]}, is a constant of the model)",
         "isnas_fast.reproduces": rec["exported_output"],
         "isnas_fast.reproduction": json_text(rec, indent=None),
     }

@@ -132,7 +132,7 @@ def run_session(sess: Any, model_path: Union[str, os.PathLike], z: Optional[np.n
         if arr.ndim != 4 or arr.shape[0] != 1:
             raise InputError(f"z must have shape (1, C, H, W), got {arr.shape}")
         if arr.shape[2] % 32 or arr.shape[3] % 32:
-            raise InputError(f"z height and width must be multiples of 32, got {arr.shape[2]}x{arr.shape[3]}")
+            raise InputError(f"z's sides must be multiples of 32, got {arr.shape[3]}x{arr.shape[2]} px")
         feed[names[0]] = arr
     elif required:
         raise InputError(f"{model_path} needs input(s) {', '.join(required)} and has no stored default; "

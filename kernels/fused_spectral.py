@@ -103,7 +103,7 @@ def _strip_intervals_np(h: int, w: int) -> np.ndarray:
         # r2 is monotone in |fx| on each side of the zero frequency, so an annulus
         # row is at most two runs; anything else would be a bug in that reasoning.
         if len(starts) > 2:
-            raise AssertionError(f"strip row {row} of {h}x{w} has {len(starts)} runs")
+            raise AssertionError(f"strip row {row} of {w}x{h} has {len(starts)} runs")
         for k, (a, b) in enumerate(zip(starts, stops)):
             table[row, 2 * k], table[row, 2 * k + 1] = a, b
     # The DC bin (r2 = 0) is never in the strip: the nodc shortcut relies on it.

@@ -436,7 +436,7 @@ def checked_strip_mask(h: int, w: int) -> Tensor:
     mask = strip_mask(h, w)
     if not bool(mask.any()):
         raise InputError(
-            f"image {h}x{w} is too small for the strip metrics: "
+            f"image {w}x{h} px is too small for the strip metrics: "
             "the 0.1-0.2 frequency annulus holds no pixel"
         )
     return mask

@@ -198,7 +198,7 @@ def run_study(
             cohorts = {m: rank_cohort(genotypes, stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
             union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
             small = obs.cohort_problem(settings.small_side)
-            say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[0]}x{small.output_size[1]}")
+            say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[1]}x{small.output_size[0]}")
             trained = train_cohort(union, small, settings, seed=seed, device=dev, quiet=quiet) if k > 1 else {}
             for m in settings.metrics:
                 if m in have_picks:
