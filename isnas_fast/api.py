@@ -35,7 +35,7 @@ from .search import SearchResult, SearchSettings
 from .search.pipeline import search_picks
 from .tiling import restore_in_tiles
 from .trained import TrainedRun
-from .search.settings import knob_parameter_doc
+from .search.settings import RENAMED_KEYWORDS, knob_parameter_doc
 from .tasks import Observation, Task
 
 __all__ = ["RestoreResult", "restore", "score", "split_options", "baseline_input_channels", "resolve_task_for_image"]
@@ -46,11 +46,11 @@ BASELINE_INPUT_CHANNELS = 32
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split keyword options into (search knobs, task parameters); unknown names raise InputError."""
-    knobs = {k.api for k in KNOBS}
+    knobs = {k.api for k in KNOBS} | set(RENAMED_KEYWORDS)
     unknown = sorted(set(options) - knobs - set(TASK_PARAMETERS))
     if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; search options: {', '.join(sorted(knobs))}; "
-                         f"task parameters: {', '.join(TASK_PARAMETERS)}")
+        raise InputError(f"unknown option(s) {', '.join(unknown)}; search options: "
+                         f"{', '.join(sorted(k.api for k in KNOBS))}; task parameters: {', '.join(TASK_PARAMETERS)}")
     return ({k: v for k, v in options.items() if k in knobs},
             {k: v for k, v in options.items() if k in TASK_PARAMETERS})
 

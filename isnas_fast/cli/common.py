@@ -6,7 +6,7 @@ import sys
 from typing import Any, Callable, Optional
 
 from ..errors import InputError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_output_path
 from ..io.files import json_text
 
 PROG = "isnas-fast"
@@ -23,15 +23,34 @@ def logger(quiet: bool) -> Callable[[str], None]:
     return (lambda m: None) if quiet else (lambda m: eprint(f"{PROG}: {m}"))
 
 
-def common_parser() -> argparse.ArgumentParser:
-    """The options every command takes: --seed, --quiet, --device."""
+def common_parser(*, seed_help: Optional[str] = None, device_help: Optional[str] = None,
+                  device_default: str = "auto", reads_images: bool = True) -> argparse.ArgumentParser:
+    """The options every command takes: --seed, -q/--quiet, --device (and --max-pixels where the
+    command reads images); a command whose seed or device means something else says so in its help."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same result")
+    common.add_argument("--seed", type=int, default=0,
+                        help=seed_help or "random seed (default 0); same seed, same result")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
-    common.add_argument("--device", default="auto", help="auto (default: CUDA if available), cpu or cuda")
-    common.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help="largest image file read, in pixels (default 8192x8192, or ISNAS_FAST_MAX_PIXELS)")
+    common.add_argument("--device", default=device_default,
+                        help=device_help or "auto (default: CUDA if available), cpu or cuda")
+    if reads_images:
+        common.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                            help="largest image file read, in pixels (default 8192x8192, or ISNAS_FAST_MAX_PIXELS)")
     return common
+
+
+def add_json_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json [REPORT]``, the same on every command: ``what`` as JSON to REPORT (a .json
+    file), or to standard output when REPORT is ``-`` or left out."""
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="REPORT",
+                   help=f"write {what} as JSON to REPORT (a .json file), or to standard output when REPORT is "
+                        "'-' or left out (standard output then carries the JSON alone)")
+
+
+def check_json_target(args: argparse.Namespace) -> None:
+    """Check ``--json``'s file name before any work starts (standard output needs no check)."""
+    if args.json not in (None, "-"):
+        check_output_path(args.json, "JSON report", (".json",))
 
 
 def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, required: bool = True) -> None:

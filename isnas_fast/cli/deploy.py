@@ -1,7 +1,7 @@
 """``export`` and ``run``: deploying a saved run (docs/design.md §1 step 6).
 
-    isnas-fast export RUN_DIR --format onnx|pt2 -o OUT
-    isnas-fast run MODEL.onnx|MODEL.pt2 -o OUT.png [--provider auto|cpu|cuda] [--json REPORT]
+    isnas-fast export RUN_DIR --format onnx|pt2 -o OUT [--device cpu|cuda]
+    isnas-fast run MODEL.onnx|MODEL.pt2 -o OUT.png [--device auto|cpu|cuda] [--json [REPORT]]
 
 Each handler returns an exit code and raises :class:`InputError` for bad input
 (the main CLI prints ``error: <message>`` and exits 2).
@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, check_output_path
+from .common import add_json_argument, check_json_target, common_parser, write_json
 
 __all__ = ["register", "cmd_export", "cmd_run"]
 
@@ -24,10 +25,18 @@ _FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
 def register(subparsers: Any) -> None:
     """Add the ``export`` and ``run`` subcommands to an argparse subparsers object.
 
-    Each sets ``func`` (``args.func(args) -> int``) with ``set_defaults``.
+    Each sets ``func`` (``args.func(args) -> int``) with ``set_defaults``.  Both take the
+    options every command takes (--seed, -q/--quiet, --device); nothing in them is random.
     """
+    no_seed = "accepted like every command's; nothing here is random, so it changes nothing"
+    exporting = common_parser(seed_help=no_seed, reads_images=False, device_default="cpu",
+                              device_help="pt2: the device the package is compiled for and runs on, cpu "
+                                          "(default) or cuda; ONNX models run on either (see run --device)")
+    running = common_parser(seed_help=no_seed, reads_images=False,
+                            device_help="ONNX Runtime's provider: auto (default: CUDA when available, else "
+                                        "CPU), cpu or cuda; a .pt2 package runs on the device it was compiled for")
     p = subparsers.add_parser(
-        "export", help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
+        "export", parents=[exporting], help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
         description="Export the trained network of a run bundle. The model takes no input and reproduces "
                     "the image the run returned (the run's averaged network on its stored code). "
                     "A bundle is data: it is checked before its tensors are read (weights_only, sizes, "
@@ -38,11 +47,10 @@ def register(subparsers: Any) -> None:
                         "compiles for a minute or more on a CPU); default: from the suffix of -o")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.onnx or .pt2)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (11-20, default 17)")
-    p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_export)
 
     r = subparsers.add_parser(
-        "run", help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
+        "run", parents=[running], help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
         description="Run an exported model and save its output image. An ONNX model is data. A .pt2 package "
                     "is executable native code that runs when loaded: only run .pt2 files you built yourself or "
                     "got from someone you trust (archives with paths leading outside their folder, links or "
@@ -50,10 +58,9 @@ def register(subparsers: Any) -> None:
     r.add_argument("model", metavar="MODEL", help="exported model: .onnx (data) or .pt2 (native code: trusted "
                                                   "files only)")
     r.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png, .jpg, ...)")
-    r.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="ONNX Runtime execution provider (default auto: CUDA when available, else CPU)")
-    r.add_argument("--json", metavar="REPORT", default=None, help="also write a JSON report here")
-    r.add_argument("--quiet", action="store_true", help="print nothing on success")
+    # The option's earlier name, still taken (--device is the name every command shares).
+    r.add_argument("--provider", dest="device", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add_json_argument(r, "a report (model, provider, output, size, seconds)")
     r.set_defaults(func=cmd_run)
 
 
@@ -66,6 +73,18 @@ def _format_of(path: Path, given: str | None) -> str:
     if by_suffix is not None and by_suffix != given:
         raise InputError(f"--format {given} does not match the output name {path.name!r}")
     return given
+
+
+def _pt2_device(device: str) -> str:
+    """``export --device`` for a .pt2 package: cpu or cuda (auto: CUDA when available)."""
+    import torch
+
+    name = str(device).strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return name
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -85,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         if not args.quiet:
             print("compiling with AOTInductor (a minute or more on a CPU)...", flush=True)
-        to_pt2(run, out)
+        to_pt2(run, out, device=_pt2_device(args.device))
     if not args.quiet:
         h, w = run.size
         print(f"wrote {out} ({fmt}, {run.genotype}, {w}x{h}, {time.perf_counter() - t:.1f} s); "
@@ -94,17 +113,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``isnas-fast run MODEL -o OUT.png [--provider ...] [--json REPORT]``."""
+    """``isnas-fast run MODEL -o OUT.png [--device ...] [--json [REPORT]]``."""
     import numpy as np
     import torch
 
     from ..io import save_image
-    from ..io.files import atomic_write_json
 
     model = Path(args.model)
     out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
-    if args.json is not None:
-        check_output_path(args.json, "JSON report", (".json",))
+    check_json_target(args)
     t = time.perf_counter()
     if model.suffix.lower() == ".pt2":
         from ..export.aoti import load_pt2
@@ -121,14 +138,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from ..export.serve import open_session, run_session
 
-        sess = open_session(model, provider=args.provider)
+        sess = open_session(model, provider=args.device)
         arr, provider = run_session(sess, model)
         metadata = dict(sess.get_modelmeta().custom_metadata_map)
         image = torch.from_numpy(np.ascontiguousarray(arr))
         fmt = "onnx"
     seconds = time.perf_counter() - t
     save_image(image, out)
-    if not args.quiet:
+    if not args.quiet and args.json != "-":
         print(f"provider: {provider}")
         print(f"wrote {out} ({image.shape[3]}x{image.shape[2]}, {seconds:.2f} s)")
     if args.json is not None:
@@ -139,5 +156,5 @@ def cmd_run(args: argparse.Namespace) -> int:
             "genotype": metadata.get("isnas_fast.genotype"),
             "reproduces": metadata.get("isnas_fast.reproduces"),
         }
-        atomic_write_json(args.json, report)
+        write_json(report, args.json)
     return 0

@@ -13,7 +13,8 @@ from ..io import (IMAGE_SUFFIXES, check_output_folder, check_output_path, load_i
 from ..io.files import make_folder
 from ..io.inputs import check_writable_folder, collect_image_files, read_stdin_image, write_stdout_image
 from ..search import add_knob_arguments, knob_options
-from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs, write_json
+from .common import (add_json_argument, add_preset_argument, add_task_args, check_json_target, eprint, logger,
+                     task_kwargs, write_json)
 
 __all__ = ["register", "cmd_restore", "cmd_corrupt", "cmd_score", "cmd_demo"]
 
@@ -33,7 +34,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="restored image (16-bit PNG/TIFF for a 16-bit input), '-' for PNG on stdout, or a "
                         "folder for several inputs")
-    p.add_argument("--json", default=None, metavar="REPORT", help="write a JSON report here ('-' = stdout)")
+    add_json_argument(p, "the report")
     p.add_argument("--ground-truth", default=None, metavar="GT",
                    help="clean image, only to report PSNR/SSIM (the method never uses it; one input only)")
     add_preset_argument(p)
@@ -63,12 +64,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="builtin522 (default: the 522 genotypes; also 'builtin'), random5000, random, random:N "
                         "or a 'u,bits' CSV file")
     p.add_argument("--candidates", type=int, default=None, metavar="N", help="score a seeded sample of N")
-    p.add_argument("--metric", action="append", default=None,
-                   help="metric (repeatable; default psd_db_strip_mse); e.g. psd_strip_hist_emd, per_bw_0.9")
+    p.add_argument("--metric", action="append", default=None, metavar="M[,M...]",
+                   help="scoring metric(s), comma-separated as in restore (default psd_db_strip_mse); e.g. "
+                        "psd_db_strip_mse,psd_strip_hist_emd,per_bw_0.9")
     p.add_argument("--width", type=int, default=128, help="network width W (default 128)")
     p.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
-    p.add_argument("--json", nargs="?", const="-", default=None, metavar="REPORT",
-                   help="write all scores as JSON (to REPORT, or stdout when no file is given)")
+    add_json_argument(p, "every score")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("demo", parents=[common], help="denoise the bundled sample image (quick preset)",
@@ -130,8 +131,7 @@ def _many_outputs(args: argparse.Namespace) -> bool:
 def cmd_restore(args: argparse.Namespace) -> int:
     if args.task == "inpaint" and args.mask is None:
         raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
-    if args.json not in (None, "-"):
-        check_output_path(args.json, "JSON report", (".json",))
+    check_json_target(args)
     if "-" in args.input and len(args.input) > 1:
         raise InputError("'-' (standard input) restores one image; give it alone")
     if _many_outputs(args):
@@ -234,15 +234,16 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..api import score
-    from ..search import candidate_list
+    from ..search import DEFAULT_METRIC, candidate_list
 
     if args.task == "inpaint" and args.mask is None:
         raise InputError("scoring for inpainting needs --mask (white = known)")
-    if args.json not in (None, "-"):
-        check_output_path(args.json, "JSON report", (".json",))
+    check_json_target(args)
     models = args.models or "builtin522"
     genotypes, _ = candidate_list(models, args.candidates, args.seed)
-    metrics = args.metric or ["psd_db_strip_mse"]
+    metrics = [m.strip() for given in (args.metric or [DEFAULT_METRIC]) for m in given.split(",") if m.strip()]
+    if not metrics:
+        raise InputError("--metric names no metric")
     rows = score(args.input, genotypes, args.task, metrics, width=args.width, seed=args.seed, mask=args.mask,
                  device=args.device, quiet=args.quiet, **task_kwargs(args))
     names = list(rows[0].keys())[1:]

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..search import add_knob_arguments, knob_options
-from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs, write_json
+from .common import (add_json_argument, add_preset_argument, add_task_args, check_json_target, eprint, logger,
+                     task_kwargs, write_json)
 
 __all__ = ["register", "cmd_study"]
 
@@ -23,8 +24,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "Resumable: rerun the same command after an interruption.")
     p.add_argument("input", metavar="CORRUPTED", help="the corrupted image")
     add_task_args(p)
-    p.add_argument("--ground-truth", default=None, metavar="CLEAN",
-                   help="the clean image (required: the study measures PSNR)")
+    p.add_argument("--ground-truth", required=True, metavar="CLEAN",
+                   help="the clean image (the study measures the PSNR each genotype reaches)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (created if missing; its parent must exist): rows.jsonl, study.json, "
                         "study.md, plots")
@@ -32,7 +33,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--inits", type=int, default=1, metavar="R",
                    help="also average the metrics at initialisation over R random initialisations (default 1)")
     p.add_argument("--group", type=int, default=8, metavar="G", help="genotypes trained together (default 8)")
-    p.add_argument("--json", default=None, metavar="REPORT", help="also write the analysis as JSON here ('-' = stdout)")
+    add_json_argument(p, "the analysis")
     add_knob_arguments(p.add_argument_group("search knobs (override the preset)"))
     p.set_defaults(func=cmd_study)
 
@@ -42,6 +43,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     if args.task == "inpaint" and args.mask is None:
         raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
+    check_json_target(args)
     out = Path(args.out)
     result = run_study(args.input, args.task, ground_truth=args.ground_truth, out=out, preset=args.preset,
                        mask=args.mask, seed=args.seed, inits=args.inits, group=args.group, device=args.device,

@@ -35,6 +35,7 @@ __all__ = [
 # The paper's DIP iteration counts per task (docs/design.md §3.4, §6).
 TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
+_PAPER_COUNTS = ", ".join(f"{t} {n}" for t, n in TASK_ITERATIONS.items())
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Knob:
     """One search knob: the settings field ``name``, the API keyword ``api``,
     the CLI option ``flag``; ``kind`` is ``int``, ``str``, ``"choice"``,
     ``"switch"`` (``--x`` / ``--no-x``, unset = the preset's) or
-    ``"early_stopping"`` (a switch whose True means the preset's detector)."""
+    ``"early_stopping"`` (a switch whose True means the preset's detector); ``none``: what the
+    value None means, as ``--help`` states it (None of an ``early_stopping`` knob: off)."""
 
     name: str
     api: str
@@ -51,12 +53,13 @@ class Knob:
     kind: Any
     metavar: Optional[str] = None
     choices: Optional[tuple] = None
+    none: Optional[str] = None
 
 
 def knob(default: Any, help: str, *, api: Optional[str] = None, flag: Optional[str] = None, kind: Any = None,
-         metavar: Optional[str] = None, choices: Optional[tuple] = None) -> Any:
+         metavar: Optional[str] = None, choices: Optional[tuple] = None, none: Optional[str] = None) -> Any:
     """A :class:`SearchSettings` field declared as a knob (see :class:`Knob`)."""
-    meta = dict(help=help, api=api, flag=flag, kind=kind, metavar=metavar, choices=choices)
+    meta = dict(help=help, api=api, flag=flag, kind=kind, metavar=metavar, choices=choices, none=none)
     return field(default=default, metadata={"knob": meta})
 
 
@@ -72,17 +75,18 @@ class SearchSettings:
     width: int = knob(128, "channels W of every candidate network (a multiple of 16)", metavar="W")
     candidates: Union[str, Path] = knob(
         "builtin", "candidate genotypes: builtin522 (the 522 of the NAS dataset; also 'builtin'), random5000 "
-        "(the 5000 random genotypes the paper's search scored), random (num_candidates drawn with the seed), "
+        "(the 5000 random genotypes the paper's search scored), random (N drawn with the seed, N from candidates), "
         "random:N, or a 'u,bits' CSV file", api="models", flag="--models", metavar="LIST")
     num_candidates: Optional[int] = knob(
-        None, "how many candidates to score (a seeded sample of the list; default: all of it)",
-        flag="--candidates", metavar="N")
+        None, "how many candidates to score (a seeded sample of the list)", api="candidates",
+        flag="--candidates", metavar="N", none="all")
     cohort_size: int = knob(15, "the K best-scoring candidates trained in the cohort stage", metavar="K")
     metric: str = knob(
         DEFAULT_METRIC, "scoring metric(s), comma-separated, e.g. psd_db_strip_mse,psd_strip_hist_emd,random: "
         "scored once, one cohort and pick per metric; the first metric's pick is restored", metavar="M[,M...]")
     cohort_iterations: Optional[int] = knob(
-        None, "DIP steps of each cohort member (default: the task's paper count)", metavar="N")
+        None, f"DIP steps of each cohort member (the paper's counts: {_PAPER_COUNTS})", metavar="N",
+        none="the task's paper count")
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
         "distinct pick; the result is the first metric's, the report has every pick's run)", kind="choice",
@@ -91,15 +95,15 @@ class SearchSettings:
         1, "restore the K best cohort members (by selection score) at full size and return the average of "
         "their outputs, weighted as the selection weights them (1: the pick alone)", metavar="K")
     final_iterations: Optional[int] = knob(
-        None, "DIP steps of the final run (default: the task's paper count)", api="iterations",
-        flag="--iterations", metavar="N")
+        None, f"DIP steps of the final run (the paper's counts: {_PAPER_COUNTS})", api="iterations",
+        flag="--iterations", metavar="N", none="the task's paper count")
     small_side: int = knob(
         64, "shorter side (px) of the cohort stage's problem: of the network output for denoising and "
         "inpainting, of the low-resolution image for super-resolution (never enlarged)", metavar="PX")
     early_stopping: Optional[EarlyStopping] = knob(
         None, "stop the final run early, without ground truth (the discrepancy principle for denoising: the "
         "mean of the last outputs, at most 100 and none from the run's first half, once its residual "
-        "reaches the noise level); unset: the preset's choice",
+        "reaches the noise level)",
         kind="early_stopping")
     cohort_early_stopping: Optional[EarlyStopping] = knob(
         None, "stop each cohort member early, as the final run would", kind="early_stopping")
@@ -107,15 +111,15 @@ class SearchSettings:
         True, "train the cohort together (one program, or one shard per core on a CPU) rather than one "
         "member after another; the trajectories are the same", kind="switch")
     compile: Optional[bool] = knob(
-        None, "compile the DIP step with torch.compile (default: on a GPU; on a CPU only for very long runs, "
-        "as compiling takes minutes there)", kind="switch")
+        None, "compile the DIP step with torch.compile", kind="switch",
+        none="on a GPU; on a CPU only for very long runs, as compiling takes minutes there")
     cuda_graph: Optional[bool] = knob(
-        None, "replay every DIP step as a CUDA graph instead of compiling it (CUDA only; no compile time; "
-        "the cohort on a GPU does this by default)", kind="switch")
+        None, "replay every DIP step as a CUDA graph instead of compiling it (CUDA only; no compile time)",
+        kind="switch", none="the cohort's on a GPU")
     precision: Optional[str] = knob(
         None, "fp32: float32 math (TF32 off on a GPU); tf32: TF32 convolutions (the default on a GPU); "
-        "bf16: autocast (faster on a GPU). Default: tf32 on a GPU, fp32 on a CPU", kind="choice",
-        choices=PRECISIONS)
+        "bf16: autocast (faster on a GPU)", kind="choice", choices=PRECISIONS,
+        none="tf32 on a GPU, fp32 on a CPU")
     score_batch: int = knob(16, "candidate outputs scored per batch", metavar="B")
 
     @property
@@ -155,7 +159,7 @@ def _knob_of(f) -> Knob:
     meta = f.metadata["knob"]
     kind = meta["kind"] or (int if f.type in ("int", "Optional[int]") else str)
     return Knob(name=f.name, api=meta["api"] or f.name, flag=meta["flag"] or "--" + f.name.replace("_", "-"),
-                help=meta["help"], kind=kind, metavar=meta["metavar"], choices=meta["choices"])
+                help=meta["help"], kind=kind, metavar=meta["metavar"], choices=meta["choices"], none=meta["none"])
 
 
 #: Every knob, in declaration order.
@@ -175,6 +179,31 @@ PRESETS: dict[str, SearchSettings] = {
         early_stopping=EarlyStopping(),
     ),
 }
+
+
+#: The preset restore, study, suite and their commands use when none is named.
+DEFAULT_PRESET = "quick"
+
+
+def _value_text(k: Knob, value: Any) -> str:
+    """A knob's value as ``--help`` states it."""
+    if value is None:
+        return "off" if k.kind == "early_stopping" else (k.none or "none")
+    if isinstance(value, EarlyStopping) or value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return str(value)
+
+
+def preset_defaults(k: Knob) -> str:
+    """``knob``'s value under each preset, the default preset first: ``"32 (quick), all (paper)"``,
+    or the one value when every preset has the same."""
+    names = [DEFAULT_PRESET] + [n for n in PRESETS if n != DEFAULT_PRESET]
+    texts = {n: _value_text(k, getattr(PRESETS[n], k.name)) for n in names}
+    if len(set(texts.values())) == 1:
+        return texts[DEFAULT_PRESET]
+    return ", ".join(f"{texts[n]} ({n})" for n in names)
 
 
 def preset(name: str, **overrides: object) -> SearchSettings:
@@ -212,15 +241,35 @@ def _field_value(k: Knob, value: Any, base: SearchSettings) -> Any:
     return value
 
 
+#: Earlier API keywords of knobs, still taken: the earlier name -> the knob's keyword.
+RENAMED_KEYWORDS = {"num_candidates": "candidates"}
+
+
+def renamed_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the earlier knob keywords (:data:`RENAMED_KEYWORDS`) under their names;
+    both names given raise InputError."""
+    out = dict(options)
+    for old, new in RENAMED_KEYWORDS.items():
+        if old in out:
+            value = out.pop(old)
+            if out.get(new) is not None and value is not None:
+                raise InputError(f"{old}= is the earlier name of {new}=; give one of them")
+            if value is not None:
+                out[new] = value
+    return out
+
+
 def settings_from_options(preset_name: str, options: Mapping[str, Any]) -> SearchSettings:
     """A preset's settings with API-keyword ``options`` applied (None = the preset's value).
 
     ``early_stopping=True`` means the preset's detector (or the default one
-    if the preset has none), False none.  Unknown keywords raise InputError.
+    if the preset has none), False none.  Unknown keywords raise InputError;
+    the earlier names of :data:`RENAMED_KEYWORDS` (``num_candidates``) are taken.
     """
     if preset_name not in PRESETS:
         raise InputError(f"unknown preset {preset_name!r}: choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset_name]
+    options = renamed_keywords(options)
     unknown = sorted(set(options) - set(_BY_API))
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)}; search options: {', '.join(_BY_API)}")
@@ -235,11 +284,17 @@ def add_knob_arguments(group: argparse._ActionsContainer, *, skip: tuple[str, ..
             continue
         dest = f"knob_{k.api}"
         if k.kind in ("switch", "early_stopping"):
-            group.add_argument(k.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=k.help)
+            group.add_argument(k.flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                               help=_help(k))
         elif k.kind == "choice":
-            group.add_argument(k.flag, dest=dest, default=None, choices=k.choices, help=k.help)
+            group.add_argument(k.flag, dest=dest, default=None, choices=k.choices, help=_help(k))
         else:
-            group.add_argument(k.flag, dest=dest, type=k.kind, default=None, metavar=k.metavar, help=k.help)
+            group.add_argument(k.flag, dest=dest, type=k.kind, default=None, metavar=k.metavar, help=_help(k))
+
+
+def _help(k: Knob) -> str:
+    """A knob's help with its value under each preset (argparse's %% escaped)."""
+    return f"{k.help} (default: {preset_defaults(k)})".replace("%", "%%")
 
 
 def knob_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -249,5 +304,5 @@ def knob_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def knob_parameter_doc() -> str:
-    """One line per knob (API keyword: help) for docstrings."""
-    return "\n".join(f"    ``{k.api}``: {k.help}." for k in KNOBS)
+    """One line per knob (API keyword: help, the value under each preset) for docstrings."""
+    return "\n".join(f"    ``{k.api}``: {k.help} (default: {preset_defaults(k)})." for k in KNOBS)
