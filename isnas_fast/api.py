@@ -26,7 +26,6 @@ from .kernels.spectral_reference import canonical_metric
 from .noise import NoiseEstimate
 from .network import BASELINE_NAMES, resolve_architecture
 from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
-from .quality import psnr, ssim
 from .result import RestoreResult
 from .resources import ResourcePlan, plan_restore
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
@@ -133,8 +132,7 @@ def restore(
     timings["total"] = time.perf_counter() - t_start
     p = s_ = None
     if gt is not None:
-        p = float(psnr(out, gt, y_channel=tk.name == "sr" and out.shape[1] == 3)[0])
-        s_ = float(ssim(out, gt)[0])
+        p, s_ = float(tk.psnr(out, gt)[0]), float(tk.ssim(out, gt)[0])
     return RestoreResult(
         image=to_like(out.cpu(), image_in), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
         task=tk, observation=obs, run=run, settings=settings, device=str(dev), seed=seed, psnr=p, ssim=s_,
@@ -225,7 +223,7 @@ def undertrained_notice(out: Tensor, obs: Observation) -> Optional[str]:
     farther from the clean image than the noisy input is -- the run ended
     before the network fitted the image.
     """
-    sigma = getattr(obs.task, "sigma", None)
+    sigma = obs.task.noise_level
     if sigma is None:
         return None
     y = obs.crop_output(obs.y).to(out.device, torch.float64)

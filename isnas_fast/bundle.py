@@ -46,6 +46,7 @@ from .io.files import json_text
 from .network import build_network, resolve_architecture
 from .dip.averaging import AveragedNetwork
 from .quality import psnr
+from .tasks import task_class
 from .trained import Restoration, TrainedRun
 
 __all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report", "FORMAT_NAME",
@@ -123,7 +124,7 @@ def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restor
         return rec
     if final is None:
         final = run.output()
-    y_ch = run.task == "sr" and final.shape[1] == 3
+    task = task_class(run.task)
     if restored is not None and tuple(restored.shape) == tuple(final.shape):
         r = restored.detach().float().cpu()
         rec["max_abs_diff_final_vs_restored"] = round(float((final - r).abs().max()), 6)
@@ -133,10 +134,10 @@ def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restor
         if tuple(gt.shape) != tuple(final.shape):
             raise InputError(f"ground truth has shape {tuple(gt.shape)} but the network's output has "
                              f"{tuple(final.shape)}")
-        rec["psnr_final_output"] = round(float(psnr(final.clamp(0, 1), gt, y_channel=y_ch)[0]), 4)
+        rec["psnr_final_output"] = round(float(task.psnr(final.clamp(0, 1), gt)[0]), 4)
         if restored is not None and "psnr_restored" not in rec:
-            rec["psnr_restored"] = round(float(psnr(restored.float().cpu().clamp(0, 1), gt, y_channel=y_ch)[0]), 4)
-        rec["psnr_y_channel"] = y_ch
+            rec["psnr_restored"] = round(float(task.psnr(restored.float().cpu().clamp(0, 1), gt)[0]), 4)
+        rec["psnr_y_channel"] = task.psnr_on_y(int(final.shape[1]))
     return rec
 
 

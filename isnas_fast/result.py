@@ -14,7 +14,6 @@ from torch import Tensor
 
 from .dip import DIPResult
 from .genotype import Genotype
-from .quality import psnr
 from .search import CohortMember, SearchResult, SearchSettings
 from .search.settings import TASK_ITERATIONS
 from .tasks import Observation, Task
@@ -79,8 +78,7 @@ class RestoreResult:
             entry["final"] = {"iterations_run": run.dip.iterations_run, "stopped_at": run.dip.stopped_at}
             if self.ground_truth is not None:
                 out = self.observation.crop_output(run.dip.output.float().cpu())
-                y_ch = self.task.name == "sr" and out.shape[1] == 3
-                entry["final"]["psnr"] = round(float(psnr(out, self.ground_truth, y_channel=y_ch)[0]), 4)
+                entry["final"]["psnr"] = round(float(self.task.psnr(out, self.ground_truth)[0]), 4)
         return entry
 
     def report(self) -> dict:
@@ -130,11 +128,10 @@ class RestoreResult:
                                    "weights": [round(w, 6) for w in ens.weights],
                                    "exported_network": str(self.genotype)}
                 if self.ground_truth is not None:
-                    y_ch = self.task.name == "sr" and self.tensor.shape[1] == 3
-                    rep["ensemble"]["member_psnr"] = [
-                        round(float(psnr(self.observation.crop_output(self.search.finals[str(g)].dip.output.float().cpu()),
-                                         self.ground_truth,
-                                         y_channel=y_ch)[0]), 4) for g in ens.genotypes]
+                    outputs = [self.observation.crop_output(self.search.finals[str(g)].dip.output.float().cpu())
+                               for g in ens.genotypes]
+                    rep["ensemble"]["member_psnr"] = [round(float(self.task.psnr(o, self.ground_truth)[0]), 4)
+                                                      for o in outputs]
         if self.settings.early_stopping is not None and d.stopped_at is not None:
             e = self.settings.early_stopping
             es = {
@@ -154,5 +151,5 @@ class RestoreResult:
         if self.psnr is not None:
             rep["psnr"] = round(self.psnr, 4)
             rep["ssim"] = round(self.ssim, 5) if self.ssim is not None else None
-            rep["psnr_y_channel"] = self.task.name == "sr" and self.tensor.shape[1] == 3
+            rep["psnr_y_channel"] = self.task.psnr_on_y(int(self.tensor.shape[1]))
         return rep

@@ -38,6 +38,8 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import InputError
+from .quality import psnr as _psnr
+from .quality import ssim as _ssim
 
 __all__ = [
     "Task",
@@ -50,6 +52,7 @@ __all__ = [
     "lanczos2_downsample",
     "SR_FACTORS",
     "TASK_NAMES",
+    "task_class",
 ]
 
 SR_FACTORS = (2, 4, 8)
@@ -218,6 +221,30 @@ class Task(ABC):
         h, w = corrupted_hw
         return int(h), int(w)
 
+    @property
+    def noise_level(self) -> float | None:
+        """The noise level the observation carries, in 0..255 units, or None when the task
+        states none (the discrepancy early stop and the under-training notice read it)."""
+        return None
+
+    @classmethod
+    def psnr_on_y(cls, channels: int) -> bool:
+        """Whether this task's PSNR of a ``channels``-channel image is taken on the
+        BT.601 Y channel (:func:`~isnas_fast.quality.rgb_to_y`) rather than on every channel."""
+        return False
+
+    @classmethod
+    def psnr(cls, x: Tensor, ref: Tensor) -> Tensor:
+        """PSNR (dB) per image, shape (B,), of ``x`` against ``ref`` (B, C, H, W) in [0, 1], as
+        this task reports it (on the Y channel where :meth:`psnr_on_y` says so)."""
+        return _psnr(x, ref, y_channel=cls.psnr_on_y(int(x.shape[1])))
+
+    @classmethod
+    def ssim(cls, x: Tensor, ref: Tensor) -> Tensor:
+        """SSIM per image, shape (B,), of ``x`` against ``ref`` (B, C, H, W) in [0, 1]: the
+        mean over channels for every task (:func:`~isnas_fast.quality.ssim`)."""
+        return _ssim(x, ref)
+
     @abstractmethod
     def forward(self, out: Tensor, mask: Tensor | None = None) -> Tensor:
         """The forward operator A applied to a network output (B, C, H, W)."""
@@ -256,6 +283,11 @@ class Denoise(Task):
 
     def params(self) -> dict:
         return {"sigma": self.sigma}
+
+    @property
+    def noise_level(self) -> float:
+        """``sigma`` (0..255 units)."""
+        return self.sigma
 
     def forward(self, out: Tensor, mask: Tensor | None = None) -> Tensor:
         return out
@@ -382,6 +414,11 @@ class SuperResolve(Task):
     def params(self) -> dict:
         return {"factor": self.factor}
 
+    @classmethod
+    def psnr_on_y(cls, channels: int) -> bool:
+        """True for RGB: super-resolution is scored on the Y channel, as the reference scored it."""
+        return channels == 3
+
     def output_size(self, corrupted_hw: tuple[int, int]) -> tuple[int, int]:
         h, w = corrupted_hw
         return int(h) * self.factor, int(w) * self.factor
@@ -397,6 +434,15 @@ _ALIASES = {
 }
 _CLASSES: dict[str, type[Task]] = {"denoise": Denoise, "inpaint": Inpaint, "sr": SuperResolve}
 _PARAMS = {"denoise": ("sigma",), "inpaint": ("p", "mask"), "sr": ("factor",)}
+
+
+def task_class(name: str) -> type[Task]:
+    """The :class:`Task` class of a task name or alias (``"sr"``, ``"denoise"``, ...): its
+    class-level rules (:meth:`Task.psnr`, :meth:`Task.ssim`) without its parameters."""
+    key = _ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise InputError(f"unknown task {name!r}; choose one of: denoise, inpaint, sr")
+    return _CLASSES[key]
 
 
 def make_task(name: str, **params: Any) -> Task:

@@ -292,7 +292,7 @@ class DiscrepancyDetector(Detector):
         self.obs = observation
         self.wv = WindowVariance(settings.window, variance=False)
         self.start = max(2, settings.window // 2)
-        sigma = getattr(observation.task, "sigma", None)
+        sigma = observation.task.noise_level
         self.sigma = None if sigma is None else float(sigma) / 255.0
         self.table = None if self.sigma is None else ClippedNoiseTable(self.sigma, device=observation.y.device)
         self.y64 = observation.y.to(torch.float64)

@@ -8,7 +8,7 @@ step runs (:mod:`isnas_fast.dip.steps`) and what is recorded stay apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from torch import Tensor, nn
 
@@ -40,7 +40,8 @@ class DIPResult:
     ``output_average`` and ``network`` the last step's.
     ``last_output``: the network's raw output f(z + noise) of the last step.
     ``losses``: task loss per step.  ``psnr_curve`` / ``psnr_raw_curve``:
-    per-step PSNR (dB) of the smoothed / raw output, only with ground truth.
+    per-step PSNR (dB) of the smoothed / raw output, only with ground truth
+    (measured as the task measures it: :meth:`~isnas_fast.tasks.Task.psnr`).
     ``seconds``: wall time of the loop; ``compile_seconds``: of which spent
     in the first (compiling) step when compiled.  ``cuda_graph``: whether the
     step was replayed as a CUDA graph.  ``precision``: the precision the run
@@ -48,8 +49,8 @@ class DIPResult:
     ``variance_curve``: the stopping detector's signal per iteration.
     ``probes``: per watching detector (:func:`probe_name`), ``fired_at``
     (None: never), ``iteration`` it would have returned and that output's
-    ``psnr`` (with ground truth).  ``snapshots``: the smoothed output at the
-    iterations asked for, (1, C, H, W) each.
+    ``psnr`` (with ground truth).  ``snapshots`` / ``raw_snapshots``: the
+    smoothed / raw output at the iterations asked for, (1, C, H, W) each.
     """
 
     output: Tensor
@@ -71,6 +72,7 @@ class DIPResult:
     cuda_graph: bool = False
     probes: dict[str, dict] = field(default_factory=dict)
     snapshots: dict[int, Tensor] = field(default_factory=dict)
+    raw_snapshots: dict[int, Tensor] = field(default_factory=dict)
     output_average: Optional[Tensor] = None
     averaged_over: str = ""
 
@@ -86,8 +88,8 @@ def probe_name(settings: EarlyStopping) -> str:
 class _Probe:
     """A detector watching passively: what it would have returned, had it stopped the run."""
 
-    def __init__(self, detector: Detector, gt: Optional[Tensor]):
-        self.detector, self.gt = detector, gt
+    def __init__(self, detector: Detector, gt: Optional[Tensor], measure: Callable[[Tensor, Tensor], Tensor]):
+        self.detector, self.gt, self.measure = detector, gt, measure
         self.fired_at: Optional[int] = None
         self.iteration: Optional[int] = None
         self.psnr: Optional[float] = None
@@ -103,7 +105,7 @@ class _Probe:
         d = self.detector
         self.iteration = d.best_iteration
         if self.gt is not None and d.best_output is not None:
-            self.psnr = float(psnr(d.best_output, self.gt)[0])
+            self.psnr = float(self.measure(d.best_output, self.gt)[0])
 
     def record(self) -> dict:
         if self.fired_at is None:
@@ -119,7 +121,10 @@ class Monitor:
     fires.  ``probes``: detectors that only watch (they never stop the run);
     the result's ``probes`` says, per detector, where it would have stopped
     and the PSNR of what it would have returned (with ground truth).
-    ``observation``: what the run fits (needed by the ``shift`` detector).
+    ``observation``: what the run fits (needed by the ``shift`` detector);
+    its task decides how every PSNR is measured (:meth:`~isnas_fast.tasks.Task.psnr`:
+    the Y channel for RGB super-resolution), so the curves, the PSNR at the
+    stop and the probes' agree with the PSNR a report states.
     ``snapshots``: iterations at which the smoothed output is kept (a run's
     state at step S is what an S-step run ends with).  ``network``: the
     member's network; its weights are block-averaged over the steps the
@@ -136,10 +141,13 @@ class Monitor:
         self.ema = ema
         self.snapshot_at = set(snapshots)
         self.snapshots: dict[int, Tensor] = {}
+        self.raw_snapshots: dict[int, Tensor] = {}
         self.gt = ground_truth
         self.name = name
+        self.psnr = observation.task.psnr if observation is not None else psnr
         self.detector = make_detector(early_stopping, observation) if early_stopping is not None else None
-        self.probes = {probe_name(p): _Probe(make_detector(p, observation), ground_truth) for p in probes}
+        self.probes = {probe_name(p): _Probe(make_detector(p, observation), ground_truth, self.psnr)
+                       for p in probes}
         self.smooth: Optional[Tensor] = None
         self.last: Optional[Tensor] = None
         self.losses: list[float] = []
@@ -196,9 +204,10 @@ class Monitor:
         self.iterations = it
         if it in self.snapshot_at:
             self.snapshots[it] = self.smooth.clamp(0, 1)
+            self.raw_snapshots[it] = o.clamp(0, 1)
         if self.gt is not None:
-            self.curve.append(float(psnr(self.smooth.clamp(0, 1), self.gt)[0]))
-            self.raw_curve.append(float(psnr(o.clamp(0, 1), self.gt)[0]))
+            self.curve.append(float(self.psnr(self.smooth.clamp(0, 1), self.gt)[0]))
+            self.raw_curve.append(float(self.psnr(o.clamp(0, 1), self.gt)[0]))
         for probe in self.probes.values():
             probe.update(it, o, self.smooth, loss)
         if self.detector is None:
@@ -207,7 +216,7 @@ class Monitor:
         stop = self.detector.update(it, o, self.smooth, loss)
         if self.detector.best_iteration != best_before:
             if self.gt is not None:
-                self.psnr_at_stop = float(psnr(self.detector.best_output, self.gt)[0])
+                self.psnr_at_stop = float(self.psnr(self.detector.best_output, self.gt)[0])
             if self.weights is not None:
                 self._keep_best_weights(it)
         if stop:
@@ -238,7 +247,7 @@ class Monitor:
             what = ("sum_j c_j f_{w_j}(z + n_j) over blocks j of consecutive steps (w_j: the block's mean "
                     "weights, n_j: one of its input noises, c_j: its share), weighted as " + what)
             if self.gt is not None and det is not None:
-                psnr_at_stop = float(psnr(out, self.gt)[0])
+                psnr_at_stop = float(self.psnr(out, self.gt)[0])
         return DIPResult(
             output=out, output_average=average, averaged_over=what,
             last_output=self.last.clamp(0, 1), network=network, z=z,
@@ -248,4 +257,5 @@ class Monitor:
             compiled=compiled, compile_seconds=compile_seconds, precision=precision,
             psnr_at_stop=psnr_at_stop, cuda_graph=cuda_graph,
             probes={name: p.record() for name, p in self.probes.items()}, snapshots=self.snapshots,
+            raw_snapshots=self.raw_snapshots,
         )

@@ -192,7 +192,7 @@ def search_picks(
         results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
     picks = {}
     for m, members in cohorts.items():
-        picks[m] = members[select_in_cohort(members, results, y_channel=task_name == "sr")].genotype
+        picks[m] = members[select_in_cohort(members, results, y_channel=observation.task.psnr_on_y(observation.channels))].genotype
     timings["cohort"] = time.perf_counter() - t
     stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
     return SearchResult(

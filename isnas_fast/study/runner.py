@@ -204,7 +204,7 @@ def run_study(
                 if m in have_picks:
                     continue
                 members = cohorts[m]
-                idx = select_in_cohort(members, trained, y_channel=tk.name == "sr")
+                idx = select_in_cohort(members, trained, y_channel=tk.psnr_on_y(obs.channels))
                 records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
                                 "cohort": [c.as_dict() for c in members]})
 

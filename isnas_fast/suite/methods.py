@@ -43,7 +43,6 @@ from ..dip import DIPResult, DIPSettings, fit_dip_group, should_compile
 from ..genotype import Genotype
 from ..network import build_network, resolve_architecture
 from ..problem import prepare_problem, resolve_task
-from ..quality import psnr, ssim
 from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options)
@@ -118,8 +117,9 @@ class JobInput:
 class RunRecord:
     """One full-size DIP run, without the network (light to send back).
 
-    ``output``: the restored image (1, C, H, W) on the CPU; ``psnr`` (dB, Y
-    channel for RGB SR) and ``ssim`` against the ground truth; ``curve``:
+    ``output``: the restored image (1, C, H, W) on the CPU; ``psnr`` (dB, as
+    the task measures it: ``psnr_y_channel`` says whether on the Y channel)
+    and ``ssim`` against the ground truth; ``curve``:
     PSNR (dB) of the smoothed output per step, ``curve_raw`` of the raw
     output; ``seconds``: training wall time (a share of the group's when
     trained together).
@@ -141,16 +141,18 @@ class RunRecord:
     seconds: float
     precision: str
     compiled: bool
+    psnr_y_channel: bool = False
 
 
 def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
     return [round(v, 4) for v in curve] if curve else None
 
 
-def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float], architecture: Architecture,
+def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float, bool], architecture: Architecture,
             genotype: str, width: int, in_channels: int, seconds: float) -> RunRecord:
+    """``quality``: (PSNR, SSIM, whether the PSNR is on the Y channel), as the task measured them."""
     return RunRecord(
-        output=output.float().cpu(), psnr=quality[0], ssim=quality[1],
+        output=output.float().cpu(), psnr=quality[0], ssim=quality[1], psnr_y_channel=quality[2],
         architecture=architecture if isinstance(architecture, str) else str(architecture), genotype=genotype,
         width=width, in_channels=in_channels, iterations_run=dip.iterations_run, stopped_at=dip.stopped_at,
         early_stopped=dip.early_stopped, psnr_at_stop=dip.psnr_at_stop,
@@ -161,7 +163,8 @@ def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float], archit
 def _from_restore(res: RestoreResult, architecture: Architecture) -> RunRecord:
     assert res.psnr is not None and res.ssim is not None
     # res.tensor: what restore returns (and the rerun command writes), its PSNR and SSIM with it
-    return _record(res.dip, res.tensor, (res.psnr, res.ssim), architecture, str(res.run.genotype),
+    quality = (res.psnr, res.ssim, res.task.psnr_on_y(int(res.tensor.shape[1])))
+    return _record(res.dip, res.tensor, quality, architecture, str(res.run.genotype),
                    res.run.width, res.run.in_channels, res.timings_s.get("final", 0.0))
 
 
@@ -257,7 +260,7 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
     row = {
         "image": inp.job.image, "method": inp.job.method, "label": METHOD_LABELS[inp.job.method],
         "oracle": inp.job.oracle, "seed": inp.job.seed,
-        "psnr": rec.psnr, "ssim": rec.ssim, "psnr_y_channel": inp.task == "sr" and rec.output.shape[1] == 3,
+        "psnr": rec.psnr, "ssim": rec.ssim, "psnr_y_channel": rec.psnr_y_channel,
         "architecture": rec.architecture, "genotype": rec.genotype, "width": rec.width,
         "in_channels": rec.in_channels,
         "iterations": {"requested": settings.final_iterations or TASK_ITERATIONS[inp.task],
@@ -339,8 +342,8 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
     records = []
     for res, gt, obs, (arch, genotype, width, in_ch) in zip(results, truths, observations, shapes):
         out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
-        y_channel = first.task == "sr" and out.shape[1] == 3
-        quality = (float(psnr(out, gt, y_channel=y_channel)[0]), float(ssim(out, gt)[0]))
+        task = obs.task
+        quality = (float(task.psnr(out, gt)[0]), float(task.ssim(out, gt)[0]), task.psnr_on_y(int(out.shape[1])))
         records.append(_record(res, out, quality, arch, genotype, width, in_ch, share))
     return records
 
