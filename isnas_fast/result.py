@@ -57,6 +57,21 @@ class RestoreResult:
     ground_truth: Optional[Tensor] = field(default=None, repr=False)  # the input's region, for reports/export
     noise: Optional[dict] = None
 
+    def __repr__(self) -> str:
+        """One line: the task, the restored size (W x H px), the architecture, the PSNR when
+        known, the final run's steps and the total seconds (``report()`` has the rest)."""
+        h, w = int(self.tensor.shape[-2]), int(self.tensor.shape[-1])
+        parts = [f"task={self.task!r}", f"size={w}x{h}", f"architecture={str(self.genotype)!r}"]
+        if self.psnr is not None:
+            on_y = self.task.psnr_on_y(int(self.tensor.shape[1]))
+            parts.append(f"psnr={self.psnr:.2f} dB" + (" (Y channel)" if on_y else ""))
+        if self.run.dip is not None:
+            parts.append(f"steps={self.run.dip.iterations_run}")
+        seconds = self.timings_s.get("total")
+        if seconds is not None:
+            parts.append(f"seconds={seconds:.1f}")
+        return f"RestoreResult({', '.join(parts)})"
+
     @property
     def dip(self) -> DIPResult:
         """The final DIP run's result."""
@@ -80,6 +95,29 @@ class RestoreResult:
                 out = self.observation.crop_output(run.dip.output.float().cpu())
                 entry["final"]["psnr"] = round(float(self.task.psnr(out, self.ground_truth)[0]), 4)
         return entry
+
+    def _early_stopping_entry(self) -> Optional[dict]:
+        """The report's ``early_stopping`` block: the final run's detector and what it found
+        (``detected_iteration`` None when it never found a candidate: the run returned its
+        last average); None when the run had no detector."""
+        e, d = self.settings.early_stopping, self.dip
+        if e is None:
+            return None
+        es: dict[str, Any] = {
+            "method": e.method,
+            **{k: v for k, v in e.parameters().items() if k != "rise" or v > 0},
+            "detected_iteration": d.stopped_at,
+            "stopped_early": d.early_stopped,
+        }
+        if d.psnr_curve:
+            # The best the run passed through, smoothed or raw, vs what the detector returned.
+            best_s, best_r = max(d.psnr_curve), max(d.psnr_raw_curve)
+            if d.stopped_at is not None and d.psnr_at_stop is not None:
+                es["psnr_at_detected"] = round(d.psnr_at_stop, 4)
+            es["best_psnr"] = round(max(best_s, best_r), 4)
+            curve = d.psnr_curve if best_s >= best_r else d.psnr_raw_curve
+            es["best_iteration"] = int(np.argmax(curve)) + 1
+        return es
 
     def report(self) -> dict:
         """A JSON-able report of the run."""
@@ -132,22 +170,7 @@ class RestoreResult:
                                for g in ens.genotypes]
                     rep["ensemble"]["member_psnr"] = [round(float(self.task.psnr(o, self.ground_truth)[0]), 4)
                                                       for o in outputs]
-        if self.settings.early_stopping is not None and d.stopped_at is not None:
-            e = self.settings.early_stopping
-            es = {
-                "method": e.method,
-                **{k: v for k, v in e.parameters().items() if k != "rise" or v > 0},
-                "detected_iteration": d.stopped_at,
-                "stopped_early": d.early_stopped,
-            }
-            if d.psnr_curve:
-                # The best the run passed through, smoothed or raw, vs what the detector returned.
-                best_s, best_r = max(d.psnr_curve), max(d.psnr_raw_curve)
-                es["psnr_at_detected"] = round(d.psnr_at_stop, 4)
-                es["best_psnr"] = round(max(best_s, best_r), 4)
-                curve = d.psnr_curve if best_s >= best_r else d.psnr_raw_curve
-                es["best_iteration"] = int(np.argmax(curve)) + 1
-            rep["early_stopping"] = es
+        rep["early_stopping"] = self._early_stopping_entry()
         if self.psnr is not None:
             rep["psnr"] = round(self.psnr, 4)
             rep["ssim"] = round(self.ssim, 5) if self.ssim is not None else None

@@ -49,3 +49,22 @@ def test_an_sr_report_agrees_with_itself(sample):
     # the curves are on the Y channel too: the last raw point is the last raw output's Y-channel PSNR
     assert d.psnr_raw_curve[-1] == pytest.approx(float(psnr(d.last_output, clean, y_channel=True)[0]), abs=1e-9)
     assert es["best_psnr"] == round(max(max(d.psnr_curve), max(d.psnr_raw_curve)), 4)
+
+
+def test_the_report_names_the_detector_that_did_not_fire(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    r = isnas_fast.restore(noisy, "denoise", sigma=25, arch=GENOTYPE, iterations=3, quiet=True)
+    es = r.report()["early_stopping"]  # the quick preset's detector, too short a run to find anything
+    assert es["method"] == "discrepancy" and es["detected_iteration"] is None and es["stopped_early"] is False
+    off = isnas_fast.restore(noisy, "denoise", sigma=25, arch=GENOTYPE, iterations=3, early_stopping=False,
+                             quiet=True)
+    assert off.report()["early_stopping"] is None
+
+
+def test_repr_is_a_short_summary(small):
+    noisy = Denoise(25).corrupt(small, seed=0).y
+    r = isnas_fast.restore(noisy, "denoise", sigma=25, arch=GENOTYPE, iterations=3, ground_truth=small, quiet=True)
+    text = repr(r)
+    assert len(text) < 200 and "\n" not in text
+    for part in ("Denoise(sigma=25.0)", "size=64x64", GENOTYPE, f"psnr={r.psnr:.2f} dB", "steps=3", "seconds="):
+        assert part in text
