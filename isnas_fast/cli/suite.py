@@ -29,9 +29,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_task_args(p, corrupting=True)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the suite folder (created if missing; its parent must exist)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), metavar="LIST",
-                   help=f"comma-separated, of {', '.join(METHODS)} (default {','.join(DEFAULT_METHODS)}); "
-                        "cohort-best is an oracle that uses the ground truth (analysis only)")
+    p.add_argument("--methods", default=None, metavar="LIST",
+                   help=f"comma-separated, of {', '.join(METHODS)} (default {','.join(DEFAULT_METHODS)} and the "
+                        "task's reference when its package is installed); cohort-best is an oracle that uses "
+                        "the ground truth (analysis only); bm3d (denoise), bicubic (sr) and biharmonic (inpaint) "
+                        "are references without training, each for its own task (bm3d and biharmonic: "
+                        "pip install 'isnas-fast[references]'; the bm3d package is licensed for non-commercial "
+                        "use only)")
     p.add_argument("--seeds", default="1", metavar="N|LIST",
                    help="a count N (seeds --seed .. --seed+N-1; default 1) or a list such as 0,3,7")
     add_preset_argument(p)

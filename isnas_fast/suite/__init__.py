@@ -2,6 +2,8 @@
 
 Rooms, each importing only from those above it:
 
+* :mod:`~isnas_fast.suite.references` -- the tasks' reference methods
+  (``bm3d``, ``bicubic``, ``biharmonic``): classical, no training;
 * :mod:`~isnas_fast.suite.jobs` -- the job list (image, method, seed), the
   settings record and the re-run command of a row;
 * :mod:`~isnas_fast.suite.images` -- finding the images, writing the
@@ -19,8 +21,9 @@ Rooms, each importing only from those above it:
 from __future__ import annotations
 
 from .executors import Executor, LocalExecutor, RayExecutor
-from .jobs import DEFAULT_METHODS, METHOD_LABELS, METHODS, ORACLE_LABEL, Job
+from .jobs import DEFAULT_METHODS, METHOD_LABELS, METHODS, ORACLE_LABEL, REFERENCE_LABEL, Job, default_methods
+from .references import REFERENCES
 from .runner import SuiteResults, run_suite
 
 __all__ = ["run_suite", "SuiteResults", "Executor", "LocalExecutor", "RayExecutor", "Job", "METHODS",
-           "DEFAULT_METHODS", "METHOD_LABELS", "ORACLE_LABEL"]
+           "DEFAULT_METHODS", "METHOD_LABELS", "ORACLE_LABEL", "REFERENCES", "REFERENCE_LABEL", "default_methods"]

@@ -19,15 +19,19 @@ from ..dip import EarlyStopping
 from ..errors import InputError
 from ..search import KNOBS, PRESETS, SearchSettings
 from ..tasks import Task
+from .references import REFERENCE_LABEL, REFERENCES, available, reference_for
 
 __all__ = [
-    "METHODS", "DEFAULT_METHODS", "ORACLE_LABEL", "METHOD_LABELS", "Job", "parse_methods", "parse_seeds",
+    "METHODS", "DEFAULT_METHODS", "ORACLE_LABEL", "REFERENCE_LABEL", "METHOD_LABELS", "Job", "default_methods",
+    "parse_methods", "parse_seeds",
     "job_list", "corruption_seed", "settings_record", "settings_hash", "record_differences", "knob_flags",
     "flagless_settings", "rerun_command",
 ]
 
-#: Every method a suite can run, in table order.
-METHODS = ("isnas", "nasdip", "dip-skip", "random", "cohort-best")
+#: Every method a suite can run, in table order; the last three are the tasks'
+#: references (:mod:`~isnas_fast.suite.references`): classical methods, no training.
+METHODS = ("isnas", "nasdip", "dip-skip", "random", "cohort-best", *REFERENCES)
+#: The DIP methods a suite runs by default (:func:`default_methods` adds the task's reference).
 DEFAULT_METHODS = ("isnas", "nasdip", "dip-skip", "random")
 #: How the one method that reads the ground truth is labelled wherever it appears.
 ORACLE_LABEL = "oracle (uses ground truth)"
@@ -37,7 +41,17 @@ METHOD_LABELS = {
     "dip-skip": "DIP skip network (width 128)",
     "random": "random genotype from the scored pool",
     "cohort-best": f"best cohort member by PSNR: {ORACLE_LABEL}",
+    "bm3d": f"BM3D told the task's sigma ({REFERENCE_LABEL})",
+    "bicubic": f"bicubic upsampling ({REFERENCE_LABEL})",
+    "biharmonic": f"biharmonic inpainting ({REFERENCE_LABEL})",
 }
+
+
+def default_methods(task: str) -> tuple[str, ...]:
+    """The methods a suite of ``task`` runs when none are named: :data:`DEFAULT_METHODS`
+    and the task's reference when its package is installed."""
+    reference = reference_for(task)
+    return DEFAULT_METHODS + ((reference,) if available(reference) else ())
 
 
 @dataclass(frozen=True, order=True)
@@ -57,6 +71,11 @@ class Job:
     def oracle(self) -> bool:
         """Whether the method reads the ground truth (analysis only)."""
         return self.method == "cohort-best"
+
+    @property
+    def reference(self) -> bool:
+        """Whether the method is a classical reference (no training, no architecture)."""
+        return self.method in REFERENCES
 
 
 def parse_methods(methods: Union[str, Sequence[str]]) -> tuple[str, ...]:

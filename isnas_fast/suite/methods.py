@@ -12,6 +12,9 @@ method         what is trained at full size
 ``cohort-best`` every member of the search's cohort (the first metric's); the
                row is the member with the best PSNR: an *oracle that uses the
                ground truth*, for analysis only
+``bm3d``,      the task's reference (:mod:`~isnas_fast.suite.references`):
+``bicubic``,   a classical method run on the job's input files, nothing
+``biharmonic`` trained (:func:`run_reference_job`)
 =============  ===============================================================
 
 Every method trains with the same final-run knobs (``width``,
@@ -46,12 +49,13 @@ from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options)
-from ..tasks import Observation
+from ..tasks import Observation, task_class
 from ..versions import versions
 from .jobs import METHOD_LABELS, Job
+from .references import package_versions, run_reference
 
 __all__ = ["JobInput", "RunRecord", "JobOutcome", "JobFailure", "Plan", "torch_threads", "plan_fixed", "batchable",
-           "run_job", "train_together", "finish_job", "random_index", "versions"]
+           "run_job", "run_reference_job", "train_together", "finish_job", "random_index", "versions"]
 
 Architecture = Union[Genotype, str]
 
@@ -203,7 +207,10 @@ def random_index(image: str, seed: int, pool_size: int) -> int:
 
 def batchable(inp: JobInput) -> bool:
     """Whether the job's full-size runs can be trained beside other jobs' (an ``isnas``
-    job with ``final="all"`` or an ensemble restores several runs and goes alone)."""
+    job with ``final="all"`` or an ensemble restores several runs and goes alone; a
+    reference trains nothing and goes alone)."""
+    if inp.job.reference:
+        return False
     settings = inp.settings
     return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1)
 
@@ -259,7 +266,7 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
     es = settings.early_stopping
     row = {
         "image": inp.job.image, "method": inp.job.method, "label": METHOD_LABELS[inp.job.method],
-        "oracle": inp.job.oracle, "seed": inp.job.seed,
+        "oracle": inp.job.oracle, "reference": False, "seed": inp.job.seed,
         "psnr": rec.psnr, "ssim": rec.ssim, "psnr_y_channel": rec.psnr_y_channel,
         "architecture": rec.architecture, "genotype": rec.genotype, "width": rec.width,
         "in_channels": rec.in_channels,
@@ -277,8 +284,35 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
     return JobOutcome(row, rec.output, curves)
 
 
+def run_reference_job(inp: JobInput) -> JobOutcome:
+    """A reference method's job (:mod:`~isnas_fast.suite.references`): run on the
+    CPU on the job's input files, timed; the row has the DIP rows' fields where they
+    apply (no architecture, steps, early stop or curve)."""
+    method = inp.job.method
+    with torch_threads(inp.threads):
+        t = time.perf_counter()
+        output = run_reference(method, inp.observed, mask=inp.mask, sigma=inp.task_params.get("sigma"),
+                               factor=inp.task_params.get("factor"))
+        seconds = time.perf_counter() - t
+    task = task_class(inp.task)  # scored as every method of the task is
+    value, similarity = float(task.psnr(output, inp.clean)[0]), float(task.ssim(output, inp.clean)[0])
+    on_y = task.psnr_on_y(int(output.shape[1]))
+    row = {
+        "image": inp.job.image, "method": method, "label": METHOD_LABELS[method], "oracle": False,
+        "reference": True, "seed": inp.job.seed, "psnr": value, "ssim": similarity, "psnr_y_channel": on_y,
+        "architecture": method, "genotype": None, "width": None, "in_channels": None, "iterations": None,
+        "early_stopping": None, "timings_s": {"reference": round(seconds, 3), "total": round(seconds, 3)},
+        "device": "cpu", "threads": inp.threads, "precision": None, "compiled": False, "trained_together": 1,
+        "versions": {**versions(), **package_versions(method)},
+    }
+    return JobOutcome(row, output)
+
+
 def run_job(inp: JobInput) -> JobOutcome:
-    """Run one job on its own (every full-size run through ``restore``)."""
+    """Run one job on its own (every full-size run through ``restore``; a reference
+    through :func:`run_reference_job`)."""
+    if inp.job.reference:
+        return run_reference_job(inp)
     with torch_threads(inp.threads):
         device = str(resolve_device(inp.device))
         if inp.job.method == "isnas":

@@ -8,6 +8,10 @@
 * ``plots/grid-<image>.png`` -- clean, corrupted and each method's output
   (first seed).
 
+The tasks' references (no training) are drawn apart: hatched bars, a
+dashed horizontal line at their PSNR in the curves (where it is measured
+as the curves are, on every channel), "reference" in their titles.
+
 Drawn with matplotlib's object API (no pyplot, no global backend switch);
 each file written atomically.  Without matplotlib nothing is drawn and the
 tables are unaffected.
@@ -22,7 +26,8 @@ from typing import Any, Callable, Sequence
 
 from ..io import atomic_write_bytes, load_image
 from ..io.files import make_folder
-from .jobs import METHOD_LABELS, ORACLE_LABEL
+from .jobs import METHOD_LABELS, ORACLE_LABEL, REFERENCE_LABEL
+from .references import REFERENCES
 
 __all__ = ["available", "draw"]
 
@@ -33,6 +38,8 @@ def available() -> bool:
 
 
 def _legend(method: str) -> str:
+    if method in REFERENCES:
+        return f"{method}: {REFERENCE_LABEL}"
     return f"{method}: {ORACLE_LABEL}" if method == "cohort-best" else method
 
 
@@ -62,7 +69,9 @@ def _psnr_per_image(rows: Sequence[dict], methods: Sequence[str], images: Sequen
                 lo.append(mean - min(values))
                 hi.append(max(values) - mean)
         if xs:
-            ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, label=_legend(m))
+            style = (dict(color="white", edgecolor="dimgray", hatch="///", linewidth=0.8) if m in REFERENCES
+                     else {})
+            ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, label=_legend(m), **style)
     values = [r["psnr"] for r in rows]
     if values:
         ax.set_ylim(max(0.0, min(values) - 2), max(values) + 1)
@@ -79,6 +88,8 @@ def _curves(folder: Path, rows: Sequence[dict], image: str) -> Any:
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
     for r in rows:
+        if r["method"] in REFERENCES and not r.get("psnr_y_channel"):
+            ax.axhline(r["psnr"], ls="--", lw=1.2, color="dimgray", label=_legend(r["method"]))
         if not r.get("curve"):
             continue
         data = json.loads((folder / r["curve"]).read_text())
@@ -131,6 +142,7 @@ def draw(folder: Path, rows: Sequence[dict], context: Any, log: Callable[[str], 
                       key=lambda r: methods.index(r["method"]))
         if not mine:
             continue
-        written[f"curves-{image}.png"] = _save(_curves(folder, mine, image), out / f"curves-{image}.png")
+        if any(r.get("curve") for r in mine):  # references alone have no steps to plot
+            written[f"curves-{image}.png"] = _save(_curves(folder, mine, image), out / f"curves-{image}.png")
         written[f"grid-{image}.png"] = _save(_grid(folder, mine, image), out / f"grid-{image}.png")
     return written

@@ -28,10 +28,10 @@ from ..problem import resolve_task
 from ..quality import psnr
 from ..search import settings_from_options
 from ..tasks import Inpaint, Task
-from . import plots
+from . import plots, references
 from .executors import Executor, LocalExecutor
 from .images import ProblemFiles, Skipped, collect_images, load_problem, prepare_inputs
-from .jobs import (DEFAULT_METHODS, Job, flagless_settings, job_list, parse_methods, parse_seeds, rerun_command,
+from .jobs import (Job, default_methods, flagless_settings, job_list, parse_methods, parse_seeds, rerun_command,
                    settings_hash, settings_record)
 from .methods import JobFailure, JobInput, JobOutcome
 from .store import ResultStore
@@ -97,6 +97,13 @@ def _write_outcome(folder: Path, inp: JobInput, outcome: JobOutcome, files: Prob
     arch = None if job.method == "isnas" else row["architecture"]
     row.update(restored=restored, input=files.observed, mask=files.mask, ground_truth=files.clean,
                corruption_seed=files.corruption_seed, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
+    if job.reference:
+        params = task.params()
+        row["rerun"] = references.rerun_command(
+            job.method, observed=files.observed, mask=files.mask, sigma=params.get("sigma"),
+            factor=params.get("factor"), output=f"rerun-{job.image}-{job.method}-seed{job.seed}.png",
+            bit_depth=files.depth)
+        return row
     row["rerun"] = rerun_command(observed=files.observed, clean=files.clean, mask=files.mask,
                                  task=task, preset=inp.preset, settings=inp.settings, seed=job.seed,
                                  architecture=arch, device=row["device"].split(":")[0], threads=inp.threads,
@@ -109,7 +116,7 @@ def run_suite(
     task: Union[str, Task],
     *,
     out: Union[str, os.PathLike],
-    methods: Union[str, Sequence[str]] = DEFAULT_METHODS,
+    methods: Union[str, Sequence[str], None] = None,
     seeds: Union[int, str, Sequence[int]] = 1,
     preset: str = "quick",
     executor: Optional[Executor] = None,
@@ -128,7 +135,11 @@ def run_suite(
     by ``task`` (``"denoise"``/``"inpaint"``/``"sr"`` with ``sigma``, ``p``,
     ``factor`` among ``options``).  ``methods``: of ``isnas``, ``nasdip``,
     ``dip-skip``, ``random``, ``cohort-best`` (an oracle that uses the
-    ground truth).  ``seeds``: a count N (seeds 0..N-1) or a list.
+    ground truth) and the tasks' references ``bm3d`` (denoise), ``bicubic``
+    (sr), ``biharmonic`` (inpaint), classical methods without training
+    (:mod:`~isnas_fast.suite.references`); None: ``isnas``, ``nasdip``,
+    ``dip-skip``, ``random`` and the task's reference when its package is
+    installed.  ``seeds``: a count N (seeds 0..N-1) or a list.
     ``options``: the search knobs of ``restore`` (``width``,
     ``iterations``, ``early_stopping``, ...); every method trains with the
     same final-run knobs.  ``executor``: a
@@ -148,7 +159,10 @@ def run_suite(
     if isinstance(tk, Inpaint) and tk.mask is not None:
         raise InputError("a suite draws its own inpainting mask per image and seed: give p, not a mask")
     settings = settings_from_options(preset, knobs)
-    method_list, seed_list = parse_methods(methods), parse_seeds(seeds)
+    method_list = parse_methods(default_methods(tk.name) if methods is None else methods)
+    for m in method_list:
+        references.check_reference(m, tk.name)  # a reference of another task, or its package missing
+    seed_list = parse_seeds(seeds)
     resolve_device(device)  # fail now on a machine without the device asked for
     for value in flagless_settings(settings, preset):
         warnings.warn(f"{value} has no command-line option: the rows' rerun commands use the preset's detector",

@@ -8,6 +8,11 @@
   mean difference with its t-interval and wins / ties / losses
   (:func:`~isnas_fast.stats.paired_comparison`).
 
+The tasks' references (classical methods without training, e.g. ``bm3d``)
+are rows like the others, marked ``†`` and labelled wherever they appear
+(``reference`` column in the CSV tables): the paired table shows the gap
+between the search and what a user could pick instead.
+
 The header says which early stopping the final runs used (it changes the
 ranking a lot), and the lists at the end name the skipped images, the
 failed jobs and the jobs not yet run.
@@ -26,13 +31,16 @@ from ..search import TASK_ITERATIONS, SearchSettings
 from ..stats import mean_ci, paired_comparison
 from ..tasks import Task
 from .images import Skipped
-from .jobs import METHOD_LABELS
+from .jobs import METHOD_LABELS, REFERENCE_LABEL
+from .references import REFERENCES
 
 __all__ = ["SummaryContext", "SummaryTables", "summarize", "write_summary", "method_markdown",
            "early_stopping_note", "LEVEL"]
 
 #: Confidence level of every interval.
 LEVEL = 0.95
+#: What marks a reference method's name in the Markdown tables.
+REFERENCE_MARK = "†"
 
 
 @dataclass
@@ -77,11 +85,11 @@ def summarize(rows: Sequence[dict], context: SummaryContext) -> SummaryTables:
     for m, rs in by_method.items():
         p, s = _interval([r["psnr"] for r in rs]), _interval([r["ssim"] for r in rs])
         methods.append({
-            "method": m, "label": METHOD_LABELS[m], "n": len(rs),
+            "method": m, "label": METHOD_LABELS[m], "reference": m in REFERENCES, "n": len(rs),
             **{f"psnr_{k}": v for k, v in p.items()}, **{f"ssim_{k}": v for k, v in s.items()},
             "psnr_png_mean": _mean([r["psnr_png"] for r in rs]),
             "psnr_png_gap": max((abs(r["psnr_png"] - r["psnr"]) for r in rs), default=float("nan")),
-            "steps_run_mean": _mean([r["iterations"]["run"] for r in rs]),
+            "steps_run_mean": _mean([r["iterations"]["run"] for r in rs if r.get("iterations")]),
             "seconds_per_job": _mean([r["timings_s"]["total"] for r in rs]),
         })
     images = []
@@ -100,7 +108,8 @@ def summarize(rows: Sequence[dict], context: SummaryContext) -> SummaryTables:
             pairs = [(ours[(r["image"], r["seed"])], r["psnr"]) for r in by_method[m]
                      if (r["image"], r["seed"]) in ours]
             c = paired_comparison([a for a, _ in pairs], [b for _, b in pairs], tie=context.tie, level=LEVEL)
-            paired.append({"method": m, "label": METHOD_LABELS[m], "n": c.n, "diff_mean": c.mean,
+            paired.append({"method": m, "label": METHOD_LABELS[m], "reference": m in REFERENCES, "n": c.n,
+                           "diff_mean": c.mean,
                            "diff_ci95_half": c.half_width, "diff_ci95_low": c.mean - c.half_width,
                            "diff_ci95_high": c.mean + c.half_width, "wins": c.wins, "ties": c.ties,
                            "losses": c.losses})
@@ -133,20 +142,35 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _seconds(value: float) -> str:
+    """Seconds to one decimal, or one significant digit under 0.1 s (a reference's milliseconds)."""
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.1g}"
+
+
+def _name(method: str) -> str:
+    """A method's name in the Markdown tables (references marked)."""
+    return f"{method} {REFERENCE_MARK}" if method in REFERENCES else method
+
+
 def method_markdown(tables: SummaryTables) -> str:
     """The per-method table as Markdown (also what the CLI prints)."""
-    return _table(
+    text = _table(
         ["method", "n", "PSNR (dB)", "SSIM", "steps run", "s per job"],
-        [[f"{r['method']}: {r['label']}", str(r["n"]), _pm(r["psnr_mean"], r["psnr_ci95_half"], 2),
+        [[f"{_name(r['method'])}: {r['label']}", str(r["n"]), _pm(r["psnr_mean"], r["psnr_ci95_half"], 2),
           _pm(r["ssim_mean"], r["ssim_ci95_half"], 4),
-          f"{r['steps_run_mean']:.0f}" if r["n"] else "–", f"{r['seconds_per_job']:.1f}" if r["n"] else "–"]
+          f"{r['steps_run_mean']:.0f}" if r["n"] and math.isfinite(r["steps_run_mean"]) else "–",
+          _seconds(r["seconds_per_job"]) if r["n"] else "–"]
          for r in tables.methods])
+    if any(r["reference"] for r in tables.methods):
+        text += (f"\n\n{REFERENCE_MARK} {REFERENCE_LABEL}: a classical method run on the same inputs, "
+                 "what a user could pick instead of DIP")
+    return text
 
 
 def _paired_markdown(tables: SummaryTables) -> str:
     return _table(
         ["isnas − method", "pairs", "mean difference (dB)", "95 % CI", "wins / ties / losses"],
-        [[f"{r['method']}: {r['label']}", str(r["n"]), f"{r['diff_mean']:+.2f}" if r["n"] else "–",
+        [[f"{_name(r['method'])}: {r['label']}", str(r["n"]), f"{r['diff_mean']:+.2f}" if r["n"] else "–",
           f"[{r['diff_ci95_low']:+.2f}, {r['diff_ci95_high']:+.2f}]" if math.isfinite(r["diff_ci95_half"]) else "–",
           f"{r['wins']} / {r['ties']} / {r['losses']}"] for r in tables.paired])
 
@@ -154,7 +178,7 @@ def _paired_markdown(tables: SummaryTables) -> str:
 def _image_markdown(tables: SummaryTables, context: SummaryContext) -> str:
     cells = {(r["image"], r["method"]): r for r in tables.images}
     return _table(
-        ["image", *context.methods],
+        ["image", *map(_name, context.methods)],
         [[image, *(f"{cells[(image, m)]['psnr_mean']:.2f}" if cells[(image, m)]["n"] else "–"
                    for m in context.methods)] for image in context.images])
 
