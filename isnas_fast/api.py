@@ -25,7 +25,7 @@ from .io import to_like
 from .kernels.spectral_reference import canonical_metric
 from .noise import NoiseEstimate
 from .network import BASELINE_NAMES, resolve_architecture
-from .problem import TASK_PARAMETERS, prepare_problem, resolve_task, resolve_task_for_image
+from .problem import TASK_KEYWORDS, prepare_problem, resolve_task, resolve_task_for_image
 from .result import RestoreResult
 from .resources import ResourcePlan, plan_restore
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
@@ -37,7 +37,8 @@ from .trained import TrainedRun
 from .search.settings import RENAMED_KEYWORDS, knob_parameter_doc
 from .tasks import Observation, Task
 
-__all__ = ["RestoreResult", "restore", "score", "split_options", "baseline_input_channels", "resolve_task_for_image"]
+__all__ = ["RestoreResult", "restore", "score", "split_options", "run_settings", "baseline_input_channels",
+           "resolve_task_for_image"]
 
 #: Channels of the input code of the NAS-DIP and DIP baselines (docs/design.md §3.3).
 BASELINE_INPUT_CHANNELS = 32
@@ -46,12 +47,25 @@ BASELINE_INPUT_CHANNELS = 32
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split keyword options into (search knobs, task parameters); unknown names raise InputError."""
     knobs = {k.api for k in KNOBS} | set(RENAMED_KEYWORDS)
-    unknown = sorted(set(options) - knobs - set(TASK_PARAMETERS))
+    unknown = sorted(set(options) - knobs - set(TASK_KEYWORDS))
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)}; search options: "
-                         f"{', '.join(sorted(k.api for k in KNOBS))}; task parameters: {', '.join(TASK_PARAMETERS)}")
+                         f"{', '.join(sorted(k.api for k in KNOBS))}; task parameters: {', '.join(TASK_KEYWORDS)}")
     return ({k: v for k, v in options.items() if k in knobs},
-            {k: v for k, v in options.items() if k in TASK_PARAMETERS})
+            {k: v for k, v in options.items() if k in TASK_KEYWORDS})
+
+
+def run_settings(preset: str, settings: Optional[SearchSettings], knobs: dict[str, Any]) -> SearchSettings:
+    """The settings a run uses: ``settings`` when given (then no knob keyword may be), else the
+    preset's with the knob keywords applied (:func:`~isnas_fast.search.settings_from_options`)."""
+    if settings is None:
+        return settings_from_options(preset, knobs)
+    if not isinstance(settings, SearchSettings):
+        raise InputError(f"settings must be a SearchSettings, got {type(settings).__name__}")
+    given = sorted(k for k, v in knobs.items() if v is not None)
+    if given:
+        raise InputError(f"search knobs given both in settings and as keywords ({', '.join(given)}); use one")
+    return settings.validate()
 
 
 def baseline_input_channels(arch: Union[str, Genotype], image_channels: int) -> int:
@@ -74,6 +88,7 @@ def restore(
     quiet: bool = False,
     log: Optional[Callable[[str], None]] = None,
     tile: Optional[int] = None,
+    settings: Optional[SearchSettings] = None,
     **options: Any,
 ) -> Union[RestoreResult, list[RestoreResult]]:
     """Restore a corrupted image with an architecture searched for it.
@@ -98,7 +113,11 @@ def restore(
     multiple of 32) trained together and blended; None: the whole image when
     its estimated memory fits the device, else tiles chosen to fit (the
     search runs once; every tile uses its pick).  A run that cannot fit
-    raises InputError before any training.
+    raises InputError before any training.  ``settings``: the search
+    settings built already (a :class:`~isnas_fast.search.SearchSettings`,
+    e.g. ``isnas_fast.search.preset("quick", width=32)``), run instead of
+    the preset's with the knob keywords (give no knob keyword then);
+    ``preset`` names the preset they start from in the report.
 
     Search knobs (None or absent: the preset's value):
 
@@ -106,10 +125,10 @@ def restore(
     """
     if _is_image_list(image):
         return _restore_each(image, task, preset, ground_truth=ground_truth, mask=mask, seed=seed, arch=arch,
-                             device=device, quiet=quiet, log=log, tile=tile, **options)
+                             device=device, quiet=quiet, log=log, tile=tile, settings=settings, **options)
     t_start = time.perf_counter()
     knob_values, task_params = split_options(options)
-    settings = settings_from_options(preset, knob_values)
+    settings = run_settings(preset, settings, knob_values)
     dev = resolve_device(device)
     say = log or (lambda msg: None)
     image_in = image
@@ -259,7 +278,7 @@ _params = list(inspect.signature(restore).parameters.values())[:-1]
 restore.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     _params
     + [inspect.Parameter(k.api, inspect.Parameter.KEYWORD_ONLY, default=None) for k in KNOBS]
-    + [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=None) for p in TASK_PARAMETERS],
+    + [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=None) for p in TASK_KEYWORDS],
     return_annotation=RestoreResult,
 )
 

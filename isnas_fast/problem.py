@@ -14,15 +14,16 @@ from torch import Tensor
 from .errors import InputError
 from .io import check_min_size, load_image, plan_padding
 from .noise import NoiseEstimate, estimate_noise
-from .tasks import Observation, SuperResolve, Task, make_task
+from .tasks import TASK_PARAMETERS, Observation, SuperResolve, Task, make_task
 
-__all__ = ["resolve_task", "resolve_task_for_image", "load_mask", "prepare_problem", "TASK_PARAMETERS"]
+__all__ = ["resolve_task", "resolve_task_for_image", "load_mask", "prepare_problem", "TASK_KEYWORDS"]
 
 #: The smallest noise level an estimate is taken as (0..255 units).
 MIN_ESTIMATED_SIGMA = 0.5
 
-#: Keyword parameters of each task, as the API takes them.
-TASK_PARAMETERS = ("sigma", "p", "factor")
+#: The task parameters the API takes as keywords (``sigma``, ``p``, ``factor``): every task's
+#: (:data:`~isnas_fast.tasks.TASK_PARAMETERS`) but ``mask``, which is an argument of its own.
+TASK_KEYWORDS = tuple(dict.fromkeys(p for params in TASK_PARAMETERS.values() for p in params if p != "mask"))
 
 
 def load_mask(mask: Any) -> Tensor:

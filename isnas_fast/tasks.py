@@ -25,6 +25,7 @@ not identical; that mismatch is part of the task as the paper posed it.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
     "lanczos2_downsample",
     "SR_FACTORS",
     "TASK_NAMES",
+    "TASK_PARAMETERS",
     "task_class",
 ]
 
@@ -433,7 +435,10 @@ _ALIASES = {
     "sr": "sr", "super-resolution": "sr", "superres": "sr", "super_resolution": "sr",
 }
 _CLASSES: dict[str, type[Task]] = {"denoise": Denoise, "inpaint": Inpaint, "sr": SuperResolve}
-_PARAMS = {"denoise": ("sigma",), "inpaint": ("p", "mask"), "sr": ("factor",)}
+#: The keyword parameters of each task: its class's constructor's, in order (the one declaration;
+#: the API's keywords and the command line's task options are derived from it).
+TASK_PARAMETERS: dict[str, tuple[str, ...]] = {
+    name: tuple(inspect.signature(cls.__init__).parameters)[1:] for name, cls in _CLASSES.items()}
 
 
 def task_class(name: str) -> type[Task]:
@@ -457,11 +462,11 @@ def make_task(name: str, **params: Any) -> Task:
     if key is None:
         raise InputError(f"unknown task {name!r}; choose one of: denoise, inpaint, sr")
     given = {k: v for k, v in params.items() if v is not None}
-    unknown = sorted(set(given) - set(_PARAMS[key]))
+    unknown = sorted(set(given) - set(TASK_PARAMETERS[key]))
     if unknown:
         raise InputError(
             f"unknown parameter(s) {', '.join(unknown)} for task {key!r}; "
-            f"it takes: {', '.join(_PARAMS[key])}"
+            f"it takes: {', '.join(TASK_PARAMETERS[key])}"
         )
     return _CLASSES[key](**given)
 

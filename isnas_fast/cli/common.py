@@ -53,25 +53,36 @@ def check_json_target(args: argparse.Namespace) -> None:
         check_output_path(args.json, "JSON report", (".json",))
 
 
+def _default(task: str, name: str) -> str:
+    """The default of task parameter ``name``, as the task itself states it (e.g. ``25``)."""
+    from ..tasks import make_task
+
+    value = make_task(task).params()[name]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, required: bool = True) -> None:
-    """--task and the task parameters (--sigma, --mask, --factor; --p when corrupting)."""
+    """--task and the task parameters (--sigma, --mask, --factor; --p when corrupting); which task
+    takes which, and their defaults, come from the tasks (:data:`~isnas_fast.tasks.TASK_PARAMETERS`)."""
+    from ..tasks import SR_FACTORS, TASK_NAMES
+
     g = p.add_argument_group("task")
-    g.add_argument("--task", required=required, choices=["denoise", "inpaint", "sr"],
+    g.add_argument("--task", required=required, choices=list(TASK_NAMES),
                    help="degradation: denoise (Gaussian noise), inpaint (missing pixels), sr (super-resolution)")
     if corrupting:
         g.add_argument("--sigma", type=float, default=None, metavar="S",
-                       help="noise standard deviation in 0..255 units (denoise; default 25)")
+                       help=f"noise standard deviation in 0..255 units (denoise; default {_default('denoise', 'sigma')})")
     else:
         g.add_argument("--sigma", type=sigma_value, default=None, metavar="S|auto",
                        help="noise standard deviation in 0..255 units (denoise); auto (default): estimated "
                             "from the image (PCA of its patches, corrected for clipping)")
     if corrupting:
         g.add_argument("--p", type=float, default=None, metavar="PCT",
-                       help="percent of pixels to remove at random (inpaint; default 50)")
+                       help=f"percent of pixels to remove at random (inpaint; default {_default('inpaint', 'p')})")
     g.add_argument("--mask", default=None, metavar="MASK",
                    help="mask image of the known pixels (inpaint; white = known, black = missing)")
-    g.add_argument("--factor", type=int, default=None, choices=[2, 4, 8],
-                   help="super-resolution factor (sr; default 4)")
+    g.add_argument("--factor", type=int, default=None, choices=list(SR_FACTORS),
+                   help=f"super-resolution factor (sr; default {_default('sr', 'factor')})")
 
 
 def sigma_value(text: str) -> Optional[float]:
@@ -94,21 +105,36 @@ def add_preset_argument(p: argparse.ArgumentParser) -> None:
 
 
 def task_kwargs(args: argparse.Namespace) -> dict:
-    """The task parameters given on the command line; a parameter of another task is an error."""
-    kw: dict[str, Any] = {}
-    if args.task == "denoise":
-        kw["sigma"] = args.sigma
-    elif args.task == "sr":
-        kw["factor"] = args.factor
-    elif args.task == "inpaint" and getattr(args, "p", None) is not None:
-        kw["p"] = args.p
-    stray = {"sigma": args.sigma if args.task != "denoise" else None,
-             "factor": args.factor if args.task != "sr" else None,
-             "mask": args.mask if args.task != "inpaint" else None}
-    for name, value in stray.items():
-        if value is not None:
+    """The task parameters given on the command line (``sigma``, ``p``, ``factor``; not ``mask``);
+    a parameter the task does not take is an error."""
+    from ..tasks import TASK_PARAMETERS
+
+    takes = TASK_PARAMETERS[args.task]
+    given = {name: getattr(args, name, None) for name in ("sigma", "p", "mask", "factor")}
+    for name, value in given.items():
+        if value is not None and name not in takes:
             raise InputError(f"--{name} does not apply to --task {args.task}")
-    return {k: v for k, v in kw.items() if v is not None}
+    return {k: v for k, v in given.items() if v is not None and k != "mask"}
+
+
+def task_from_args(args: argparse.Namespace, *, estimate_sigma: bool = True) -> Any:
+    """The task the command line names, built (:class:`~isnas_fast.tasks.Task`; an inpainting
+    mask loaded from --mask).  Denoising without a noise level: with ``estimate_sigma`` (--sigma
+    auto) the name ``"denoise"`` alone, the level then estimated from each image; without it (a
+    command that corrupts images) the task's default level."""
+    from ..problem import resolve_task
+
+    params = task_kwargs(args)
+    if estimate_sigma and args.task == "denoise" and params.get("sigma") is None:
+        return args.task
+    return resolve_task(args.task, getattr(args, "mask", None), params)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The search settings the command line names: --preset with the knob options applied."""
+    from ..search import knob_options, settings_from_options
+
+    return settings_from_options(args.preset, knob_options(args))
 
 
 def write_json(data: Any, path: Optional[str]) -> None:

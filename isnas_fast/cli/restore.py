@@ -12,9 +12,9 @@ from ..io import (IMAGE_SUFFIXES, check_output_folder, check_output_path, load_i
                   save_image)
 from ..io.files import make_folder
 from ..io.inputs import check_writable_folder, collect_image_files, read_stdin_image, write_stdout_image
-from ..search import add_knob_arguments, knob_options
+from ..search import add_knob_arguments
 from .common import (add_json_argument, add_preset_argument, add_task_args, check_json_target, eprint, logger,
-                     task_kwargs, write_json)
+                     settings_from_args, task_from_args, write_json)
 
 __all__ = ["register", "cmd_restore", "cmd_corrupt", "cmd_score", "cmd_demo"]
 
@@ -92,16 +92,18 @@ def print_cohorts(result: Any) -> None:
             eprint(f"  {str(c.genotype):30s} {c.metric_value:12.5g} {c.selection_psnr:16.3f}{mark}")
 
 
-def _restore_one(args: argparse.Namespace, source: Any, out: Optional[Path], log: Any, name: str) -> dict:
+def _restore_one(args: argparse.Namespace, run: tuple, source: Any, out: Optional[Path], log: Any,
+                 name: str) -> dict:
     """Restore one image (a path, or a decoded ``(image, depth)``) into ``out`` (None: PNG on
-    stdout); its report.  ``name``: the input as the report names it."""
+    stdout) with ``run`` = (the task, the search settings); its report.  ``name``: the input as
+    the report names it."""
     from ..api import restore
 
+    task, settings = run
     image, depth = read_image(source) if not isinstance(source, tuple) else source
     t0 = time.perf_counter()
-    result = restore(image, args.task, args.preset, ground_truth=args.ground_truth, mask=args.mask,
-                     seed=args.seed, arch=args.arch, device=args.device, quiet=args.quiet, log=log, tile=args.tile,
-                     **knob_options(args), **task_kwargs(args))
+    result = restore(image, task, args.preset, settings=settings, ground_truth=args.ground_truth, seed=args.seed,
+                     arch=args.arch, device=args.device, quiet=args.quiet, log=log, tile=args.tile)
     if out is None:
         write_stdout_image(result.tensor, depth)
     else:
@@ -144,8 +146,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if out is None and args.json == "-":
         raise InputError("--json - and -o - both write to standard output; write one of them to a file")
     log = logger(args.quiet)
+    run = (task_from_args(args), settings_from_args(args))
     source: Any = read_stdin_image() if args.input[0] == "-" else args.input[0]
-    report = _restore_one(args, source, out, log, str(args.input[0]))
+    report = _restore_one(args, run, source, out, log, str(args.input[0]))
     if args.json is not None:
         write_json(report, args.json)
     return 0
@@ -162,6 +165,7 @@ def _restore_many(args: argparse.Namespace) -> int:
     out_dir = check_output_folder(args.output, "output folder")
     make_folder(out_dir, "output folder")
     check_writable_folder(out_dir, "output folder")
+    run = (task_from_args(args), settings_from_args(args))
     files, unreadable = collect_image_files(args.input)
     log = logger(args.quiet)
     for path, why in unreadable:
@@ -185,7 +189,7 @@ def _restore_many(args: argparse.Namespace) -> int:
             unreadable.append((f, str(exc)))
             continue
         try:
-            reports.append(_restore_one(args, decoded, out_dir / f.name, log, str(f)))
+            reports.append(_restore_one(args, run, decoded, out_dir / f.name, log, str(f)))
         except KeyboardInterrupt:
             raise
         except (InputError, RuntimeError, OSError) as exc:
@@ -206,17 +210,11 @@ def _restore_many(args: argparse.Namespace) -> int:
 
 
 def cmd_corrupt(args: argparse.Namespace) -> int:
-    from ..problem import load_mask
-    from ..tasks import make_task
-
     out = check_output_path(args.output, "output image", IMAGE_SUFFIXES)
     mask_out = check_output_path(args.mask_out, "mask image", IMAGE_SUFFIXES) if args.mask_out else None
     if args.mask_out and args.task != "inpaint":
         raise InputError("--mask-out only applies to --task inpaint")
-    kw = task_kwargs(args)
-    if args.task == "inpaint" and args.mask is not None:
-        kw = {"mask": load_mask(args.mask)}
-    task = make_task(args.task, **kw)
+    task = task_from_args(args, estimate_sigma=False)
     clean, depth = read_image(args.input)
     if args.task == "sr":
         f = task.factor  # type: ignore[attr-defined]
@@ -244,8 +242,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     metrics = [m.strip() for given in (args.metric or [DEFAULT_METRIC]) for m in given.split(",") if m.strip()]
     if not metrics:
         raise InputError("--metric names no metric")
-    rows = score(args.input, genotypes, args.task, metrics, width=args.width, seed=args.seed, mask=args.mask,
-                 device=args.device, quiet=args.quiet, **task_kwargs(args))
+    rows = score(args.input, genotypes, task_from_args(args, estimate_sigma=False), metrics, width=args.width,
+                 seed=args.seed, device=args.device, quiet=args.quiet)
     names = list(rows[0].keys())[1:]
     ranked = sorted(rows, key=lambda r: r[names[0]])
     if args.json is not None:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..search import add_knob_arguments, knob_options
+from ..search import add_knob_arguments
 from .common import (add_json_argument, add_preset_argument, add_task_args, check_json_target, eprint, logger,
-                     task_kwargs, write_json)
+                     settings_from_args, task_from_args, write_json)
 
 __all__ = ["register", "cmd_study"]
 
@@ -45,9 +45,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         raise InputError("inpainting needs --mask (an image of the known pixels: white = known)")
     check_json_target(args)
     out = Path(args.out)
-    result = run_study(args.input, args.task, ground_truth=args.ground_truth, out=out, preset=args.preset,
-                       mask=args.mask, seed=args.seed, inits=args.inits, group=args.group, device=args.device,
-                       quiet=args.quiet, log=logger(args.quiet), **knob_options(args), **task_kwargs(args))
+    result = run_study(args.input, task_from_args(args), ground_truth=args.ground_truth, out=out,
+                       preset=args.preset, settings=settings_from_args(args), seed=args.seed, inits=args.inits,
+                       group=args.group, device=args.device, quiet=args.quiet, log=logger(args.quiet))
     if args.json is not None:
         write_json(result.analysis, args.json)
     if args.json != "-":

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..search import add_knob_arguments, knob_options
-from .common import add_preset_argument, add_task_args, eprint, logger, task_kwargs
+from .common import add_preset_argument, add_task_args, eprint, logger, task_from_args
 
 __all__ = ["register", "cmd_suite"]
 
@@ -84,10 +84,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise InputError("--mask does not apply to suite: each image and seed gets its own random mask (--p)")
     if "," in args.seeds and args.seed != 0:
         raise InputError("--seed sets the first seed of a count (--seeds N); a list of seeds names them all")
-    result = run_suite(args.images, args.task, out=args.out, methods=args.methods,
+    result = run_suite(args.images, task_from_args(args, estimate_sigma=False), out=args.out, methods=args.methods,
                        seeds=parse_seeds(args.seeds, first=args.seed), preset=args.preset,
                        executor=_executor(args), device=args.device, plot=not args.no_plots, tie=args.tie,
-                       quiet=args.quiet, log=logger(args.quiet), **knob_options(args), **task_kwargs(args))
+                       quiet=args.quiet, log=logger(args.quiet), **knob_options(args))
     if not args.quiet:
         print(method_markdown(result.tables))
         eprint(f"{len(result.rows)} of {len(result.jobs)} rows in {result.folder / 'results.jsonl'}; tables in "

@@ -33,7 +33,7 @@ from ..kernels.spectral_reference import canonical_metric
 from ..network import build_network
 from ..problem import prepare_problem, resolve_task_for_image
 from ..search import (SearchSettings, candidate_list, genotype_seed, rank_cohort, score_candidates,
-                      select_in_cohort, settings_from_options, train_cohort)
+                      select_in_cohort, train_cohort)
 from ..search.settings import TASK_ITERATIONS
 from ..tasks import Observation, Task
 from .analysis import correlations, early_stopping_summary, placement, top_k_hits
@@ -118,6 +118,7 @@ def run_study(
     device: Union[str, torch.device, None] = "auto",
     quiet: bool = False,
     log: Optional[Callable[[str], None]] = None,
+    settings: Optional[SearchSettings] = None,
     **options: Any,
 ) -> StudyResult:
     """Study how well the spectral metrics predict DIP quality on one image.
@@ -125,9 +126,10 @@ def run_study(
     ``corrupted``, ``task``, ``mask`` and task parameters as for
     :func:`isnas_fast.restore`; ``ground_truth`` (the clean image) is
     required: the study measures PSNR.  Search knobs (``models``,
-    ``num_candidates``, ``width``, ``iterations``, ``metric``,
+    ``candidates``, ``width``, ``iterations``, ``metric``,
     ``cohort_size``, ``cohort_iterations``, ``early_stopping``, ...) as for
-    ``restore``, the preset's values otherwise.  ``inits``: the metrics at
+    ``restore``, the preset's values otherwise; or ``settings`` built
+    already, as for ``restore``.  ``inits``: the metrics at
     initialisation are also averaged over this many random initialisations
     and input codes (the first is the search's own).  ``group``: genotypes
     trained together.  ``probes``: early-stopping detectors watched on every
@@ -135,7 +137,7 @@ def run_study(
     ``study.json``, ``study.md`` (and plots with matplotlib) under ``out``,
     which is created if missing (its parent must exist).
     """
-    from ..api import split_options
+    from ..api import run_settings, split_options
 
     say = log or (lambda m: None)
     if ground_truth is None:
@@ -145,7 +147,7 @@ def run_study(
     if isinstance(group, bool) or not isinstance(group, int) or group < 1:
         raise InputError(f"group must be a positive integer, got {group!r}")
     knobs, task_params = split_options(options)
-    settings = settings_from_options(preset, knobs)
+    settings = run_settings(preset, settings, knobs)
     tk, noise, corrupted = resolve_task_for_image(corrupted, task, mask, task_params)
     if noise is not None:
         say(f"noise level not given: estimated sigma {noise.sigma:.2f} (0..255) by {noise.method}")
