@@ -173,7 +173,7 @@ PRESETS: dict[str, SearchSettings] = {
     # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
     # trained 300 steps at 64 px; the final run keeps the task's full step
     # count (the metric predicts quality only at those counts) and stops by
-    # the discrepancy principle (README: the measurements behind each choice).
+    # the discrepancy principle (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
         early_stopping=EarlyStopping(),
