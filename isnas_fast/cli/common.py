@@ -71,7 +71,8 @@ def add_task_args(p: argparse.ArgumentParser, *, corrupting: bool = False, requi
                    help="degradation: denoise (Gaussian noise), inpaint (missing pixels), sr (super-resolution)")
     if corrupting:
         g.add_argument("--sigma", type=float, default=None, metavar="S",
-                       help=f"noise standard deviation in 0..255 units (denoise; default {_default('denoise', 'sigma')})")
+                       help="noise standard deviation in 0..255 units (denoise; default "
+                            f"{_default('denoise', 'sigma')})")
     else:
         g.add_argument("--sigma", type=sigma_value, default=None, metavar="S|auto",
                        help="noise standard deviation in 0..255 units (denoise); auto (default): estimated "

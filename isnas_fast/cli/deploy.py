@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
                             device_help="ONNX Runtime's provider: auto (default: CUDA when available, else "
                                         "CPU), cpu or cuda; a .pt2 package runs on the device it was compiled for")
     p = subparsers.add_parser(
-        "export", parents=[exporting], help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
+        "export", parents=[exporting],
+        help="export a saved run (restore --save-run) to ONNX or a compiled .pt2 package",
         description="Export the trained network of a run bundle. The model takes no input and reproduces "
                     "the image the run returned (the run's averaged network on its stored code). "
                     "A bundle is data: it is checked before its tensors are read (weights_only, sizes, "
@@ -50,7 +51,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_export)
 
     r = subparsers.add_parser(
-        "run", parents=[running], help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
+        "run", parents=[running],
+        help="run an exported model (.onnx with ONNX Runtime, .pt2 with TorchInductor) and save the image",
         description="Run an exported model and save its output image. An ONNX model is data. A .pt2 package "
                     "is executable native code that runs when loaded: only run .pt2 files you built yourself or "
                     "got from someone you trust (archives with paths leading outside their folder, links or "
