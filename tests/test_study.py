@@ -117,7 +117,9 @@ def test_cli(problem, tmp_path, capsys):
     assert main(argv) == 0
     analysis = json.loads(capsys.readouterr().out)
     assert analysis["n"] == 3 and "psd_db_strip_mse" in analysis["picks"]
-    assert main(["study", str(tmp_path / "noisy.png"), "--task", "denoise", "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit) as no_ground_truth:  # a required option: argparse's usage error
+        main(["study", str(tmp_path / "noisy.png"), "--task", "denoise", "--out", str(tmp_path / "x")])
+    assert no_ground_truth.value.code == 2 and "--ground-truth" in capsys.readouterr().err
     assert main(["study", str(tmp_path / "noisy.png"), "--task", "denoise", "--ground-truth",
                  str(tmp_path / "clean.png"), "--out", str(tmp_path / "nope" / "x"), "-q"]) == 2
     assert "output folder does not exist" in capsys.readouterr().err
