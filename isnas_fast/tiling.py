@@ -5,7 +5,7 @@ network is a full-size feature map, and early stopping keeps a window of
 outputs), so an image too large for the device is cut into overlapping
 tiles.  Each tile is fitted by its own network -- the same architecture for
 every tile, each with its own seed -- and the tiles are trained together as
-one group (:func:`~isnas_fast.dip.fit_dip_group`), or as several groups one
+one group (:func:`~isnas_fast.search.train_group`), or as several groups one
 after the other when one group would not fit the memory budget
 (:mod:`isnas_fast.resources` chooses).  The tile outputs are blended with
 smooth weights that fall from 1 to 0 across each overlap and sum to 1 at
@@ -28,12 +28,11 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .device import seeded
-from .dip import DIPSettings, fit_dip_group
+from .dip import RunOptions
 from .errors import InputError
 from .genotype import Genotype
-from .network import build_network, resolve_architecture
-from .search import DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings
+from .network import resolve_architecture
+from .search import DIP_SKIP_WIDTH, GroupMember, SearchSettings, train_group
 from .tasks import Observation, SuperResolve
 from .trained import TrainedRun
 
@@ -227,23 +226,17 @@ def blend_tiles(outputs: Sequence[Tensor], plan: TilePlan) -> Tensor:
 
 
 def _train_tiles(arch: Union[Genotype, str], tiles: Sequence[Observation], truths: Sequence[Optional[Tensor]],
-                 seeds: Sequence[int], settings: SearchSettings, *, in_ch: int, width: int, iters: int,
+                 seeds: Sequence[int], options: RunOptions, *, in_ch: int, width: int,
                  device: torch.device, keep_networks: bool, quiet: bool, desc: str) -> list[TrainedRun]:
-    """One group of tiles trained together (:func:`~isnas_fast.dip.fit_dip_group`); a run per tile."""
+    """One group of tiles trained together (:func:`~isnas_fast.search.train_group`); a run per tile."""
     obs = tiles[0]
     c = obs.channels
-    nets = []
-    for s in seeds:
-        with seeded(s, device):
-            nets.append(build_network(arch, in_ch, c, width, task=obs.task.name, device=device))
-    graph = bool(settings.cuda_graph) if len(nets) == 1 else settings.cuda_graph
-    results = fit_dip_group(nets, list(tiles), DIPSettings(iters), seeds=list(seeds), ground_truth=list(truths),
-                            early_stopping=settings.early_stopping, compile=settings.compile,
-                            precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
+    members = [GroupMember(arch, s, in_ch, width) for s in seeds]
+    trained = train_group(members, list(tiles), options, device=device, ground_truth=list(truths), quiet=quiet,
+                          desc=desc)
     runs = []
-    for net, res in zip(nets, results):
-        if not keep_networks:
-            res = replace(res, network=net)
+    for t in trained:
+        res = t.result if keep_networks else replace(t.result, network=t.network)
         runs.append(TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=width, in_channels=in_ch,
                                out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res))
     return runs
@@ -311,7 +304,8 @@ def restore_in_tiles(
     c = obs.channels
     in_ch = in_channels or c
     width = DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width
-    iters = settings.final_iterations or TASK_ITERATIONS[obs.task.name]
+    options = settings.final_run(obs.task.name)
+    iters = options.iterations
     groups = [list(range(i, min(i + group_size, n))) for i in range(0, n, group_size)]
     say(f"restoring in {plan.describe()}, {len(groups)} group(s) of up to {group_size}, {iters} steps each")
     runs: list[TrainedRun] = []
@@ -319,8 +313,8 @@ def restore_in_tiles(
     for g, members in enumerate(groups, 1):
         desc = f"tiles {g}/{len(groups)}" if len(groups) > 1 else "tiles"
         runs += _train_tiles(arch, [tiles[k] for k in members], [truths[k] for k in members],
-                             [tile_seed(seed, arch, k) for k in members], settings, in_ch=in_ch, width=width,
-                             iters=iters, device=device, keep_networks=keep_networks, quiet=quiet, desc=desc)
+                             [tile_seed(seed, arch, k) for k in members], options, in_ch=in_ch, width=width,
+                             device=device, keep_networks=keep_networks, quiet=quiet, desc=desc)
         if len(groups) > 1:
             say(f"group {g}/{len(groups)} done after {time.perf_counter() - t0:.1f} s")
     image = blend_tiles([r.dip.output for r in runs], plan).clamp_(0, 1)

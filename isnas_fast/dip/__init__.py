@@ -3,29 +3,34 @@
 Rooms, each with one job:
 
 * :mod:`~isnas_fast.dip.settings` -- what a run is asked to do
-  (:class:`DIPSettings`, :class:`EarlyStopping`, precision).
+  (:class:`DIPSettings`, :class:`EarlyStopping`, precision; all of it in
+  one :class:`RunOptions`).
 * :mod:`~isnas_fast.dip.plan` -- how the step runs, decided and checked once.
 * :mod:`~isnas_fast.dip.steps` -- the step strategies (eager, sharded over
   cores, compiled, CUDA graph) behind one call.
 * :mod:`~isnas_fast.dip.monitor` and :mod:`~isnas_fast.dip.early_stopping`
   -- what is recorded per member (EMA output, curves, ES-WMV).
-* :mod:`~isnas_fast.dip.loop` -- the loop: :func:`fit_dip_group` and its
-  one-network wrapper :func:`fit_dip`.
+* :mod:`~isnas_fast.dip.loop` -- the loop: :func:`fit_group` (a group with
+  its :class:`RunOptions`), :func:`fit_dip_group` (the same with keywords)
+  and its one-network wrapper :func:`fit_dip`.
 * :mod:`~isnas_fast.dip.compiling` -- ``torch.compile`` settings per device.
 """
 from __future__ import annotations
 
-from .loop import fit_dip, fit_dip_group, make_input_code
+from .loop import fit_dip, fit_dip_group, fit_group, make_input_code
 from .monitor import DIPResult
 from .plan import StepPlan, check_step_options, graph_group_step, plan_step, should_compile
-from .settings import ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, precision_context, resolve_precision
+from .settings import (ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, RunOptions, precision_context,
+                       resolve_precision)
 
 __all__ = [
     "DIPSettings",
     "EarlyStopping",
+    "RunOptions",
     "DIPResult",
     "fit_dip",
     "fit_dip_group",
+    "fit_group",
     "make_input_code",
     "should_compile",
     "graph_group_step",

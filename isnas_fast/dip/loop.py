@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -28,11 +28,11 @@ from ..errors import InputError
 from ..network import batch_statistics_only
 from ..tasks import Observation
 from .monitor import DIPResult, Monitor
-from .plan import plan_step
-from .settings import DIPSettings, EarlyStopping, precision_context
+from .plan import StepPlan, plan_step
+from .settings import DIPSettings, EarlyStopping, RunOptions, precision_context
 from .steps import build_step
 
-__all__ = ["fit_dip", "fit_dip_group", "make_input_code"]
+__all__ = ["fit_dip", "fit_dip_group", "fit_group", "make_input_code"]
 
 
 def make_input_code(channels: int, size: tuple[int, int], seed: int, scale: float = 0.1,
@@ -92,32 +92,97 @@ def fit_dip_group(
     the :class:`~isnas_fast.dip.averaging.AveragedNetwork` of the run and
     its output that network's image (the default); False keeps the raw
     output average and the last weights (a cohort's members, which are
-    only ranked, never served).
+    only ranked, never served).  The same as :func:`fit_group` with these
+    keywords gathered in a :class:`~isnas_fast.dip.settings.RunOptions`.
     """
+    options = RunOptions(settings, early_stopping=early_stopping, compile=compile, cuda_graph=cuda_graph,
+                         precision=precision, workers=workers, served=served, probes=tuple(probes),
+                         snapshots=tuple(snapshots))
+    return fit_group(networks, observation, options, seeds=seeds, zs=zs, ground_truth=ground_truth, quiet=quiet,
+                     desc=desc, callback=callback)
+
+
+def fit_group(
+    networks: Sequence[nn.Module],
+    observation: Union[Observation, Sequence[Observation]],
+    options: RunOptions,
+    *,
+    seeds: Sequence[int],
+    zs: Optional[Sequence[Optional[Tensor]]] = None,
+    ground_truth: Union[Tensor, None, Sequence[Optional[Tensor]]] = None,
+    quiet: bool = False,
+    desc: str = "DIP",
+    callback: Callable[[int, float], None] | None = None,
+) -> list[DIPResult]:
+    """:func:`fit_dip_group` with the run's options in one
+    :class:`~isnas_fast.dip.settings.RunOptions` (``options.together`` is read
+    by whoever builds the group, not here: these networks are one group)."""
     if not networks:
         raise InputError("fit_dip_group needs at least one network")
     n = len(networks)
     if len(seeds) != n:
         raise InputError(f"need one seed per network: {len(seeds)} seeds for {n} networks")
     device = next(networks[0].parameters()).device
-    plan = plan_step(device, n, settings.iterations, compile=compile, cuda_graph=cuda_graph,
-                     precision=precision, workers=workers)
-    observations = [o.to(device) for o in _per_member(observation, n, "observation")]
-    truths = [g.to(device) if g is not None else None for g in _per_member(ground_truth, n, "ground truth")]
-    codes, noise = [], []
+    plan, one_thread = _plan(device, n, options)
+    with _intra_op_threads(1) if one_thread else contextlib.nullcontext():
+        observations = [o.to(device) for o in _per_member(observation, n, "observation")]
+        truths = [g.to(device) if g is not None else None for g in _per_member(ground_truth, n, "ground truth")]
+        codes = _input_codes(networks, observations, seeds, zs, options.dip.input_scale, device)
+        monitors = [Monitor(options.dip.ema, truths[k], options.early_stopping, desc, observation=observations[k],
+                            probes=options.probes, snapshots=options.snapshots,
+                            network=networks[k] if options.served else None) for k in range(n)]
+        seconds, compile_seconds = _run_steps(plan, networks, observations, codes, seeds, monitors, options.dip,
+                                              quiet=quiet, desc=desc, callback=callback)
+        return [m.result(net, z, seconds, compiled=plan.compiled, compile_seconds=compile_seconds,
+                         precision=plan.precision, cuda_graph=plan.cuda_graph)
+                for m, net, z in zip(monitors, networks, codes)]
+
+
+def _plan(device: torch.device, n: int, options: RunOptions) -> tuple[StepPlan, bool]:
+    """The step's plan, and whether the run goes on one intra-op thread (``member_threads=1``
+    on an eager CPU run: one shard per thread of the caller, each member on one thread)."""
+    def plan(workers: Optional[int]) -> StepPlan:
+        return plan_step(device, n, options.iterations, compile=options.compile, cuda_graph=options.cuda_graph,
+                         precision=options.precision, workers=workers)
+
+    first = plan(options.workers)
+    if options.member_threads != 1 or device.type != "cpu" or first.compiled:
+        return first, False
+    return plan(options.workers or min(torch.get_num_threads(), n)), True
+
+
+@contextlib.contextmanager
+def _intra_op_threads(threads: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _input_codes(networks: Sequence[nn.Module], observations: Sequence[Observation], seeds: Sequence[int],
+                 zs: Optional[Sequence[Optional[Tensor]]], scale: float, device: torch.device) -> list[Tensor]:
+    """Each member's input code on ``device``: ``zs[k]`` when given, else drawn with ``seeds[k]``."""
+    codes = []
     for k, net in enumerate(networks):
         z = zs[k] if zs is not None else None
         if z is None:
             c_in = getattr(net, "in_channels", None)
             if c_in is None:
                 raise InputError("network has no in_channels attribute; pass z explicitly")
-            z = make_input_code(c_in, observations[k].output_size, seeds[k], settings.input_scale, device)
+            z = make_input_code(c_in, observations[k].output_size, seeds[k], scale, device)
         codes.append(z.to(device))
-        noise.append(torch.Generator(device=device).manual_seed(int(seeds[k]) + 1))
-    monitors = [Monitor(settings.ema, truths[k], early_stopping, desc, observation=observations[k], probes=probes,
-                        snapshots=snapshots, network=networks[k] if served else None) for k in range(n)]
-    reg = settings.reg_noise_std
+    return codes
 
+
+def _run_steps(plan: StepPlan, networks: Sequence[nn.Module], observations: Sequence[Observation],
+               codes: Sequence[Tensor], seeds: Sequence[int], monitors: Sequence[Monitor], settings: DIPSettings,
+               *, quiet: bool, desc: str, callback: Callable[[int, float], None] | None) -> tuple[float, float]:
+    """The loop: every step, the active members' noisy inputs through the planned step into
+    their monitors.  Returns (seconds of the loop, seconds of the first, compiling, step)."""
+    device, n, reg = plan.device, len(networks), settings.reg_noise_std
+    noise = [torch.Generator(device=device).manual_seed(int(s) + 1) for s in seeds]
     t0 = time.perf_counter()
     compile_seconds = 0.0
     bar = tqdm(total=settings.iterations, desc=desc, disable=True if quiet else None, leave=False, unit="it")
@@ -150,10 +215,7 @@ def fit_dip_group(
             if it % 25 == 0:
                 bar.set_postfix(loss=f"{values[0]:.2e}", refresh=False)
     bar.close()
-    seconds = time.perf_counter() - t0
-    return [m.result(net, z, seconds, compiled=plan.compiled, compile_seconds=compile_seconds,
-                     precision=plan.precision, cuda_graph=plan.cuda_graph)
-            for m, net, z in zip(monitors, networks, codes)]
+    return time.perf_counter() - t0, compile_seconds
 
 
 def fit_dip(

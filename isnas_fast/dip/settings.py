@@ -1,4 +1,5 @@
-"""What a DIP run is asked to do (docs/design.md §6): hyper-parameters, early stopping, precision."""
+"""What a DIP run is asked to do (docs/design.md §6): hyper-parameters, early stopping, precision,
+and :class:`RunOptions`, all of it in one object."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +10,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["DIPSettings", "EarlyStopping", "ES_METHODS", "PRECISIONS", "resolve_precision", "precision_context"]
+__all__ = ["DIPSettings", "EarlyStopping", "RunOptions", "ES_METHODS", "PRECISIONS", "resolve_precision",
+           "precision_context"]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -86,6 +88,53 @@ class EarlyStopping:
         own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
                "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}
         return {k: getattr(self, k) for k in own[self.method]}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a group of DIP runs is asked besides its networks and images: the
+    one object that goes from the search's settings
+    (:meth:`~isnas_fast.search.SearchSettings.cohort_run`, ``final_run``) to the loop.
+
+    ``dip``: the hyper-parameters (steps, learning rate, ...).
+    ``early_stopping``: the detector that stops each member (None: every step).
+    ``compile``, ``cuda_graph``, ``workers``: None = automatic; ``precision``:
+    None = the device's default (see :func:`~isnas_fast.dip.plan.plan_step`).
+    ``served``: each result's network is the run's averaged network (False:
+    members only ranked, never served, keep the raw output average).
+    ``probes``: detectors that only watch; ``snapshots``: iterations whose
+    smoothed output each result keeps.  ``together``: the members train as
+    one program (False: one after another, each as a group of one).
+    ``member_threads``: 1 runs every member of an eager CPU group on one
+    intra-op thread -- each shard of members on its own thread, also a group
+    of one or a shard left alone -- so a member computes what a one-thread
+    run alone computes; None leaves the threads to the plan.
+    """
+
+    dip: DIPSettings
+    early_stopping: Optional[EarlyStopping] = None
+    compile: Optional[bool] = None
+    cuda_graph: Optional[bool] = None
+    precision: Optional[str] = None
+    workers: Optional[int] = None
+    served: bool = True
+    probes: tuple[EarlyStopping, ...] = ()
+    snapshots: tuple[int, ...] = ()
+    together: bool = True
+    member_threads: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dip, DIPSettings):
+            raise InputError(f"RunOptions.dip must be a DIPSettings, got {type(self.dip).__name__}")
+        if self.member_threads not in (None, 1):
+            raise InputError(f"member_threads must be None or 1, got {self.member_threads!r}")
+        object.__setattr__(self, "probes", tuple(self.probes))
+        object.__setattr__(self, "snapshots", tuple(int(s) for s in self.snapshots))
+
+    @property
+    def iterations(self) -> int:
+        """Adam steps of each run."""
+        return self.dip.iterations
 
 
 def resolve_precision(precision: Optional[str], device: torch.device | str) -> str:

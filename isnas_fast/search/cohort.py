@@ -9,14 +9,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..device import seeded
-from ..dip import DIPResult, DIPSettings, fit_dip, fit_dip_group
+from ..dip import DIPResult
 from ..genotype import Genotype
-from ..network import build_network
 from ..tasks import Observation
 from .candidates import genotype_seed
 from .selection import select_member
-from .settings import TASK_ITERATIONS, SearchSettings
+from .settings import SearchSettings
+from .training import GroupMember, train_group
 
 __all__ = ["CohortMember", "rank_cohort", "train_cohort", "select_in_cohort"]
 
@@ -64,26 +63,13 @@ def train_cohort(
     ``DIPResult.seconds`` of members trained together is the group's time
     divided by their number.
     """
-    c = int(small.y.shape[1])
-    iters = settings.cohort_iterations or TASK_ITERATIONS[small.task.name]
-    dip = DIPSettings(iters)
-    seeds = [genotype_seed(seed, g) for g in genotypes]
-    nets = []
-    for g, s in zip(genotypes, seeds):
-        with seeded(s, device):
-            nets.append(build_network(g, c, c, settings.width, device=device))
     # Members are only ranked on their output averages, never served: no averaged network.
-    common = dict(early_stopping=settings.cohort_early_stopping, compile=settings.compile,
-                  precision=settings.precision, served=False)
-    if settings.cohort_together:
-        results = fit_dip_group(nets, small, dip, seeds=seeds, quiet=quiet, desc="cohort",
-                                cuda_graph=settings.cuda_graph, **common)
+    options = settings.cohort_run(small.task.name)
+    members = [GroupMember(g, genotype_seed(seed, g), small.channels, settings.width) for g in genotypes]
+    results = [t.result for t in train_group(members, small, options, device=device, quiet=quiet, desc="cohort")]
+    if options.together:
         for r in results:
             r.seconds /= len(results)
-    else:
-        results = [fit_dip(net, small, dip, seed=s, quiet=quiet, desc=f"cohort {i + 1}/{len(nets)}",
-                           cuda_graph=bool(settings.cuda_graph), **common)
-                   for i, (net, s) in enumerate(zip(nets, seeds))]
     return dict(zip(genotypes, results))
 
 

@@ -15,10 +15,9 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..device import seeded
-from ..dip import DIPSettings, check_step_options, fit_dip_group
+from ..dip import check_step_options
 from ..genotype import Genotype
-from ..network import build_network, resolve_architecture
+from ..network import resolve_architecture
 from ..tasks import Observation
 from ..trained import TrainedRun
 from .candidates import candidate_list, genotype_seed
@@ -26,6 +25,7 @@ from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
 from .settings import TASK_ITERATIONS, SearchSettings
+from .training import GroupMember, train_group
 
 __all__ = ["SearchResult", "Ensemble", "run_search", "search_picks", "restored_genotypes", "complete_search",
            "train_final", "train_finals", "ensemble_average", "DIP_SKIP_WIDTH"]
@@ -109,21 +109,14 @@ def train_finals(
     obs = observation.to(device)
     c = search_input_channels(obs)
     in_ch = in_channels or c
-    nets, seeds, widths = [], [], []
-    for arch in archs:
-        widths.append(DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width)
-        seeds.append(genotype_seed(seed, arch))
-        with seeded(seeds[-1], device):
-            nets.append(build_network(arch, in_ch, c, widths[-1], task=obs.task.name, device=device))
-    iters = settings.final_iterations or TASK_ITERATIONS[obs.task.name]
-    graph = bool(settings.cuda_graph) if len(nets) == 1 else settings.cuda_graph
-    results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=ground_truth,
-                            early_stopping=settings.early_stopping, compile=settings.compile,
-                            precision=settings.precision, quiet=quiet, desc=desc, cuda_graph=graph)
-    return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=w, in_channels=in_ch,
-                       out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()), dip=res,
-                       crop=obs.padding.box if obs.padding is not None else None)
-            for arch, net, w, res in zip(archs, nets, widths, results)]
+    members = [GroupMember(arch, genotype_seed(seed, arch), in_ch,
+                           DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width) for arch in archs]
+    trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
+                          ground_truth=ground_truth, quiet=quiet, desc=desc)
+    return [TrainedRun(network=t.result.network, z=t.result.z, genotype=str(m.architecture), width=m.width,
+                       in_channels=in_ch, out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
+                       dip=t.result, crop=obs.padding.box if obs.padding is not None else None)
+            for m, t in zip(members, trained)]
 
 
 def train_final(architecture: Union[Genotype, str], observation: Observation, settings: SearchSettings,

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 
-from ..dip import PRECISIONS, EarlyStopping, check_step_options, resolve_precision
+from ..dip import PRECISIONS, DIPSettings, EarlyStopping, RunOptions, check_step_options, resolve_precision
 from ..errors import InputError
 from ..kernels.spectral_reference import canonical_metric
 
@@ -153,6 +153,22 @@ class SearchSettings:
         if len(set(metrics)) != len(metrics):
             raise InputError(f"metric listed twice: {','.join(metrics)}")
         return replace(self, metric=",".join(metrics))
+
+    def cohort_run(self, task: str) -> RunOptions:
+        """How each cohort member trains for ``task`` (a task name): ``cohort_iterations``
+        (the task's paper count when None), ``cohort_early_stopping``, ``cohort_together``
+        and the speed options; members are only ranked, never served."""
+        return RunOptions(DIPSettings(self.cohort_iterations or TASK_ITERATIONS[task]),
+                          early_stopping=self.cohort_early_stopping, compile=self.compile,
+                          cuda_graph=self.cuda_graph, precision=self.precision, served=False,
+                          together=self.cohort_together)
+
+    def final_run(self, task: str) -> RunOptions:
+        """How a full-size run trains for ``task`` (a task name): ``final_iterations`` (the
+        task's paper count when None), ``early_stopping`` and the speed options; served."""
+        return RunOptions(DIPSettings(self.final_iterations or TASK_ITERATIONS[task]),
+                          early_stopping=self.early_stopping, compile=self.compile, cuda_graph=self.cuda_graph,
+                          precision=self.precision)
 
 
 def _knob_of(f) -> Knob:

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..device import resolve_device, seeded
-from ..dip import DIPSettings, EarlyStopping, fit_dip_group
+from ..device import resolve_device
+from ..dip import EarlyStopping
 from ..dip.monitor import probe_name
 from ..errors import InputError
 from ..genotype import BASELINES, Genotype
@@ -30,10 +30,9 @@ from ..io import check_output_folder
 from ..io.files import make_folder
 from ..io.records import RecordLog, first_of_each, guard_settings, writer_lock
 from ..kernels.spectral_reference import canonical_metric
-from ..network import build_network
 from ..problem import prepare_problem, resolve_task_for_image
 from ..search import (SearchSettings, candidate_list, genotype_seed, rank_cohort, score_candidates,
-                      select_in_cohort, train_cohort)
+                      select_in_cohort, train_cohort, GroupMember, train_group)
 from ..search.settings import TASK_ITERATIONS
 from ..tasks import Observation, Task
 from .analysis import correlations, early_stopping_summary, placement, top_k_hits
@@ -218,20 +217,17 @@ def run_study(
         if f"nasdip:{baseline}" not in done:
             todo.append((baseline, "nasdip", 32, None))
         every = _curve_every(iters)
+        # Every run goes the full length, watched by every detector; the study reads curves and
+        # probes and serves nothing.
+        options = replace(settings.final_run(tk.name), early_stopping=None, probes=tuple(watch), served=False)
         bar = tqdm(total=len(todo), desc="study", disable=True if quiet else None, unit="net")
         for start in range(0, len(todo), group):
             chunk = todo[start:start + group]
-            nets, seeds = [], []
-            for g, _, cin, _ in chunk:
-                s = genotype_seed(seed, g)
-                with seeded(s, dev):
-                    nets.append(build_network(g, cin, c, settings.width, task=tk.name, device=dev))
-                seeds.append(s)
+            members = [GroupMember(g, genotype_seed(seed, g), cin, settings.width) for g, _, cin, _ in chunk]
             t = time.perf_counter()
-            results = fit_dip_group(nets, obs, DIPSettings(iters), seeds=seeds, ground_truth=gt, quiet=quiet,
-                                    desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}",
-                                    compile=settings.compile, precision=settings.precision, probes=watch,
-                                    served=False)  # the study reads curves and probes, serves nothing
+            trained = train_group(members, obs, options, device=dev, ground_truth=gt, quiet=quiet,
+                                  desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}")
+            results = [m.result for m in trained]
             seconds = (time.perf_counter() - t) / len(chunk)
             for (g, role, cin, i), res in zip(chunk, results):
                 name = str(g) if role == "candidate" else f"nasdip:{g}"

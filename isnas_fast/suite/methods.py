@@ -34,21 +34,21 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ..api import baseline_input_channels, restore
-from ..device import resolve_device, seeded
-from ..dip import DIPResult, DIPSettings, fit_dip_group, should_compile
+from ..device import resolve_device
+from ..dip import DIPResult
 from ..genotype import Genotype
-from ..network import build_network, resolve_architecture
+from ..network import resolve_architecture
 from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
-from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings, candidate_list, genotype_seed,
-                      rank_cohort, score_candidates, search_picks, settings_from_options)
+from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, GroupMember, SearchSettings, candidate_list, genotype_seed,
+                      rank_cohort, score_candidates, search_picks, settings_from_options, train_group)
 from ..tasks import Observation, task_class
 from ..versions import versions
 from .jobs import METHOD_LABELS, Job
@@ -328,7 +328,7 @@ def run_job(inp: JobInput) -> JobOutcome:
 
 
 def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool = True) -> list[RunRecord]:
-    """Train the full-size runs of several jobs as one program (:func:`~isnas_fast.dip.fit_dip_group`).
+    """Train the full-size runs of several jobs as one program (:func:`~isnas_fast.search.train_group`).
 
     ``runs``: (job, architecture) pairs of one suite (same settings and
     device; observations may differ in size).  Each network and input code
@@ -342,42 +342,27 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
     """
     first = runs[0][0]
     settings, device = first.settings, resolve_device(first.device)
-    nets, observations, truths, seeds, shapes = [], [], [], [], []
+    members, observations, truths = [], [], []
     for inp, arch in runs:
         obs, gt = inp.problem()
         a = resolve_architecture(arch)
-        c = obs.channels
-        in_ch, width = baseline_input_channels(arch, c), DIP_SKIP_WIDTH if a == "dip-skip" else settings.width
-        s = genotype_seed(inp.job.seed, a)
-        with seeded(s, device):
-            nets.append(build_network(a, in_ch, c, width, task=obs.task.name, device=device))
+        width = DIP_SKIP_WIDTH if a == "dip-skip" else settings.width
+        members.append(GroupMember(a, genotype_seed(inp.job.seed, a), baseline_input_channels(arch, obs.channels),
+                                   width))
         observations.append(obs.to(device))
         truths.append(gt.to(device))
-        seeds.append(s)
-        shapes.append((arch, str(a), width, in_ch))
-    iters = settings.final_iterations or TASK_ITERATIONS[first.task]
-    # Compile as each run alone would decide (a CPU group is not compiled for being large).
-    compile_ = settings.compile
-    if compile_ is None and device.type == "cpu":
-        compile_ = should_compile(device, iters, 1)
-    workers, threads = None, contextlib.nullcontext()
-    if device.type == "cpu" and not compile_:
-        # One shard of members per thread of the job, each member on one intra-op
-        # thread -- also a group of one, and a shard left alone when the others
-        # stopped early -- so every member computes what a one-thread run does alone.
-        workers, threads = min(torch.get_num_threads(), len(nets)), torch_threads(1)
+    # Every member on one intra-op thread on a CPU (one shard per thread of the job, also a
+    # group of one and a shard left alone): each computes what a one-thread run does alone.
+    options = replace(settings.final_run(first.task), member_threads=1)
     t = time.perf_counter()
-    with threads:
-        results = fit_dip_group(nets, observations, DIPSettings(iters), seeds=seeds, ground_truth=truths,
-                                early_stopping=settings.early_stopping, compile=compile_,
-                                precision=settings.precision, quiet=quiet, desc=f"{len(nets)} runs together",
-                                cuda_graph=settings.cuda_graph, workers=workers)
-    share = (time.perf_counter() - t) / len(results)
+    trained = train_group(members, observations, options, device=device, ground_truth=truths, quiet=quiet,
+                          desc=f"{len(members)} runs together")
+    share = (time.perf_counter() - t) / len(trained)
     records = []
-    for res, gt, obs, (arch, genotype, width, in_ch) in zip(results, truths, observations, shapes):
+    for (arch, _), m, t_, gt, obs in zip(runs, members, trained, truths, observations):
+        res, genotype, width, in_ch = t_.result, str(m.architecture), m.width, m.in_channels
         out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
         task = obs.task
         quality = (float(task.psnr(out, gt)[0]), float(task.ssim(out, gt)[0]), task.psnr_on_y(int(out.shape[1])))
         records.append(_record(res, out, quality, arch, genotype, width, in_ch, share))
     return records
-
