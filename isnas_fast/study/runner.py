@@ -155,90 +155,137 @@ def run_study(
     obs, gt, notices = prepare_problem(corrupted, tk, ground_truth=ground_truth)
     for n in notices:
         say(n)
-    obs, gt = obs.to(dev), gt.to(dev)
-    iters = settings.final_iterations or TASK_ITERATIONS[tk.name]
-    metrics = list(dict.fromkeys(list(settings.metrics) + [canonical_metric(m) for m in STUDY_METRICS]))
-    es = settings.early_stopping or EarlyStopping()
-    watch = list(dict.fromkeys([es, *probes]))
     genotypes, skipped = candidate_list(settings.candidates, settings.num_candidates, seed)
     if skipped:
         say(f"skipped {skipped} genotype(s) with an invalid upsampling index")
-    key = {
-        "problem": _problem_key(obs, gt), "task": tk.name, "params": tk.params(), "seed": seed, "inits": inits,
-        "models": str(settings.candidates), "genotypes": [str(g) for g in genotypes], "width": settings.width,
-        "iterations": iters, "metrics": metrics, "search_metrics": list(settings.metrics),
-        "cohort_size": settings.cohort_size, "cohort_iterations": settings.cohort_iterations,
-        "small_side": settings.small_side, "probes": [probe_name(p) for p in watch], "device": dev.type,
-        "precision": settings.precision,
-    }
+    es = settings.early_stopping or EarlyStopping()
+    study = _Study(obs.to(dev), gt.to(dev), settings, genotypes, seed=seed, device=dev, quiet=quiet, say=say,
+                   watch=list(dict.fromkeys([es, *probes])))
+    key = study.key(inits)
     make_folder(out, "study folder")
     with writer_lock(out, what="study", name=LOCK_FILE):
         guard_settings(out, key, name=SETTINGS, what="study")
         records = RecordLog(out / ROWS)
         found = _unique_rows(records.read(), records.path)
-        done = {r["genotype"] for r in found if r.get("kind") == "genotype"}
-        have_picks = {r["metric"] for r in found if r.get("kind") == "pick"}
+        study.score(inits)
+        study.record_picks(records, have={r["metric"] for r in found if r.get("kind") == "pick"})
+        study.train_all(records, done={r["genotype"] for r in found if r.get("kind") == "genotype"}, group=group)
+        rows = _unique_rows(records.read(), records.path, warn=False)  # duplicates were reported above
+        return _finish(out, rows, key, study.metrics, list(settings.metrics), probe_name(es))
 
-        # Metrics at initialisation: the first initialisation is the search's own.
+
+@dataclass
+class _Study:
+    """One study's problem, settings and genotypes, and the metrics at initialisation once
+    scored (:meth:`score`): what its stages -- the search's picks, every genotype trained --
+    share.  ``watch``: the detectors watching every run (the settings' own first)."""
+
+    obs: Observation
+    gt: Tensor
+    settings: SearchSettings
+    genotypes: list[Genotype]
+    seed: int
+    device: torch.device
+    quiet: bool
+    say: Callable[[str], None]
+    watch: list[EarlyStopping]
+    stacked: Optional[Tensor] = None  # (inits, genotypes, metrics)
+
+    @property
+    def task(self) -> Task:
+        return self.obs.task
+
+    @property
+    def iterations(self) -> int:
+        return self.settings.final_iterations or TASK_ITERATIONS[self.task.name]
+
+    @property
+    def metrics(self) -> list[str]:
+        """The search's metrics, then the study's own (:data:`STUDY_METRICS`)."""
+        return list(dict.fromkeys(list(self.settings.metrics) + [canonical_metric(m) for m in STUDY_METRICS]))
+
+    def key(self, inits: int) -> dict:
+        """What the study's rows depend on (a folder holds the rows of one key)."""
+        s, tk = self.settings, self.task
+        return {
+            "problem": _problem_key(self.obs, self.gt), "task": tk.name, "params": tk.params(), "seed": self.seed,
+            "inits": inits, "models": str(s.candidates), "genotypes": [str(g) for g in self.genotypes],
+            "width": s.width, "iterations": self.iterations, "metrics": self.metrics,
+            "search_metrics": list(s.metrics), "cohort_size": s.cohort_size,
+            "cohort_iterations": s.cohort_iterations, "small_side": s.small_side,
+            "probes": [probe_name(p) for p in self.watch], "device": self.device.type, "precision": s.precision,
+        }
+
+    def score(self, inits: int) -> None:
+        """The metrics at initialisation over ``inits`` initialisations (the first is the search's own)."""
         t = time.perf_counter()
-        per_init = [score_candidates(obs, genotypes, metrics, width=settings.width, seed=seed + r,
-                                     batch=settings.score_batch, device=dev, quiet=quiet) for r in range(inits)]
-        stacked = torch.stack(per_init)  # (R, N, M)
-        say(f"scored {len(genotypes)} genotype(s) with {len(metrics)} metric(s) in {time.perf_counter() - t:.1f} s")
+        metrics = self.metrics
+        per_init = [score_candidates(self.obs, self.genotypes, metrics, width=self.settings.width,
+                                     seed=self.seed + r, batch=self.settings.score_batch, device=self.device,
+                                     quiet=self.quiet) for r in range(inits)]
+        self.stacked = torch.stack(per_init)  # (R, N, M)
+        self.say(f"scored {len(self.genotypes)} genotype(s) with {len(metrics)} metric(s) in "
+                 f"{time.perf_counter() - t:.1f} s")
 
-        def scores_of(i: int) -> dict:
-            d: dict[str, Any] = {"metrics": {m: float(stacked[0, i, j]) for j, m in enumerate(metrics)},
-                                 "metrics_mean": {m: float(stacked[:, i, j].mean()) for j, m in enumerate(metrics)}}
-            if inits > 1:
-                d["metrics_inits"] = {m: stacked[:, i, j].tolist() for j, m in enumerate(metrics)}
-            return d
+    def scores_of(self, i: int) -> dict:
+        """Genotype ``i``'s metrics: the first initialisation's, their mean (and each, with several)."""
+        assert self.stacked is not None
+        stacked, metrics = self.stacked, self.metrics
+        d: dict[str, Any] = {"metrics": {m: float(stacked[0, i, j]) for j, m in enumerate(metrics)},
+                             "metrics_mean": {m: float(stacked[:, i, j].mean()) for j, m in enumerate(metrics)}}
+        if stacked.shape[0] > 1:
+            d["metrics_inits"] = {m: stacked[:, i, j].tolist() for j, m in enumerate(metrics)}
+        return d
 
-        # The search's pick among these genotypes: its cohort stage, per metric.
-        if set(settings.metrics) - have_picks:
-            k = min(settings.cohort_size, len(genotypes))
-            cohorts = {m: rank_cohort(genotypes, stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
-            union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
-            small = obs.cohort_problem(settings.small_side)
-            say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[1]}x{small.output_size[0]}")
-            trained = train_cohort(union, small, settings, seed=seed, device=dev, quiet=quiet) if k > 1 else {}
-            for m in settings.metrics:
-                if m in have_picks:
-                    continue
-                members = cohorts[m]
-                idx = select_in_cohort(members, trained, y_channel=tk.psnr_on_y(obs.channels))
-                records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
-                                "cohort": [c.as_dict() for c in members]})
+    def record_picks(self, records: RecordLog, *, have: set) -> None:
+        """The search's pick among these genotypes, per metric not in ``have``: its cohort stage."""
+        settings, metrics = self.settings, self.metrics
+        if not set(settings.metrics) - have:
+            return
+        assert self.stacked is not None
+        k = min(settings.cohort_size, len(self.genotypes))
+        cohorts = {m: rank_cohort(self.genotypes, self.stacked[0, :, metrics.index(m)], k) for m in settings.metrics}
+        union = list(dict.fromkeys(c.genotype for members in cohorts.values() for c in members))
+        small = self.obs.cohort_problem(settings.small_side)
+        self.say(f"cohort stage: {len(union)} genotype(s) at {small.output_size[1]}x{small.output_size[0]}")
+        trained = train_cohort(union, small, settings, seed=self.seed, device=self.device,
+                               quiet=self.quiet) if k > 1 else {}
+        for m in settings.metrics:
+            if m in have:
+                continue
+            members = cohorts[m]
+            idx = select_in_cohort(members, trained, y_channel=self.task.psnr_on_y(self.obs.channels))
+            records.append({"kind": "pick", "metric": m, "pick": str(members[idx].genotype),
+                            "cohort": [c.as_dict() for c in members]})
 
-        # Every genotype (and the task's NAS-DIP genotype as the baseline), trained in groups.
-        c = obs.channels
-        baseline = BASELINES[f"nasdip-{tk.name}"]
+    def train_all(self, records: RecordLog, *, done: set, group: int) -> None:
+        """Every genotype not in ``done`` (and the task's NAS-DIP genotype as the baseline),
+        trained ``group`` at a time; a row each."""
+        c, settings = self.obs.channels, self.settings
+        baseline = BASELINES[f"nasdip-{self.task.name}"]
         todo: list[tuple[Genotype, str, int, Optional[int]]] = [
-            (g, "candidate", c, i) for i, g in enumerate(genotypes) if str(g) not in done]
+            (g, "candidate", c, i) for i, g in enumerate(self.genotypes) if str(g) not in done]
         if f"nasdip:{baseline}" not in done:
             todo.append((baseline, "nasdip", 32, None))
-        every = _curve_every(iters)
+        every = _curve_every(self.iterations)
         # Every run goes the full length, watched by every detector; the study reads curves and
         # probes and serves nothing.
-        options = replace(settings.final_run(tk.name), early_stopping=None, probes=tuple(watch), served=False)
-        bar = tqdm(total=len(todo), desc="study", disable=True if quiet else None, unit="net")
+        options = replace(settings.final_run(self.task.name), early_stopping=None, probes=tuple(self.watch),
+                          served=False)
+        bar = tqdm(total=len(todo), desc="study", disable=True if self.quiet else None, unit="net")
         for start in range(0, len(todo), group):
             chunk = todo[start:start + group]
-            members = [GroupMember(g, genotype_seed(seed, g), cin, settings.width) for g, _, cin, _ in chunk]
+            members = [GroupMember(g, genotype_seed(self.seed, g), cin, settings.width) for g, _, cin, _ in chunk]
             t = time.perf_counter()
-            trained = train_group(members, obs, options, device=dev, ground_truth=gt, quiet=quiet,
-                                  desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}")
-            results = [m.result for m in trained]
+            trained = train_group(members, self.obs, options, device=self.device, ground_truth=self.gt,
+                                  quiet=self.quiet, desc=f"study {start + 1}-{start + len(chunk)}/{len(todo)}")
             seconds = (time.perf_counter() - t) / len(chunk)
-            for (g, role, cin, i), res in zip(chunk, results):
+            for (g, role, cin, i), m in zip(chunk, trained):
                 name = str(g) if role == "candidate" else f"nasdip:{g}"
-                scores = scores_of(i) if i is not None else {}
-                records.append(_row(name, role, cin, res, scores, every, seconds))
+                scores = self.scores_of(i) if i is not None else {}
+                records.append(_row(name, role, cin, m.result, scores, every, seconds))
             bar.update(len(chunk))
         bar.close()
-
-        rows = _unique_rows(records.read(), records.path, warn=False)  # duplicates were reported above
-        result = _finish(out, rows, key, metrics, list(settings.metrics), probe_name(es))
-        return result
 
 
 def _finish(out: Path, rows: list[dict], key: dict, metrics: list[str], search_metrics: list[str],
