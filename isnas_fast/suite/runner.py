@@ -26,7 +26,7 @@ from ..io import atomic_write_text, check_output_folder, load_image, save_image
 from ..io.files import json_text, make_folder
 from ..problem import resolve_task
 from ..quality import psnr
-from ..search import settings_from_options
+from ..search import SearchSettings, settings_from_options
 from ..tasks import Inpaint, Task
 from . import plots, references
 from .executors import Executor, LocalExecutor
@@ -154,19 +154,7 @@ def run_suite(
     skipped with a warning.
     """
     say = log or (lambda msg: None)
-    knobs, task_params = split_options(options)
-    tk = resolve_task(task, None, task_params)
-    if isinstance(tk, Inpaint) and tk.mask is not None:
-        raise InputError("a suite draws its own inpainting mask per image and seed: give p, not a mask")
-    settings = settings_from_options(preset, knobs)
-    method_list = parse_methods(default_methods(tk.name) if methods is None else methods)
-    for m in method_list:
-        references.check_reference(m, tk.name)  # a reference of another task, or its package missing
-    seed_list = parse_seeds(seeds)
-    resolve_device(device)  # fail now on a machine without the device asked for
-    for value in flagless_settings(settings, preset):
-        warnings.warn(f"{value} has no command-line option: the rows' rerun commands use the preset's detector",
-                      stacklevel=2)
+    tk, settings, knobs, method_list, seed_list = _suite_plan(task, preset, methods, seeds, device, options)
     executor = executor or LocalExecutor()
     folder = _check_output_folder(out)
     found, skipped = collect_images(images)
@@ -187,23 +175,9 @@ def run_suite(
                     preset=preset, options=knobs, device=device, threads=executor.threads,
                     quiet=quiet or not executor.single_process)
         extra = {"settings": settings_hash(record), "executor": executor.describe()}
-        failed: dict[str, str] = {}
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="suite", unit="job",
-                   disable=True if quiet else None,
-                   dynamic_ncols=True)
-        try:
-            for inp, outcome in executor.run(_inputs(todo, folder, files, base), device):
-                if isinstance(outcome, JobFailure):
-                    failed[inp.job.key] = outcome.message
-                    warnings.warn(f"job {inp.job.key} failed: {outcome.message}", stacklevel=2)
-                else:
-                    row = _write_outcome(folder, inp, outcome, files[(inp.job.image, inp.job.seed)], tk, extra)
-                    store.append(row)
-                    done[inp.job.key] = row
-                    bar.set_postfix_str(f"{inp.job.key} {row['psnr']:.2f} dB", refresh=False)
-                bar.update(1)
-        finally:
-            bar.close()
+        failed = _run_jobs(executor, _inputs(todo, folder, files, base), device, folder=folder, files=files, task=tk,
+                           extra=extra, store=store, done=done, total=len(jobs), initial=len(jobs) - len(todo),
+                           quiet=quiet)
         rows = [done[j.key] for j in jobs if j.key in done]
         context = SummaryContext(task=tk, preset=preset, settings=settings, methods=method_list,
                                  images=[im.name for im in found], seeds=seed_list, skipped=skipped,
@@ -214,3 +188,48 @@ def run_suite(
             written.update(plots.draw(folder, rows, context, say))
     return SuiteResults(folder=folder, jobs=jobs, rows=rows, tables=tables, failed=failed, skipped=skipped,
                         files=written, ran=len(todo) - len(failed))
+
+
+def _suite_plan(task: Union[str, Task], preset: str, methods: Union[str, Sequence[str], None],
+                seeds: Union[int, str, Sequence[int]], device: str,
+                options: dict) -> tuple[Task, SearchSettings, dict, list[str], list[int]]:
+    """The suite's task, settings, knob keywords, methods and seeds, checked before anything
+    is written (a reference of another task or without its package, a device not present)."""
+    knobs, task_params = split_options(options)
+    tk = resolve_task(task, None, task_params)
+    if isinstance(tk, Inpaint) and tk.mask is not None:
+        raise InputError("a suite draws its own inpainting mask per image and seed: give p, not a mask")
+    settings = settings_from_options(preset, knobs)
+    method_list = parse_methods(default_methods(tk.name) if methods is None else methods)
+    for m in method_list:
+        references.check_reference(m, tk.name)  # a reference of another task, or its package missing
+    seed_list = parse_seeds(seeds)
+    resolve_device(device)  # fail now on a machine without the device asked for
+    for value in flagless_settings(settings, preset):
+        warnings.warn(f"{value} has no command-line option: the rows' rerun commands use the preset's detector",
+                      stacklevel=3)
+    return tk, settings, knobs, method_list, seed_list
+
+
+def _run_jobs(executor: Executor, inputs: Iterator[JobInput], device: str, *, folder: Path,
+              files: dict[tuple[str, int], ProblemFiles], task: Task, extra: dict, store: ResultStore,
+              done: dict[str, dict], total: int, initial: int, quiet: bool) -> dict[str, str]:
+    """Run the jobs of ``inputs`` on ``executor``, writing each finished job's files and row
+    (into ``store`` and ``done``) as it comes; returns the failed jobs' messages by job key."""
+    failed: dict[str, str] = {}
+    bar = tqdm(total=total, initial=initial, desc="suite", unit="job", disable=True if quiet else None,
+               dynamic_ncols=True)
+    try:
+        for inp, outcome in executor.run(inputs, device):
+            if isinstance(outcome, JobFailure):
+                failed[inp.job.key] = outcome.message
+                warnings.warn(f"job {inp.job.key} failed: {outcome.message}", stacklevel=3)
+            else:
+                row = _write_outcome(folder, inp, outcome, files[(inp.job.image, inp.job.seed)], task, extra)
+                store.append(row)
+                done[inp.job.key] = row
+                bar.set_postfix_str(f"{inp.job.key} {row['psnr']:.2f} dB", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+    return failed
