@@ -184,8 +184,9 @@ def search_picks(
         say(f"training a cohort of {len(union)} at {h}x{w} for {iters} steps")
         results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
     picks = {}
+    on_y = observation.task.psnr_on_y(observation.channels)
     for m, members in cohorts.items():
-        picks[m] = members[select_in_cohort(members, results, y_channel=observation.task.psnr_on_y(observation.channels))].genotype
+        picks[m] = members[select_in_cohort(members, results, y_channel=on_y)].genotype
     timings["cohort"] = time.perf_counter() - t
     stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
     return SearchResult(
