@@ -142,16 +142,9 @@ def restore(
     timings.update(stage.timings)
     chosen, cohort, run, search, out = stage.chosen, stage.cohort, stage.run, stage.search, stage.output
     search_info = _search_info(stage, settings, preset, layout)
-    out = obs.crop_output(out)
-    gt = obs.crop_output(gt) if gt is not None else None
-    short = undertrained_notice(out, obs)
-    if short is not None:
-        notices.append(short)
-        say(f"warning: {short}")
+    out, gt = _user_region(out, gt, obs, notices, say)
     timings["total"] = time.perf_counter() - t_start
-    p = s_ = None
-    if gt is not None:
-        p, s_ = float(tk.psnr(out, gt)[0]), float(tk.ssim(out, gt)[0])
+    p, s_ = (float(tk.psnr(out, gt)[0]), float(tk.ssim(out, gt)[0])) if gt is not None else (None, None)
     return RestoreResult(
         image=to_like(out.cpu(), image_in), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
         task=tk, observation=obs, run=run, settings=settings, device=str(dev), seed=seed, psnr=p, ssim=s_,
@@ -159,6 +152,19 @@ def restore(
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
     )
+
+
+def _user_region(out: Tensor, gt: Optional[Tensor], obs: Observation, notices: list[str],
+                 say: Callable[[str], None]) -> tuple[Tensor, Optional[Tensor]]:
+    """The output and ground truth cropped to the user's region; a notice (added to
+    ``notices`` and said) when the output looks under-trained."""
+    out = obs.crop_output(out)
+    gt = obs.crop_output(gt) if gt is not None else None
+    short = undertrained_notice(out, obs)
+    if short is not None:
+        notices.append(short)
+        say(f"warning: {short}")
+    return out, gt
 
 
 def _problem_on(image: Any, task: Any, mask: Any, task_params: dict, ground_truth: Any, device: torch.device,
