@@ -386,11 +386,8 @@ def triton_spectral_scores(
     need_mse = bool(bases & {"psd_db_mse", "psd_db_strip_mse"})
     need_hist = "psd_strip_hist_emd" in bases
     c, h, w = corrupted.shape
-    if bases & {"psd_db_strip_mse", "psd_strip_hist_emd"}:
-        strip = _ref.checked_strip_mask(h, w)
-        n_strip = int(strip.sum())
-    else:
-        n_strip = 0
+    strip = _ref.checked_strip_mask(h, w) if bases & {"psd_db_strip_mse", "psd_strip_hist_emd"} else None
+    n_strip = int(strip.sum()) if strip is not None else 0
     table = strip_intervals(h, w, device)
 
     y_half = torch.fft.rfft2(corrupted.to(device=device, dtype=fft_dtype), norm="forward")  # once
@@ -402,6 +399,20 @@ def triton_spectral_scores(
         o_ri, torch.view_as_real(y_half), table, w, dc_o, dc_y,
         need_mse=need_mse, need_range=need_hist,
     )
+    _db_mse_columns(result, names, fused, stats, c * h * w, c * n_strip)
+    if need_hist:
+        assert strip is not None
+        emd = _strip_hist_emd(y_half, o_ri, table, strip, stats, split, w, n_strip)
+        for k in fused:
+            if names[k].removeprefix("nodc_") == "psd_strip_hist_emd":
+                result[:, k] = emd
+    return result
+
+
+def _db_mse_columns(result: Tensor, names: Sequence[str], fused: Sequence[int], stats: Tensor, pixels: int,
+                    strip_pixels: int) -> None:
+    """Fill ``result``'s ``psd_db_mse`` / ``psd_db_strip_mse`` columns (nodc too) from the
+    partial sums of pass 1; ``pixels`` / ``strip_pixels``: C * H * W and C * (strip size)."""
     sum_all = stats[..., 0].sum(dim=1)
     sum_strip = stats[..., 1].sum(dim=1)
     dc_delta = stats[..., 4].sum(dim=1)
@@ -410,26 +421,28 @@ def triton_spectral_scores(
         base = name.removeprefix("nodc_")
         if base == "psd_db_mse":
             total = sum_all + dc_delta if name.startswith("nodc_") else sum_all
-            result[:, k] = total / (c * h * w)
+            result[:, k] = total / pixels
         elif base == "psd_db_strip_mse":
-            result[:, k] = sum_strip / (c * n_strip)  # nodc: the DC bin is not in the strip
+            result[:, k] = sum_strip / strip_pixels  # nodc: the DC bin is not in the strip
 
-    if need_hist:
-        # Corrupted image: once, by the reference's own density_histogram, on the
-        # very same float32 spectrum the kernels read (gathered to the full grid).
-        y_power = y_half.real.square() + y_half.imag.square()
-        y_vals = torch.fft.fftshift(_ref.full_grid(y_power, h, w), dim=(-2, -1))[..., strip.to(device)]
-        y_heights = _ref.density_histogram(y_vals.reshape(-1), _ref.HIST_BINS).sort().values
-        y_sorted = torch.zeros(_HIST_PAD, dtype=torch.float32, device=device)
-        y_sorted[: _ref.HIST_BINS] = y_heights.to(torch.float32)
-        counts, widths = _launch_strip_counts(
-            o_ri, table, w, stats[..., 2].amin(dim=1), stats[..., 3].amax(dim=1), split
-        )
-        emd = _launch_emd(counts, widths, y_sorted, c * n_strip)
-        for k in fused:
-            if names[k].removeprefix("nodc_") == "psd_strip_hist_emd":
-                result[:, k] = emd
-    return result
+
+def _strip_hist_emd(y_half: Tensor, o_ri: Tensor, table: Tensor, strip: Tensor, stats: Tensor, split: int,
+                    w: int, n_strip: int) -> Tensor:
+    """The ``psd_strip_hist_emd`` column (B,): passes 2 and 3 over the outputs' strip values, against
+    the corrupted image's histogram (``y_half`` (C, H, WR) complex64, ``stats`` of pass 1)."""
+    c, h = y_half.shape[0], y_half.shape[1]
+    device = o_ri.device
+    # Corrupted image: once, by the reference's own density_histogram, on the
+    # very same float32 spectrum the kernels read (gathered to the full grid).
+    y_power = y_half.real.square() + y_half.imag.square()
+    y_vals = torch.fft.fftshift(_ref.full_grid(y_power, h, w), dim=(-2, -1))[..., strip.to(device)]
+    y_heights = _ref.density_histogram(y_vals.reshape(-1), _ref.HIST_BINS).sort().values
+    y_sorted = torch.zeros(_HIST_PAD, dtype=torch.float32, device=device)
+    y_sorted[: _ref.HIST_BINS] = y_heights.to(torch.float32)
+    counts, widths = _launch_strip_counts(
+        o_ri, table, w, stats[..., 2].amin(dim=1), stats[..., 3].amax(dim=1), split
+    )
+    return _launch_emd(counts, widths, y_sorted, c * n_strip)
 
 
 def _launch_stats(

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -521,22 +521,25 @@ def spectral_scores_reference(
                 cache[key] = psd(y if key.endswith("y") else outputs, dtype, nodc=key.startswith("nodc_"))
         return cache[key]
 
-    columns = []
-    for name in names:
-        if name == "random":
-            gen = generator
-            if gen is None:
-                gen = torch.Generator()
-                gen.manual_seed(0)
-            column = torch.rand(batch, generator=gen, dtype=torch.float64, device=gen.device)
-        elif name.startswith("per_bw_"):
-            column = per_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
-        elif name.startswith("db_bw_"):
-            column = db_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
-        else:
-            prefix = "nodc_" if name.startswith("nodc_") else ""
-            base = name.removeprefix("nodc_")
-            strip = spectrum("strip") if base != "psd_db_mse" else None
-            column = _similarity(base, spectrum(prefix + "psd_y"), spectrum(prefix + "psd_o"), strip)
-        columns.append(column.to(device=device, dtype=torch.float64))
+    columns = [_column(name, batch, spectrum, generator).to(device=device, dtype=torch.float64) for name in names]
     return torch.stack(columns, dim=1)
+
+
+def _column(name: str, batch: int, spectrum: Callable[[str], Tensor],
+            generator: torch.Generator | None) -> Tensor:
+    """One metric's scores (B,) of :func:`spectral_scores_reference`; ``spectrum(key)``
+    gives the cached spectra (``"psd_y"``, ``"nodc_psd_o"``, ..., ``"strip"``)."""
+    if name == "random":
+        gen = generator
+        if gen is None:
+            gen = torch.Generator()
+            gen.manual_seed(0)
+        return torch.rand(batch, generator=gen, dtype=torch.float64, device=gen.device)
+    if name.startswith("per_bw_"):
+        return per_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
+    if name.startswith("db_bw_"):
+        return db_bandwidth(spectrum("psd_o").mean(dim=1), _parameter(name))
+    prefix = "nodc_" if name.startswith("nodc_") else ""
+    base = name.removeprefix("nodc_")
+    strip = spectrum("strip") if base != "psd_db_mse" else None
+    return _similarity(base, spectrum(prefix + "psd_y"), spectrum(prefix + "psd_o"), strip)
