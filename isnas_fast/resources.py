@@ -34,7 +34,7 @@ from .dip import EarlyStopping
 from .errors import InputError
 from .genotype import Genotype
 from .network import build_network, resolve_architecture
-from .search import DIP_SKIP_WIDTH, TASK_ITERATIONS, SearchSettings
+from .search import DIP_SKIP_WIDTH, SearchSettings
 from .tasks import Observation
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
 
@@ -428,6 +428,6 @@ def plan_restore(
     return plan_resources(
         observation.output_size, arch, width=width, in_channels=in_channels or observation.channels,
         channels=observation.channels, task=task,
-        iterations=settings.final_iterations or TASK_ITERATIONS[task], device=device,
+        iterations=settings.final_run(task).iterations, device=device,
         early_stopping=settings.early_stopping, tile=tile, overlap=overlap, memory_budget=memory_budget,
         memory_fraction=memory_fraction)

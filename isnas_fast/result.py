@@ -15,7 +15,6 @@ from torch import Tensor
 from .dip import DIPResult
 from .genotype import Genotype
 from .search import CohortMember, SearchResult, SearchSettings
-from .search.settings import TASK_ITERATIONS
 from .tasks import Observation, Task
 from .trained import TrainedRun
 from .versions import versions
@@ -132,7 +131,7 @@ class RestoreResult:
             "metric": self.settings.metrics[0],
             "search": self.search_info,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
-            "iterations": {"requested": self.settings.final_iterations or TASK_ITERATIONS[self.task.name],
+            "iterations": {"requested": self.settings.final_run(self.task.name).iterations,
                            "run": d.iterations_run},
             "compiled": d.compiled,
             "compile_seconds": round(d.compile_seconds, 3),

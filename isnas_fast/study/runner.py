@@ -33,7 +33,6 @@ from ..kernels.spectral_reference import canonical_metric
 from ..problem import prepare_problem, resolve_task_for_image
 from ..search import (SearchSettings, candidate_list, genotype_seed, rank_cohort, score_candidates,
                       select_in_cohort, train_cohort, GroupMember, train_group)
-from ..search.settings import TASK_ITERATIONS
 from ..tasks import Observation, Task
 from .analysis import correlations, early_stopping_summary, placement, top_k_hits
 
@@ -197,7 +196,7 @@ class _Study:
 
     @property
     def iterations(self) -> int:
-        return self.settings.final_iterations or TASK_ITERATIONS[self.task.name]
+        return self.settings.final_run(self.task.name).iterations
 
     @property
     def metrics(self) -> list[str]:

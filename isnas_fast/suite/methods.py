@@ -47,7 +47,7 @@ from ..genotype import Genotype
 from ..network import resolve_architecture
 from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
-from ..search import (DIP_SKIP_WIDTH, TASK_ITERATIONS, GroupMember, SearchSettings, candidate_list, genotype_seed,
+from ..search import (DIP_SKIP_WIDTH, GroupMember, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options, train_group)
 from ..tasks import Observation, task_class
 from ..versions import versions
@@ -270,7 +270,7 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
         "psnr": rec.psnr, "ssim": rec.ssim, "psnr_y_channel": rec.psnr_y_channel,
         "architecture": rec.architecture, "genotype": rec.genotype, "width": rec.width,
         "in_channels": rec.in_channels,
-        "iterations": {"requested": settings.final_iterations or TASK_ITERATIONS[inp.task],
+        "iterations": {"requested": settings.final_run(inp.task).iterations,
                        "run": rec.iterations_run},
         "early_stopping": None if es is None else {
             **asdict(es), "stopped_at": rec.stopped_at, "stopped_early": rec.early_stopped,
