@@ -145,9 +145,10 @@ def restore(
     out, gt = _user_region(out, gt, obs, notices, say)
     timings["total"] = time.perf_counter() - t_start
     p, s_ = (float(tk.psnr(out, gt)[0]), float(tk.ssim(out, gt)[0])) if gt is not None else (None, None)
+    final = search.final_settings(settings) if search is not None else settings
     return RestoreResult(
         image=to_like(out.cpu(), image_in), tensor=out.cpu(), genotype=chosen, cohort=cohort, timings_s=timings,
-        task=tk, observation=obs, run=run, settings=settings, device=str(dev), seed=seed, psnr=p, ssim=s_,
+        task=tk, observation=obs, run=run, settings=final, device=str(dev), seed=seed, psnr=p, ssim=s_,
         notices=notices, search_info=search_info, search=search,
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
@@ -216,7 +217,8 @@ def _final_stage(obs: Observation, settings: SearchSettings, layout: ResourcePla
         timings.update(search.timings_s)
         arch, cohort = search.genotype, search.cohort
     t = time.perf_counter()
-    tiled, runs = restore_in_tiles(obs, arch, settings, tile=layout.tile, overlap=layout.overlap, seed=seed,
+    final = search.final_settings(settings) if search is not None else settings
+    tiled, runs = restore_in_tiles(obs, arch, final, tile=layout.tile, overlap=layout.overlap, seed=seed,
                                    in_channels=in_ch, group_size=layout.group_size, ground_truth=gt,
                                    device=device, quiet=quiet, log=log)
     timings["final"] = time.perf_counter() - t

@@ -8,6 +8,7 @@ from PIL import Image
 
 import isnas_fast
 from isnas_fast import Genotype, InputError
+from isnas_fast.network import BASELINES
 from isnas_fast.tasks import Denoise, Inpaint, SuperResolve
 
 TINY = dict(num_candidates=3, cohort_size=2, cohort_iterations=3, iterations=3, quiet=True)
@@ -24,7 +25,9 @@ def test_restore_returns_same_kind_and_report(small):
     arr = noisy[0].permute(1, 2, 0).numpy()
     r = isnas_fast.restore(arr, "denoise", sigma=25, ground_truth=small, **TINY)
     assert isinstance(r.image, np.ndarray) and r.image.shape == (64, 64, 3) and r.image.dtype == np.float32
-    assert isinstance(r.genotype, Genotype) and len(r.cohort) == 2
+    # the two best-scoring candidates and, with the quick preset's validated selection, NAS-DIP's genotype
+    assert isinstance(r.genotype, Genotype) and len(r.cohort) == 3
+    assert r.cohort[-1].genotype == BASELINES["nasdip-denoise"]
     rep = r.report()
     for key in ("task", "params", "genotype", "cohort", "timings_s", "device", "versions", "psnr", "ssim"):
         assert key in rep

@@ -291,7 +291,7 @@ class DiscrepancyDetector(Detector):
         super().__init__(settings)
         self.obs = observation
         self.wv = WindowVariance(settings.window, variance=False)
-        self.start = max(2, settings.window // 2)
+        self.start = max(2, settings.window // 2, settings.start)
         sigma = observation.task.noise_level
         self.sigma = None if sigma is None else float(sigma) / 255.0
         self.table = None if self.sigma is None else ClippedNoiseTable(self.sigma, device=observation.y.device)

@@ -61,7 +61,9 @@ class EarlyStopping:
     Training ends ``patience`` iterations after the detector's last new
     minimum, or, with ``rise`` > 0, as soon as the signal climbs to
     ``1 + rise`` times that minimum (the first valley of the signal, however
-    long the run).
+    long the run).  ``start``: no stop before this step (``discrepancy``; 0:
+    from step ``window // 2``), e.g. where a validated search saw the pick's
+    best output on the cohort problem.
     """
 
     window: int = 100
@@ -70,6 +72,7 @@ class EarlyStopping:
     alpha: float = 0.1
     rise: float = 0.0
     kappa: float = 1.0
+    start: int = 0
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.patience < 1:
@@ -82,12 +85,15 @@ class EarlyStopping:
             raise InputError(f"early stopping rise must be >= 0, got {self.rise}")
         if not self.kappa > 0:
             raise InputError(f"early stopping kappa must be > 0, got {self.kappa}")
+        if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
+            raise InputError(f"early stopping start must be a step count >= 0, got {self.start!r}")
 
     def parameters(self) -> dict[str, float]:
         """The parameters this detector reads, in order (``rise`` only where it applies)."""
         own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
                "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}
-        return {k: getattr(self, k) for k in own[self.method]}
+        keys = own[self.method] + (("start",) if self.method == "discrepancy" and self.start else ())
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ metric, trained on the small problem, and the pick of each metric's cohort."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -54,6 +54,7 @@ def train_cohort(
     seed: int = 0,
     device: torch.device,
     quiet: bool = False,
+    snapshots: Sequence[int] = (),
 ) -> dict[Genotype, DIPResult]:
     """Train each genotype once on the small problem (docs/design.md §1 step 3).
 
@@ -61,10 +62,11 @@ def train_cohort(
     (:func:`~isnas_fast.search.candidates.genotype_seed`), so a genotype that
     is in several metrics' cohorts trains once and gives the same result.
     ``DIPResult.seconds`` of members trained together is the group's time
-    divided by their number.
+    divided by their number.  ``snapshots``: iterations whose outputs each
+    result keeps (``DIPResult.snapshots`` / ``raw_snapshots``).
     """
     # Members are only ranked on their output averages, never served: no averaged network.
-    options = settings.cohort_run(small.task.name)
+    options = replace(settings.cohort_run(small.task.name), snapshots=tuple(snapshots))
     members = [GroupMember(g, genotype_seed(seed, g), small.channels, settings.width) for g in genotypes]
     results = [t.result for t in train_group(members, small, options, device=device, quiet=quiet, desc="cohort")]
     if options.together:

@@ -24,6 +24,8 @@ from .candidates import candidate_list, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
+from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_error, holdout_mask, select_validated,
+                         snapshot_steps, validates, validation_problem)
 from .settings import TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
@@ -64,6 +66,17 @@ class SearchResult:
     stage_sizes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     finals: dict[str, TrainedRun] = field(default_factory=dict)
     ensemble: Optional["Ensemble"] = None
+    stop_start: int = 0
+
+    def final_settings(self, settings: SearchSettings) -> SearchSettings:
+        """``settings`` for the full-size runs: with the validated selection, the
+        discrepancy stop does not fire before ``stop_start``, the step where the
+        pick's held-out error was least on the cohort problem (a fast network
+        on a flat image fits the noise level long before its output is best)."""
+        es = settings.early_stopping
+        if not self.stop_start or es is None or es.method != "discrepancy" or es.start >= self.stop_start:
+            return settings
+        return replace(settings, early_stopping=replace(es, start=self.stop_start))
 
 
 @dataclass
@@ -175,13 +188,24 @@ def search_picks(
     t = time.perf_counter()
     k = min(settings.cohort_size, len(genotypes))
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
-    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
     small = observation.cohort_problem(settings.small_side).to(device)
+    if settings.selection == "validated" and validates(observation):
+        picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
+                                          quiet=quiet, say=say)
+        timings["cohort"] = time.perf_counter() - t
+        stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
+        return SearchResult(
+            genotype=picks[metrics[0]], cohort=cohorts[metrics[0]], final=None, timings_s=timings,
+            num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
+            cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
+            stop_start=best_at[picks[metrics[0]]],
+        )
+    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
     results = {}
     if any(len(c) > 1 for c in cohorts.values()):
         h, w = small.output_size
         iters = settings.cohort_iterations or TASK_ITERATIONS[task_name]
-        say(f"training a cohort of {len(union)} at {h}x{w} for {iters} steps")
+        say(f"training a cohort of {len(union)} at {w}x{h} for {iters} steps")
         results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
     picks = {}
     on_y = observation.task.psnr_on_y(observation.channels)
@@ -194,6 +218,38 @@ def search_picks(
         num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
         cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
     )
+
+
+def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, small: Observation,
+                     settings: SearchSettings, *, seed: int, device: torch.device, quiet: bool,
+                     say: Callable[[str], None]) -> tuple[dict[str, Genotype], dict[Genotype, int]]:
+    """The "validated" selection (:mod:`~isnas_fast.search.validation`): the task's
+    NAS-DIP genotype joins every cohort (scored like the candidates), the union
+    fits the cohort problem with held-out pixels, and each metric's pick is its
+    member of least held-out error.  Fills ``cohorts`` in place; returns the picks
+    and, per member, the step of its least held-out error."""
+    anchor = fixed_genotype(observation.task.name)
+    anchor_scores = score_candidates(observation, [anchor], list(cohorts), width=settings.width, seed=seed,
+                                     batch=1, device=device, quiet=True)
+    for j, members in enumerate(cohorts.values()):
+        if all(m.genotype != anchor for m in members):
+            members.append(CohortMember(anchor, float(anchor_scores[0, j])))
+    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
+    held = holdout_mask(small, seed)
+    iters = settings.cohort_iterations or TASK_ITERATIONS[observation.task.name]
+    h, w = small.output_size
+    say(f"training a cohort of {len(union)} at {w}x{h} for {iters} steps, {HOLDOUT_FRACTION:.0%} of the pixels "
+        "held out to validate")
+    results = train_cohort(union, validation_problem(small, held), replace(settings, cohort_iterations=iters),
+                           seed=seed, device=device, quiet=quiet, snapshots=snapshot_steps(iters))
+    validated = {g: heldout_error(results[g], small, held) for g in union}
+    errors = {g: e for g, (e, _) in validated.items()}
+    picks = {}
+    for m, members in cohorts.items():
+        for member in members:
+            member.train_seconds = results[member.genotype].seconds
+        picks[m] = members[select_validated(members, errors)].genotype
+    return picks, {g: at for g, (_, at) in validated.items()}
 
 
 def _ensemble_members(search: SearchResult, settings: SearchSettings) -> list[CohortMember]:
@@ -252,6 +308,7 @@ def run_search(
     restored = restored_genotypes(search, settings)
     iters = settings.final_iterations or TASK_ITERATIONS[observation.task.name]
     say(f"restoring with {', '.join(map(str, restored))} for {iters} steps")
-    runs = train_finals(restored, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
+    runs = train_finals(restored, observation, search.final_settings(settings), seed=seed,
+                        ground_truth=ground_truth, device=device,
                         quiet=quiet)
     return complete_search(search, settings, runs, time.perf_counter() - t)

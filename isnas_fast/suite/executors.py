@@ -163,6 +163,7 @@ class LocalExecutor(Executor):
 
     def _train(self, waiting: list[tuple[JobInput, Plan]]) -> Iterator[Completed]:
         """Train the runs of ``waiting`` in groups of ``batch``; yield each job when its runs are done."""
+        waiting = [(plan.job_input(inp), plan) for inp, plan in waiting]
         runs = [(i, inp, a) for i, (inp, plan) in enumerate(waiting) for a in plan.architectures]
         records: dict[int, list[RunRecord]] = {i: [] for i in range(len(waiting))}
         group_size: dict[int, int] = {}

@@ -49,6 +49,8 @@ from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, GroupMember, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options, train_group)
+from ..search.cohort import CohortMember
+from ..search.validation import fixed_genotype, validates
 from ..tasks import Observation, task_class
 from ..versions import versions
 from .jobs import METHOD_LABELS, Job
@@ -197,6 +199,11 @@ class Plan:
     architectures: list[Architecture]
     fields: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    def job_input(self, inp: "JobInput") -> "JobInput":
+        """``inp`` with the knobs the plan decided (the validated search's stop start)."""
+        return replace(inp, options={**inp.options, **self.options}) if self.options else inp
 
 
 def random_index(image: str, seed: int, pool_size: int) -> int:
@@ -226,7 +233,9 @@ def plan_fixed(inp: JobInput) -> Plan:
         search = search_picks(obs.to(device), settings, seed=inp.job.seed, device=device, quiet=inp.quiet)
         fields = {"search": {"candidates": search.num_scored, "metric": search.metric, "pick": str(search.genotype),
                              "cohort": [m.as_dict() for m in search.cohort]}}
-        return Plan([search.genotype], fields, dict(search.timings_s))
+        final = search.final_settings(settings)
+        options = {"early_stopping": final.early_stopping} if final is not settings else {}
+        return Plan([search.genotype], fields, dict(search.timings_s), options)
     if method == "nasdip":
         return Plan([f"nasdip-{inp.task}"])
     if method == "dip-skip":
@@ -244,6 +253,10 @@ def plan_fixed(inp: JobInput) -> Plan:
     scores = score_candidates(obs.to(device), pool, settings.metrics, width=settings.width, seed=inp.job.seed,
                               batch=settings.score_batch, device=device, quiet=inp.quiet)
     cohort = rank_cohort(pool, scores[:, 0], min(settings.cohort_size, len(pool)))
+    anchor = fixed_genotype(inp.task)
+    if settings.selection == "validated" and validates(obs) and all(m.genotype != anchor for m in cohort):
+        # the validated selection's cohort also holds the task's NAS-DIP genotype
+        cohort.append(CohortMember(anchor, float("nan")))
     fields = {"search": {"candidates": len(pool), "metric": settings.metrics[0],
                          "cohort": [{"genotype": str(m.genotype), "metric_value": m.metric_value}
                                     for m in cohort]}}

@@ -1,0 +1,111 @@
+"""Held-out pixels: a ground-truth-free measure of how well a cohort member restores.
+
+Each cohort member fits the corrupted image with a random share of its known
+pixels held out; the mean squared error of its output on the held-out pixels,
+against their corrupted values, is ``E|f - x|^2 + sigma^2`` for independent
+noise of variance ``sigma^2``: the member's true error on those pixels plus
+a constant common to every member (same pixels, same noise).  Ranking the
+members by it ranks them by their true restoration error, with no ground
+truth (the "validated" selection, docs/design.md §5).  The error is taken at
+the best of the iterations kept (``snapshots``), on the raw and on the
+smoothed output, since a network that fits fast may peak before the smoothed
+output catches up.
+
+Denoising holds out pixels of the noisy image; inpainting holds out known
+pixels.  Super-resolution has no pixel the forward operator does not mix, so
+it keeps the paper's selection.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..dip import DIPResult
+from ..errors import InputError
+from ..tasks import Denoise, Inpaint, Observation
+
+__all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "validates", "holdout_mask", "validation_problem",
+           "snapshot_steps", "heldout_error", "fixed_genotype", "select_validated"]
+
+#: Share of the known pixels held out of each cohort member's fit.
+HOLDOUT_FRACTION = 0.2
+#: Iterations between the outputs a member's held-out error is measured on.
+SNAPSHOT_EVERY = 10
+
+
+def validates(observation: Observation) -> bool:
+    """Whether the task has pixels to hold out (denoising, inpainting)."""
+    return isinstance(observation.task, (Denoise, Inpaint))
+
+
+def holdout_mask(observation: Observation, seed: int, fraction: float = HOLDOUT_FRACTION) -> Tensor:
+    """(1, 1, h, w) float mask, 1 = held out: ``fraction`` of the known pixels, drawn with ``seed``."""
+    if not 0 < fraction < 1:
+        raise InputError(f"held-out fraction must be in (0, 1), got {fraction}")
+    h, w = observation.y.shape[-2:]
+    g = torch.Generator().manual_seed(int(seed) + 7919)
+    held = (torch.rand((1, 1, h, w), generator=g) < fraction).to(observation.y.dtype).to(observation.y.device)
+    if observation.mask is not None:
+        held = held * observation.mask
+    return held
+
+
+def validation_problem(observation: Observation, held: Tensor) -> Observation:
+    """The observation with the ``held`` pixels (1 = held out) unknown: an inpainting problem."""
+    if not validates(observation):
+        raise InputError(f"the {observation.task.name} task has no pixels to hold out")
+    known = (1 - held) if observation.mask is None else observation.mask * (1 - held)
+    return Observation(Inpaint(p=None, mask=known), observation.y * known, known, observation.padding)
+
+
+def snapshot_steps(iterations: int, every: int = SNAPSHOT_EVERY) -> list[int]:
+    """The iterations whose outputs are kept for validation: every ``every`` steps and the last."""
+    return sorted(set(range(every, iterations + 1, every)) | {iterations})
+
+
+def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int]:
+    """The least mean squared error (float) of ``result``'s kept outputs against the
+    corrupted ``observation.y`` on the ``held`` pixels, over its snapshots (raw and
+    smoothed) and its final output; and the iteration where it was reached.  Lower is better."""
+    n = float(held.sum()) * observation.y.shape[1]
+    if n <= 0:
+        raise InputError("no held-out pixels to validate on")
+    y = observation.y
+
+    def err(out: Tensor) -> float:
+        return float((((out.to(y.dtype) - y) * held) ** 2).sum()) / n
+
+    best, at = err(result.output), result.iterations_run
+    candidates: Sequence[tuple[int, Tensor]] = [*result.snapshots.items(), *result.raw_snapshots.items()]
+    for it, out in candidates:
+        e = err(out)
+        if e < best:
+            best, at = e, it
+    if not math.isfinite(best):
+        best = float("inf")
+    return best, at
+
+
+def fixed_genotype(task: str):
+    """The task's fixed network from the search space: NAS-DIP's genotype (a Genotype)."""
+    from ..network import BASELINES
+    return BASELINES[f"nasdip-{task}"]
+
+
+def select_validated(members: list, errors: dict) -> int:
+    """Pick the member of least held-out error (ties: the better metric value, then
+    list order); sets each member's ``selection_psnr`` (``-10 log10`` of its
+    held-out error, dB against the corrupted pixels: higher is better) and the
+    pick's ``selected``.  ``members``: :class:`~isnas_fast.search.cohort.CohortMember`
+    list; ``errors``: genotype -> held-out mean squared error."""
+    for m in members:
+        e = errors[m.genotype]
+        m.selection_psnr = -10.0 * math.log10(e) if 0 < e < float("inf") else float("nan")
+    order = sorted(range(len(members)), key=lambda i: (errors[members[i].genotype],
+                                                      members[i].metric_value if math.isfinite(
+                                                          members[i].metric_value) else float("inf"), i))
+    members[order[0]].selected = True
+    return order[0]

@@ -1,0 +1,139 @@
+"""The validated selection: held-out pixels, their error, the pick and the final run's stop start."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from isnas_fast.dip import DIPResult, EarlyStopping
+from isnas_fast.dip.early_stopping import make_detector
+from isnas_fast.errors import InputError
+from isnas_fast.network import BASELINES
+from isnas_fast.search import preset, search_picks
+from isnas_fast.search.cohort import CohortMember
+from isnas_fast.search.validation import (HOLDOUT_FRACTION, heldout_error, holdout_mask, select_validated,
+                                          snapshot_steps, validates, validation_problem)
+from isnas_fast.tasks import Denoise, Inpaint, SuperResolve
+
+TINY = dict(num_candidates=3, cohort_size=2, cohort_iterations=20, final_iterations=5)
+
+
+def _result(output: torch.Tensor, snapshots: dict, raw: dict, iterations: int = 30) -> DIPResult:
+    return DIPResult(output=output, last_output=output, network=torch.nn.Identity(), z=output, losses=[],
+                     iterations_run=iterations, seconds=0.0, snapshots=snapshots, raw_snapshots=raw)
+
+
+def test_holdout_mask_is_seeded_and_only_on_known_pixels():
+    g = torch.Generator().manual_seed(1)
+    obs = Denoise(25).corrupt(torch.rand((1, 3, 128, 96), generator=g), seed=0)
+    a, b, c = holdout_mask(obs, 0), holdout_mask(obs, 0), holdout_mask(obs, 1)
+    assert a.shape == (1, 1, 128, 96) and torch.equal(a, b) and not torch.equal(a, c)
+    assert abs(float(a.mean()) - HOLDOUT_FRACTION) < 0.03
+    inp = Inpaint(50).corrupt(torch.rand((1, 3, 128, 96), generator=g), seed=3)
+    held = holdout_mask(inp, 0)
+    assert float((held * (1 - inp.mask)).sum()) == 0  # only known pixels are held out
+    prob = validation_problem(inp, held)
+    assert torch.equal(prob.mask, inp.mask * (1 - held)) and float((prob.y * (1 - prob.mask)).abs().sum()) == 0
+    with pytest.raises(InputError, match="fraction"):
+        holdout_mask(obs, 0, fraction=1.0)
+
+
+def test_validation_problem_hides_the_held_pixels_from_the_loss():
+    g = torch.Generator().manual_seed(2)
+    obs = Denoise(25).corrupt(torch.rand((1, 3, 64, 64), generator=g), seed=0)
+    held = holdout_mask(obs, 0)
+    prob = validation_problem(obs, held)
+    out = torch.rand((1, 3, 64, 64), generator=g)
+    changed = out + held * 0.5  # differs from ``out`` on held-out pixels only
+    assert float(prob.loss(out)) == float(prob.loss(changed))
+    assert validates(obs) and not validates(SuperResolve(4).corrupt(torch.rand((1, 3, 64, 64)), seed=0))
+    with pytest.raises(InputError, match="no pixels to hold out"):
+        validation_problem(SuperResolve(4).corrupt(torch.rand((1, 3, 64, 64)), seed=0), held[..., :16, :16])
+
+
+def test_heldout_error_matches_float64_and_takes_the_best_kept_output():
+    g = torch.Generator().manual_seed(3)
+    obs = Denoise(25).corrupt(torch.rand((1, 3, 64, 64), generator=g), seed=0)
+    held = holdout_mask(obs, 5)
+    outs = [torch.rand((1, 3, 64, 64), generator=g) for _ in range(3)]
+    res = _result(outs[0], {10: outs[1]}, {20: outs[2]})
+    y, m = obs.y.double(), held.double()
+
+    def ref(o):
+        return float((((o.double() - y) * m) ** 2).sum() / (m.sum() * 3))
+
+    want = min((ref(outs[0]), 30), (ref(outs[1]), 10), (ref(outs[2]), 20))
+    err, at = heldout_error(res, obs, held)
+    assert err == pytest.approx(want[0], rel=1e-6) and at == want[1]
+    # the output itself is the best: its error, at the last iteration
+    res = _result(obs.y.clone(), {10: outs[1]}, {20: outs[2]})
+    assert heldout_error(res, obs, held) == (0.0, 30)
+
+
+def test_heldout_error_estimates_the_true_error_plus_the_noise_variance():
+    # No clipping (mid-grey image, small sigma): E[err] = mse(f, x) on held pixels + sigma^2.
+    g = torch.Generator().manual_seed(4)
+    clean = 0.4 + 0.2 * torch.rand((1, 3, 256, 256), generator=g)
+    sigma = 10.0
+    obs = Denoise(sigma).corrupt(clean, seed=1)
+    held = holdout_mask(obs, 0)
+    f = clean + 0.03 * torch.randn(clean.shape, generator=g)
+    err, _ = heldout_error(_result(f, {}, {}), obs, held)
+    true = float((((f - clean) * held) ** 2).sum() / (held.sum() * 3))
+    # n ~ 39 000 held values: the estimate's standard error is about 1.5 % of sigma^2
+    assert err - (sigma / 255) ** 2 == pytest.approx(true, abs=0.06 * (sigma / 255) ** 2)
+
+
+def test_select_validated_picks_the_least_error_then_the_better_metric():
+    gs = [BASELINES["nasdip-denoise"], BASELINES["nasdip-inpaint"], BASELINES["nasdip-sr"]]
+    members = [CohortMember(gs[0], 2.0), CohortMember(gs[1], 1.0), CohortMember(gs[2], float("nan"))]
+    assert select_validated(members, {gs[0]: 0.02, gs[1]: 0.01, gs[2]: 0.03}) == 1
+    assert members[1].selected and not members[0].selected
+    assert members[1].selection_psnr == pytest.approx(20.0)
+    members = [CohortMember(gs[0], 2.0), CohortMember(gs[1], 1.0)]
+    assert select_validated(members, {gs[0]: 0.01, gs[1]: 0.01}) == 1  # tie: the better metric value
+
+
+def test_snapshot_steps():
+    assert snapshot_steps(35) == [10, 20, 30, 35] and snapshot_steps(30) == [10, 20, 30]
+
+
+def test_discrepancy_stop_does_not_fire_before_its_start():
+    clean = torch.full((1, 1, 64, 64), 0.5)
+    obs = Denoise(25).corrupt(clean, seed=0)
+    fired = {}
+    for start in (0, 60):
+        det = make_detector(EarlyStopping(start=start), obs)
+        fired[start] = next((it for it in range(1, 200) if det.update(it, clean, clean, 0.0)), None)
+    assert fired[0] == 50 and fired[60] == 60  # the clean image is within the noise level at once
+    assert "start" not in EarlyStopping().parameters() and EarlyStopping(start=7).parameters()["start"] == 7
+    with pytest.raises(InputError, match="start"):
+        EarlyStopping(start=-1)
+
+
+@pytest.mark.parametrize("selection", ["paper", "validated"])
+def test_search_picks_with_each_selection(small, selection):
+    obs = Denoise(25).corrupt(small, seed=0)
+    settings = preset("quick", **TINY, selection=selection)
+    s = search_picks(obs, settings, seed=0, device=torch.device("cpu"), quiet=True)
+    anchor = BASELINES["nasdip-denoise"]
+    genotypes = [m.genotype for m in s.cohort]
+    assert sum(m.selected for m in s.cohort) == 1 and s.genotype == next(m.genotype for m in s.cohort if m.selected)
+    if selection == "paper":
+        assert len(s.cohort) == 2 and s.stop_start == 0
+        assert s.final_settings(settings) is settings
+        return
+    assert genotypes[-1] == anchor and len(s.cohort) == 3  # two best-scoring and NAS-DIP's genotype
+    # the pick has the highest held-out PSNR (least error)
+    best = max(s.cohort, key=lambda m: m.selection_psnr)
+    assert best.selected and all(math.isfinite(m.selection_psnr) for m in s.cohort)
+    assert s.stop_start in snapshot_steps(20)
+    final = s.final_settings(settings)
+    assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start)
+    assert s.final_settings(replace(settings, early_stopping=None)).early_stopping is None
+    # super-resolution keeps the paper's selection
+    sr = SuperResolve(4).corrupt(small, seed=0)
+    s_sr = search_picks(sr, settings, seed=0, device=torch.device("cpu"), quiet=True)
+    assert len(s_sr.cohort) == 2 and s_sr.stop_start == 0
