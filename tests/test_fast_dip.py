@@ -202,7 +202,7 @@ def test_bf16_autocast_runs_and_stays_close_on_cpu(small):
 
 
 @pytest.mark.slow
-def test_compiled_step_matches_eager(small):
+def test_compiled_step_matches_eager(small, capsys):
     """One tiny torch.compile run (a cold CPU compile takes minutes): same seed, same
     trajectory within float tolerance.  The first loss is a pure forward from the same
     initialisation: <= 1e-5 relative.  Inductor reorders float32 reductions, and Adam's
@@ -212,8 +212,10 @@ def test_compiled_step_matches_eager(small):
     torch._dynamo.reset()
     obs = Denoise(25).corrupt(small, seed=2)
     eager = fit_dip(_nets(ARCHS[:1], [5])[0], obs, DIPSettings(2), seed=5, quiet=True, compile=False)
-    comp = fit_dip(_nets(ARCHS[:1], [5])[0], obs, DIPSettings(2), seed=5, quiet=True, compile=True)
+    assert "compiling" not in capsys.readouterr().err
+    comp = fit_dip(_nets(ARCHS[:1], [5])[0], obs, DIPSettings(2), seed=5, quiet=False, compile=True)
     assert comp.compiled and not eager.compiled and comp.compile_seconds > 0
+    assert "compiling the DIP step with torch.compile" in capsys.readouterr().err  # said before the wait
     assert comp.losses[0] == pytest.approx(eager.losses[0], rel=1e-5)
     assert comp.losses[1] == pytest.approx(eager.losses[1], rel=1e-4)
     assert bool(torch.isfinite(comp.output).all())

@@ -132,3 +132,16 @@ def test_cli_max_pixels_refuses_then_allows(tmp_path, capsys):
     assert "--max-pixels" in capsys.readouterr().err
     assert not (tmp_path / "r.png").exists()
     assert main(argv + ["--max-pixels", "6300"]) == 0 and (tmp_path / "r.png").exists()
+
+
+def test_cli_folder_logs_each_image_without_bars_off_a_terminal(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _png(src / "a.png", 64, 64)
+    _png(src / "b.png", 64, 64, seed=1)
+    argv = ["restore", str(src), "--task", "denoise", "-o", str(tmp_path / "out"), "--arch", "nasdip-denoise",
+            "--iterations", "2", "--width", "16"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "image 1/2" in err and "image 2/2" in err and "2 restored" in err
+    assert "\r" not in err  # the image and step bars draw only on a terminal

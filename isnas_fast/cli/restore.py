@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
+from tqdm.auto import tqdm
+
 from ..errors import InputError
 from ..io import (IMAGE_SUFFIXES, check_output_folder, check_output_path, load_image, read_image,
                   save_image)
@@ -180,7 +182,8 @@ def _restore_many(args: argparse.Namespace) -> int:
     skipped = [f for f in files if (out_dir / f.name).exists()]
     if skipped:
         log(f"{len(skipped)} image(s) already restored in {out_dir}: skipped")
-    for i, f in enumerate(todo, 1):
+    images = tqdm(todo, desc="images", unit="image", disable=True if args.quiet else None)
+    for i, f in enumerate(images, 1):
         log(f"image {i}/{len(todo)}: {f}")
         try:
             decoded = read_image(f)
@@ -196,6 +199,7 @@ def _restore_many(args: argparse.Namespace) -> int:
             why = " ".join(str(exc).split()) or type(exc).__name__
             eprint(f"isnas-fast: error: {f}: {why}")
             failed.append((str(f), why))
+    images.close()
     if args.json is not None:
         write_json({"output_folder": str(out_dir), "restored": reports,
                     "skipped_done": [str(f) for f in skipped],

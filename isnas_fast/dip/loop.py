@@ -17,6 +17,7 @@ and recorded by a monitor per member (:mod:`~isnas_fast.dip.monitor`).
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -193,6 +194,11 @@ def _run_steps(plan: StepPlan, networks: Sequence[nn.Module], observations: Sequ
             stack.enter_context(batch_statistics_only(net.train()))
         step = build_step(plan, networks, [o.loss for o in observations], settings.lr)
         stack.callback(step.close)
+        if plan.compiled and not quiet:
+            # the first step compiles: say so before the wait (minutes on a CPU)
+            bar.set_description(f"{desc} (compiling)")
+            tqdm.write(f"{desc}: compiling the DIP step with torch.compile (the first step waits for it)",
+                       file=sys.stderr)
         for it in range(1, settings.iterations + 1):
             active = [k for k in range(n) if monitors[k].active]
             if not active:
@@ -209,6 +215,7 @@ def _run_steps(plan: StepPlan, networks: Sequence[nn.Module], observations: Sequ
                     monitors[k].record(it, out, value)
             if it == 1 and plan.compiled:
                 compile_seconds = time.perf_counter() - t_step
+                bar.set_description(desc)
             if callback is not None:
                 callback(it, values[0])
             bar.update(1)
