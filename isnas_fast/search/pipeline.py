@@ -173,7 +173,6 @@ def search_picks(
     device = torch.device(device or observation.y.device)
     check_step_options(settings.compile, settings.cuda_graph, device)
     metrics = settings.metrics
-    task_name = observation.task.name
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -189,35 +188,39 @@ def search_picks(
     k = min(settings.cohort_size, len(genotypes))
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
     small = observation.cohort_problem(settings.small_side).to(device)
+    stop_start = 0
     if settings.selection == "validated" and validates(observation):
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
-        timings["cohort"] = time.perf_counter() - t
-        stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
-        return SearchResult(
-            genotype=picks[metrics[0]], cohort=cohorts[metrics[0]], final=None, timings_s=timings,
-            num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
-            cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
-            stop_start=best_at[picks[metrics[0]]],
-        )
-    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
-    results = {}
-    if any(len(c) > 1 for c in cohorts.values()):
-        h, w = small.output_size
-        iters = settings.cohort_iterations or TASK_ITERATIONS[task_name]
-        say(f"training a cohort of {len(union)} at {w}x{h} for {iters} steps")
-        results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
-    picks = {}
-    on_y = observation.task.psnr_on_y(observation.channels)
-    for m, members in cohorts.items():
-        picks[m] = members[select_in_cohort(members, results, y_channel=on_y)].genotype
+        stop_start = best_at[picks[metrics[0]]]
+    else:
+        picks = _paper_picks(cohorts, observation, small, settings, seed=seed, device=device, quiet=quiet, say=say)
     timings["cohort"] = time.perf_counter() - t
     stage_sizes = {"score": _sizes(observation), "cohort": _sizes(small), "final": _sizes(observation)}
     return SearchResult(
         genotype=picks[metrics[0]], cohort=cohorts[metrics[0]], final=None, timings_s=timings,
         num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
         cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
+        stop_start=stop_start,
     )
+
+
+def _paper_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, small: Observation,
+                 settings: SearchSettings, *, seed: int, device: torch.device, quiet: bool,
+                 say: Callable[[str], None]) -> dict[str, Genotype]:
+    """The paper's selection (docs/design.md §5): the union of the cohorts trains once
+    on the cohort problem; each metric picks the member closest to its cohort's
+    metric-weighted average output."""
+    union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
+    results = {}
+    if any(len(c) > 1 for c in cohorts.values()):
+        h, w = small.output_size
+        iters = settings.cohort_iterations or TASK_ITERATIONS[observation.task.name]
+        say(f"training a cohort of {len(union)} at {w}x{h} for {iters} steps")
+        results = train_cohort(union, small, settings, seed=seed, device=device, quiet=quiet)
+    on_y = observation.task.psnr_on_y(observation.channels)
+    return {m: members[select_in_cohort(members, results, y_channel=on_y)].genotype
+            for m, members in cohorts.items()}
 
 
 def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, small: Observation,
