@@ -69,6 +69,14 @@ class SummaryTables:
     paired: list[dict]
 
 
+
+def _selection_note(st: SearchSettings, task: str) -> str:
+    """The selection rule the search ran, in words."""
+    if st.selection == "validated" and task != "sr":
+        return ("validated (NAS-DIP's genotype joins the cohort; the least error on a fifth of the pixels, held "
+                "out, picks; the final stop not before the pick's best step)")
+    return "paper (the output closest to the cohort's metric-weighted average)"
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -202,7 +210,8 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}",
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
-        f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}",
+        f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
+        f"selection {_selection_note(st, tk.name)}",
         f"- images: {len(context.images)} ({len(context.skipped)} skipped); seeds: "
         f"{', '.join(map(str, context.seeds))}; rows: {n_rows} of {n_jobs} jobs",
         "",
