@@ -25,7 +25,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import torch
 

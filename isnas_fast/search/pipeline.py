@@ -25,7 +25,7 @@ from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
 from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_error, holdout_mask, select_validated,
-                         snapshot_steps, validates, validation_problem)
+                         selects_by_validation, snapshot_steps, validation_problem, with_fixed_network)
 from .settings import TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
@@ -189,7 +189,7 @@ def search_picks(
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
     small = observation.cohort_problem(settings.small_side).to(device)
     stop_start = 0
-    if settings.selection == "validated" and validates(observation):
+    if selects_by_validation(settings.selection, observation):
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
         stop_start = best_at[picks[metrics[0]]]
@@ -231,12 +231,10 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
     fits the cohort problem with held-out pixels, and each metric's pick is its
     member of least held-out error.  Fills ``cohorts`` in place; returns the picks
     and, per member, the step of its least held-out error."""
-    anchor = fixed_genotype(observation.task.name)
-    anchor_scores = score_candidates(observation, [anchor], list(cohorts), width=settings.width, seed=seed,
-                                     batch=1, device=device, quiet=True)
+    anchor_scores = score_candidates(observation, [fixed_genotype(observation.task.name)], list(cohorts),
+                                     width=settings.width, seed=seed, batch=1, device=device, quiet=True)
     for j, members in enumerate(cohorts.values()):
-        if all(m.genotype != anchor for m in members):
-            members.append(CohortMember(anchor, float(anchor_scores[0, j])))
+        with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
     union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
     held = holdout_mask(small, seed)
     iters = settings.cohort_iterations or TASK_ITERATIONS[observation.task.name]

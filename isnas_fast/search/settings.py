@@ -9,9 +9,9 @@ generated from it (:func:`add_knob_arguments`), and so are the API keywords
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 

@@ -25,10 +25,14 @@ from torch import Tensor
 
 from ..dip import DIPResult
 from ..errors import InputError
+from ..genotype import Genotype
+from ..network import BASELINES
 from ..tasks import Denoise, Inpaint, Observation
+from .cohort import CohortMember
 
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "validates", "holdout_mask", "validation_problem",
-           "snapshot_steps", "heldout_error", "fixed_genotype", "select_validated"]
+           "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
+           "select_validated"]
 
 #: Share of the known pixels held out of each cohort member's fit.
 HOLDOUT_FRACTION = 0.2
@@ -89,18 +93,32 @@ def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> 
     return best, at
 
 
-def fixed_genotype(task: str):
-    """The task's fixed network from the search space: NAS-DIP's genotype (a Genotype)."""
-    from ..network import BASELINES
+def fixed_genotype(task: str) -> Genotype:
+    """The task's fixed network from the search space: NAS-DIP's genotype."""
     return BASELINES[f"nasdip-{task}"]
 
 
-def select_validated(members: list, errors: dict) -> int:
+def selects_by_validation(selection: str, observation: Observation) -> bool:
+    """Whether a search with ``selection`` validates on ``observation``: the validated
+    selection, on a task with pixels to hold out."""
+    return selection == "validated" and validates(observation)
+
+
+def with_fixed_network(members: list[CohortMember], task: str, metric_value: float = float("nan")) -> bool:
+    """Append the task's NAS-DIP genotype to the cohort ``members`` (in place) unless it is
+    there; True when it was appended."""
+    anchor = fixed_genotype(task)
+    if any(m.genotype == anchor for m in members):
+        return False
+    members.append(CohortMember(anchor, metric_value))
+    return True
+
+
+def select_validated(members: list[CohortMember], errors: dict[Genotype, float]) -> int:
     """Pick the member of least held-out error (ties: the better metric value, then
     list order); sets each member's ``selection_psnr`` (``-10 log10`` of its
     held-out error, dB against the corrupted pixels: higher is better) and the
-    pick's ``selected``.  ``members``: :class:`~isnas_fast.search.cohort.CohortMember`
-    list; ``errors``: genotype -> held-out mean squared error."""
+    pick's ``selected``.  ``errors``: genotype -> held-out mean squared error."""
     for m in members:
         e = errors[m.genotype]
         m.selection_psnr = -10.0 * math.log10(e) if 0 < e < float("inf") else float("nan")

@@ -49,8 +49,7 @@ from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
 from ..search import (DIP_SKIP_WIDTH, GroupMember, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options, train_group)
-from ..search.cohort import CohortMember
-from ..search.validation import fixed_genotype, validates
+from ..search.validation import selects_by_validation, with_fixed_network
 from ..tasks import Observation, task_class
 from ..versions import versions
 from .jobs import METHOD_LABELS, Job
@@ -253,10 +252,8 @@ def plan_fixed(inp: JobInput) -> Plan:
     scores = score_candidates(obs.to(device), pool, settings.metrics, width=settings.width, seed=inp.job.seed,
                               batch=settings.score_batch, device=device, quiet=inp.quiet)
     cohort = rank_cohort(pool, scores[:, 0], min(settings.cohort_size, len(pool)))
-    anchor = fixed_genotype(inp.task)
-    if settings.selection == "validated" and validates(obs) and all(m.genotype != anchor for m in cohort):
-        # the validated selection's cohort also holds the task's NAS-DIP genotype
-        cohort.append(CohortMember(anchor, float("nan")))
+    if selects_by_validation(settings.selection, obs):
+        with_fixed_network(cohort, inp.task)  # the validated selection's cohort also holds NAS-DIP's genotype
     fields = {"search": {"candidates": len(pool), "metric": settings.metrics[0],
                          "cohort": [{"genotype": str(m.genotype), "metric_value": m.metric_value}
                                     for m in cohort]}}
