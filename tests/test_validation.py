@@ -13,8 +13,9 @@ from isnas_fast.errors import InputError
 from isnas_fast.network import BASELINES
 from isnas_fast.search import preset, search_picks
 from isnas_fast.search.cohort import CohortMember
-from isnas_fast.search.validation import (HOLDOUT_FRACTION, heldout_error, holdout_mask, select_validated,
-                                          snapshot_steps, validates, validation_problem)
+from isnas_fast.search.validation import (HOLDOUT_FRACTION, MARGIN_SE, heldout_error, heldout_scores, holdout_mask,
+                                          paired_standard_error, select_validated, snapshot_steps, validates,
+                                          validation_problem)
 from isnas_fast.tasks import Denoise, Inpaint, SuperResolve
 
 TINY = dict(num_candidates=3, cohort_size=2, cohort_iterations=20, final_iterations=5)
@@ -94,6 +95,78 @@ def test_select_validated_picks_the_least_error_then_the_better_metric():
     assert members[1].selection_psnr == pytest.approx(20.0)
     members = [CohortMember(gs[0], 2.0), CohortMember(gs[1], 1.0)]
     assert select_validated(members, {gs[0]: 0.01, gs[1]: 0.01}) == 1  # tie: the better metric value
+
+
+def test_paired_standard_error_matches_float64_numpy():
+    np = pytest.importorskip("numpy")
+    g = torch.Generator().manual_seed(6)
+    obs = Denoise(25).corrupt(torch.rand((1, 3, 48, 40), generator=g), seed=2)
+    held = holdout_mask(obs, 3)
+    a, b = torch.rand((1, 3, 48, 40), generator=g), torch.rand((1, 3, 48, 40), generator=g)
+    y, m = obs.y.double().numpy(), np.broadcast_to(held.numpy().astype(bool), (1, 3, 48, 40))
+    d = ((a.double().numpy() - y) ** 2 - (b.double().numpy() - y) ** 2)[m]
+    want = d.std(ddof=1) / math.sqrt(d.size)
+    got = paired_standard_error(a, b, obs, held)
+    assert math.isfinite(got) and got == pytest.approx(want, rel=1e-9)
+    assert paired_standard_error(a, a, obs, held) == 0.0
+
+
+def test_paired_standard_error_covers_the_noise_of_the_held_out_difference():
+    # Two fixed outputs, many noise draws: the held-out error difference varies
+    # across draws by about the standard error computed from one draw.
+    g = torch.Generator().manual_seed(7)
+    clean = 0.3 + 0.4 * torch.rand((1, 3, 64, 64), generator=g)
+    a = clean + 0.02 * torch.randn(clean.shape, generator=g)
+    b = clean + 0.03 * torch.randn(clean.shape, generator=g)
+    held = holdout_mask(Denoise(25).corrupt(clean, seed=0), 0)
+    diffs, ses = [], []
+    for seed in range(60):
+        obs = Denoise(25).corrupt(clean, seed=seed)
+        ea, _ = heldout_error(_result(a, {}, {}), obs, held)
+        eb, _ = heldout_error(_result(b, {}, {}), obs, held)
+        diffs.append(ea - eb)
+        ses.append(paired_standard_error(a, b, obs, held))
+    spread = float(torch.tensor(diffs).std())
+    assert 0.7 < spread / float(torch.tensor(ses).mean()) < 1.3
+
+
+def test_select_validated_keeps_the_fixed_network_unless_a_member_beats_it_clearly():
+    fixed, other, third = BASELINES["nasdip-denoise"], BASELINES["nasdip-inpaint"], BASELINES["nasdip-sr"]
+
+    def members():
+        return [CohortMember(other, 1.0), CohortMember(third, 2.0), CohortMember(fixed, 3.0)]
+
+    errors = {fixed: 0.0100, other: 0.0098, third: 0.0099}
+    # both below the fixed network by less than MARGIN_SE standard errors: the fixed network
+    ms = members()
+    assert select_validated(ms, errors, fixed=fixed, se={other: 0.0002, third: 0.0002}) == 2 and ms[2].selected
+    # `third` clears the margin, `other` (lower error) does not: `third`
+    se = {other: 0.0002 / MARGIN_SE * 1.01, third: 0.0001 / MARGIN_SE * 0.99}
+    assert select_validated(members(), errors, fixed=fixed, se=se) == 1
+    # both clear it: the least error
+    assert select_validated(members(), errors, fixed=fixed, se={other: 1e-6, third: 1e-6}) == 0
+    # a NaN standard error never clears the margin
+    assert select_validated(members(), errors, fixed=fixed, se={other: float("nan"), third: float("nan")}) == 2
+    # without the fixed network among the members, or without standard errors: the least error
+    assert select_validated(members()[:2], errors, fixed=fixed, se={other: 1.0, third: 1.0}) == 0
+    assert select_validated(members(), errors) == 0
+
+
+def test_heldout_scores_measure_every_member_against_the_fixed_network():
+    g = torch.Generator().manual_seed(8)
+    obs = Denoise(25).corrupt(torch.rand((1, 3, 32, 32), generator=g), seed=0)
+    held = holdout_mask(obs, 1)
+    fixed, other = BASELINES["nasdip-denoise"], BASELINES["nasdip-inpaint"]
+    outs = {fixed: torch.rand((1, 3, 32, 32), generator=g), other: torch.rand((1, 3, 32, 32), generator=g)}
+    better = torch.rand((1, 3, 32, 32), generator=g)
+    results = {fixed: _result(outs[fixed], {}, {}), other: _result(outs[other], {10: better}, {})}
+    sc = heldout_scores(results, obs, held, fixed=fixed)
+    best_other = min([(heldout_error(_result(o, {}, {}), obs, held)[0], o) for o in (outs[other], better)],
+                     key=lambda t: t[0])[1]
+    assert math.isnan(sc[fixed].se_vs_fixed)
+    assert sc[other].se_vs_fixed == pytest.approx(paired_standard_error(best_other, outs[fixed], obs, held), rel=1e-12)
+    assert (sc[other].error, sc[other].at) == heldout_error(results[other], obs, held)
+    assert all(math.isnan(s.se_vs_fixed) for s in heldout_scores(results, obs, held).values())
 
 
 def test_snapshot_steps():

@@ -24,7 +24,7 @@ from .candidates import candidate_list, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
-from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_error, holdout_mask, select_validated,
+from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_scores, holdout_mask, select_validated,
                          selects_by_validation, snapshot_steps, validation_problem, with_fixed_network)
 from .settings import TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
@@ -243,14 +243,16 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
         "held out to validate")
     results = train_cohort(union, validation_problem(small, held), replace(settings, cohort_iterations=iters),
                            seed=seed, device=device, quiet=quiet, snapshots=snapshot_steps(iters))
-    validated = {g: heldout_error(results[g], small, held) for g in union}
-    errors = {g: e for g, (e, _) in validated.items()}
+    fixed = fixed_genotype(observation.task.name)
+    scores = heldout_scores({g: results[g] for g in union}, small, held, fixed=fixed)
+    errors = {g: sc.error for g, sc in scores.items()}
+    se = {g: sc.se_vs_fixed for g, sc in scores.items()}
     picks = {}
     for m, members in cohorts.items():
         for member in members:
             member.train_seconds = results[member.genotype].seconds
-        picks[m] = members[select_validated(members, errors)].genotype
-    return picks, {g: at for g, (_, at) in validated.items()}
+        picks[m] = members[select_validated(members, errors, fixed=fixed, se=se)].genotype
+    return picks, {g: sc.at for g, sc in scores.items()}
 
 
 def _ensemble_members(search: SearchResult, settings: SearchSettings) -> list[CohortMember]:

@@ -11,6 +11,14 @@ the best of the iterations kept (``snapshots``), on the raw and on the
 smoothed output, since a network that fits fast may peak before the smoothed
 output catches up.
 
+The task's fixed network (NAS-DIP's genotype) is the default: a searched
+member replaces it only when its held-out error is below the fixed
+network's by more than ``MARGIN_SE`` standard errors of the paired
+difference (:func:`paired_standard_error`, over the held-out values).  On a
+64 px crop a fifth of the pixels is about 2 500 values, and two members
+whose true errors differ by less than the noise of that estimate are a coin
+flip; the fixed network is then the safer choice.
+
 Denoising holds out pixels of the noisy image; inpainting holds out known
 pixels.  Super-resolution has no pixel the forward operator does not mix, so
 it keeps the paper's selection.
@@ -18,7 +26,8 @@ it keeps the paper's selection.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -32,12 +41,15 @@ from .cohort import CohortMember
 
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "validates", "holdout_mask", "validation_problem",
            "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
-           "select_validated"]
+           "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE"]
 
 #: Share of the known pixels held out of each cohort member's fit.
 HOLDOUT_FRACTION = 0.2
 #: Iterations between the outputs a member's held-out error is measured on.
 SNAPSHOT_EVERY = 10
+#: Standard errors of the paired held-out difference by which a searched member
+#: must beat the fixed network to be picked over it.
+MARGIN_SE = 2.0
 
 
 def validates(observation: Observation) -> bool:
@@ -70,10 +82,20 @@ def snapshot_steps(iterations: int, every: int = SNAPSHOT_EVERY) -> list[int]:
     return sorted(set(range(every, iterations + 1, every)) | {iterations})
 
 
-def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int]:
-    """The least mean squared error (float) of ``result``'s kept outputs against the
-    corrupted ``observation.y`` on the ``held`` pixels, over its snapshots (raw and
-    smoothed) and its final output; and the iteration where it was reached.  Lower is better."""
+@dataclass(frozen=True)
+class HeldOutScore:
+    """One member's held-out validation: the least mean squared error over its kept
+    outputs (``error``), the iteration where it was reached (``at``), that output
+    (``output``, (1, C, h, w)), and the standard error of its difference to the
+    fixed network's (``se_vs_fixed``; NaN for the fixed network or without one)."""
+
+    error: float
+    at: int
+    output: Tensor
+    se_vs_fixed: float = float("nan")
+
+
+def _best_kept(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int, Tensor]:
     n = float(held.sum()) * observation.y.shape[1]
     if n <= 0:
         raise InputError("no held-out pixels to validate on")
@@ -82,15 +104,54 @@ def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> 
     def err(out: Tensor) -> float:
         return float((((out.to(y.dtype) - y) * held) ** 2).sum()) / n
 
-    best, at = err(result.output), result.iterations_run
+    best, at, output = err(result.output), result.iterations_run, result.output
     candidates: Sequence[tuple[int, Tensor]] = [*result.snapshots.items(), *result.raw_snapshots.items()]
     for it, out in candidates:
         e = err(out)
         if e < best:
-            best, at = e, it
+            best, at, output = e, it, out
     if not math.isfinite(best):
         best = float("inf")
+    return best, at, output
+
+
+def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int]:
+    """The least mean squared error (float) of ``result``'s kept outputs against the
+    corrupted ``observation.y`` on the ``held`` pixels, over its snapshots (raw and
+    smoothed) and its final output; and the iteration where it was reached.  Lower is better."""
+    best, at, _ = _best_kept(result, observation, held)
     return best, at
+
+
+def paired_standard_error(a: Tensor, b: Tensor, observation: Observation, held: Tensor) -> float:
+    """The standard error of the mean over the held-out values of
+    ``(a - y)^2 - (b - y)^2``: how precisely the held-out errors of two outputs
+    ``a``, ``b`` ((1, C, h, w), [0, 1]) tell which is closer to the image.  The
+    noise is independent across the held-out values, so their sample variance
+    over ``n`` gives it.  Computed in float64; NaN with fewer than two values."""
+    y = observation.y.double()
+    d = (a.double() - y) ** 2 - (b.double() - y) ** 2
+    m = held.double().expand_as(d).bool()
+    vals = d[m]
+    n = vals.numel()
+    if n < 2:
+        return float("nan")
+    return float(vals.std(unbiased=True)) / math.sqrt(n)
+
+
+def heldout_scores(results: dict[Genotype, DIPResult], observation: Observation, held: Tensor,
+                   fixed: Optional[Genotype] = None) -> dict[Genotype, HeldOutScore]:
+    """Each member's :class:`HeldOutScore` on the ``held`` pixels; with ``fixed``
+    (one of ``results``' genotypes) each other member's standard error of its
+    difference to the fixed network's best kept output."""
+    best = {g: _best_kept(r, observation, held) for g, r in results.items()}
+    scores = {}
+    for g, (e, at, out) in best.items():
+        se = float("nan")
+        if fixed is not None and fixed in best and g != fixed:
+            se = paired_standard_error(out, best[fixed][2], observation, held)
+        scores[g] = HeldOutScore(e, at, out, se)
+    return scores
 
 
 def fixed_genotype(task: str) -> Genotype:
@@ -114,16 +175,34 @@ def with_fixed_network(members: list[CohortMember], task: str, metric_value: flo
     return True
 
 
-def select_validated(members: list[CohortMember], errors: dict[Genotype, float]) -> int:
+def select_validated(members: list[CohortMember], errors: dict[Genotype, float],
+                     fixed: Optional[Genotype] = None, se: Optional[dict[Genotype, float]] = None,
+                     margin: float = MARGIN_SE) -> int:
     """Pick the member of least held-out error (ties: the better metric value, then
     list order); sets each member's ``selection_psnr`` (``-10 log10`` of its
     held-out error, dB against the corrupted pixels: higher is better) and the
-    pick's ``selected``.  ``errors``: genotype -> held-out mean squared error."""
+    pick's ``selected``.  ``errors``: genotype -> held-out mean squared error.
+
+    With ``fixed`` (a member's genotype, the task's fixed network) and ``se``
+    (genotype -> standard error of its difference to the fixed network), only
+    members whose error is below the fixed network's by more than ``margin``
+    standard errors compete; when none is, the fixed network is the pick."""
     for m in members:
         e = errors[m.genotype]
         m.selection_psnr = -10.0 * math.log10(e) if 0 < e < float("inf") else float("nan")
-    order = sorted(range(len(members)), key=lambda i: (errors[members[i].genotype],
-                                                      members[i].metric_value if math.isfinite(
-                                                          members[i].metric_value) else float("inf"), i))
+
+    anchored = fixed is not None and se is not None and any(m.genotype == fixed for m in members)
+
+    def eligible(i: int) -> bool:
+        g = members[i].genotype
+        if not anchored or g == fixed:
+            return True
+        s = se.get(g, float("nan")) if se is not None else float("nan")
+        return math.isfinite(s) and errors[fixed] - errors[g] > margin * s
+
+    pool = [i for i in range(len(members)) if eligible(i)]
+    order = sorted(pool, key=lambda i: (errors[members[i].genotype],
+                                        members[i].metric_value if math.isfinite(
+                                            members[i].metric_value) else float("inf"), i))
     members[order[0]].selected = True
     return order[0]
