@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..io.images import MAX_PIXELS_ENV, set_max_pixels
 from . import deploy, restore, study, suite
 from .common import EXIT_INPUT, PROG, common_parser, eprint
+from .interrupt import EXIT_INTERRUPTED, stop_on_interrupt
 
 __all__ = ["main", "build_parser", "PROG"]
 
@@ -54,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     limit_before = os.environ.get(MAX_PIXELS_ENV)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), stop_on_interrupt(PROG):
         warnings.showwarning = _one_line_warning
         try:
             if getattr(args, "max_pixels", None) is not None:
@@ -65,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_INPUT
         except KeyboardInterrupt:
             eprint(f"{PROG}: interrupted")
-            return 130
+            return EXIT_INTERRUPTED
         finally:
             if limit_before is None:
                 os.environ.pop(MAX_PIXELS_ENV, None)

@@ -1,0 +1,91 @@
+"""Ctrl-C that always stops the command.
+
+Python turns SIGINT into a ``KeyboardInterrupt`` in the main thread at its
+next bytecode, and the command unwinds (outputs are written atomically, so
+nothing is left half-written).  Two things can lose it: the exception may be
+raised inside a callback whose errors Python ignores (a weak-reference or
+finaliser callback of ``torch.compile``'s machinery, while the CPU compiles),
+and the main thread may sit in native code for a long time.  So a watcher
+thread, woken by the signal itself (``signal.set_wakeup_fd``, independent of
+the main thread), gives the ordinary unwinding ``grace`` seconds; if the
+process is still alive then, or at a second Ctrl-C, it says so and exits at
+once with status 130.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Iterator
+
+__all__ = ["EXIT_INTERRUPTED", "GRACE_SECONDS", "stop_on_interrupt"]
+
+#: The shell's status for a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
+#: Seconds the ordinary ``KeyboardInterrupt`` unwinding gets before the process exits anyway.
+GRACE_SECONDS = 3.0
+
+
+def _hard_exit(prog: str) -> None:
+    try:
+        sys.stderr.write(f"\n{prog}: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(prog: str, grace: float = GRACE_SECONDS) -> Iterator[None]:
+    """Within the block, SIGINT raises ``KeyboardInterrupt`` as usual, and a
+    watcher exits the process with status 130 ``grace`` seconds after the
+    first SIGINT, or at the second, unless the block has ended first without
+    one.  Does nothing outside the main thread (signals reach only it) or
+    where SIGINT is not Python's default handler (someone else handles it)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not supported here: the ordinary behaviour only
+        reader.close()
+        writer.close()
+        yield
+        return
+    interrupted = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                data = reader.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                if interrupted.is_set():
+                    _hard_exit(prog)
+                interrupted.set()
+                threading.Thread(target=expire, daemon=True).start()
+
+    def expire() -> None:
+        # After an interrupt the process must end: the block ending is not enough.
+        threading.Event().wait(grace)
+        _hard_exit(prog)
+
+    watcher = threading.Thread(target=watch, name="isnas-fast-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        if not interrupted.is_set():
+            done.set()
+            writer.close()
+            reader.close()

@@ -1,0 +1,120 @@
+"""Ctrl-C stops every command at once, also while the CPU compiles, and leaves no output behind."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from isnas_fast.cli.interrupt import EXIT_INTERRUPTED
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a process group (POSIX)")
+
+
+def _wait_for(proc: subprocess.Popen, text: str, timeout: float) -> str:
+    seen, end = "", time.monotonic() + timeout
+    while text not in seen and time.monotonic() < end and proc.poll() is None:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            seen += proc.stderr.readline()
+    return seen
+
+
+def test_an_interrupt_swallowed_inside_the_command_still_ends_it(tmp_path: Path):
+    # Whatever code swallows the KeyboardInterrupt (as a callback whose errors
+    # Python ignores does), the watcher ends the process after the grace time.
+    script = textwrap.dedent("""
+        import sys, time
+        from isnas_fast.cli.interrupt import stop_on_interrupt
+        with stop_on_interrupt("prog", grace=1.0):
+            print("ready", file=sys.stderr, flush=True)
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                try:
+                    time.sleep(0.05)
+                except KeyboardInterrupt:
+                    pass  # swallowed
+        print("finished", file=sys.stderr, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "ready" in _wait_for(proc, "ready", 60)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=20)
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+    rest = proc.stderr.read()
+    assert rc == EXIT_INTERRUPTED and 0.9 <= waited < 10, (rc, waited)
+    assert "prog: interrupted" in rest and "finished" not in rest
+
+
+def test_a_second_interrupt_ends_it_at_once():
+    script = textwrap.dedent("""
+        import sys, time
+        from isnas_fast.cli.interrupt import stop_on_interrupt
+        with stop_on_interrupt("prog", grace=60.0):
+            print("ready", file=sys.stderr, flush=True)
+            while True:
+                try:
+                    time.sleep(0.05)
+                except KeyboardInterrupt:
+                    print("swallowed", file=sys.stderr, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "ready" in _wait_for(proc, "ready", 60)
+        proc.send_signal(signal.SIGINT)
+        assert "swallowed" in _wait_for(proc, "swallowed", 10)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=20)
+        assert rc == EXIT_INTERRUPTED and time.monotonic() - t0 < 5
+    finally:
+        proc.kill()
+
+
+def test_an_uninterrupted_block_leaves_sigint_as_it_was():
+    import signal as sig
+
+    from isnas_fast.cli.interrupt import stop_on_interrupt
+
+    before = sig.set_wakeup_fd(-1)
+    sig.set_wakeup_fd(before)
+    with stop_on_interrupt("prog"):
+        pass
+    after = sig.set_wakeup_fd(-1)
+    sig.set_wakeup_fd(after)
+    assert after == before and sig.getsignal(sig.SIGINT) is sig.default_int_handler
+
+
+def test_ctrl_c_while_the_cpu_compiles_stops_restore(tmp_path: Path, sample):
+    # The real thing: `restore --compile` on a tiny image, SIGINT to its process
+    # group (as a terminal sends it) during the first, compiling, step.
+    from isnas_fast.io import save_image
+
+    noisy, out = tmp_path / "noisy.png", tmp_path / "out.png"
+    save_image(sample[..., :64, :64], noisy)
+    exe = [sys.executable, "-m", "isnas_fast", "restore", str(noisy), "--task", "denoise", "--sigma", "25",
+           "--arch", "nasdip-denoise", "--width", "16", "--compile", "--iterations", "40", "-o", str(out)]
+    proc = subprocess.Popen(exe, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path)
+    try:
+        seen = _wait_for(proc, "compiling", 120)
+        assert "compiling" in seen, seen[-2000:]
+        time.sleep(2.0)  # inside Inductor's compile
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert rc == EXIT_INTERRUPTED and waited < 10, (rc, waited)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
