@@ -224,21 +224,10 @@ class CrossScaleUNet(nn.Module):
             feats.append(enc(feats[-1]))
         # Intermediate results of the shared skip chains, keyed by (source, scale):
         # a chain applied to the same source is the same function, so it is computed once.
+        # (A method, not a recursive closure: a closure that calls itself is a reference
+        # cycle, which would keep every step's activations and autograd graph alive
+        # until the cyclic garbage collector happens to run.)
         cache: dict[tuple[int, int], Tensor] = {}
-
-        def path(c: int, r: int) -> Tensor:
-            if c == r:
-                return self.skip_same[str(r)](feats[c])
-            key = (c, r)
-            if key not in cache:
-                if c < r:
-                    prev = feats[c] if r - 1 == c else path(c, r - 1)
-                    cache[key] = self.skip_down[str(r - 1)](prev)
-                else:
-                    prev = feats[c] if r + 1 == c else path(c, r + 1)
-                    cache[key] = self.skip_up[str(r + 1)](prev)
-            return cache[key]
-
         x = feats[5]
         for level in range(5, 0, -1):
             r = level - 1
@@ -246,9 +235,24 @@ class CrossScaleUNet(nn.Module):
             for i, c in enumerate(self._rows[r]):
                 # The first sum is a new tensor (the cell's output may be saved by its
                 # activation's backward); later terms are added into it in place.
-                acc = acc + path(c, r) if i == 0 else acc.add_(path(c, r))
+                skip = self._path(c, r, feats, cache)
+                acc = acc + skip if i == 0 else acc.add_(skip)
             x = self.dec[r](acc)
         return torch.sigmoid(self.out(x)).contiguous()
+
+    def _path(self, c: int, r: int, feats: list[Tensor], cache: dict[tuple[int, int], Tensor]) -> Tensor:
+        """Encoder level ``c``'s features carried to decoder level ``r`` by its skip chain."""
+        if c == r:
+            return self.skip_same[str(r)](feats[c])
+        key = (c, r)
+        if key not in cache:
+            if c < r:
+                prev = feats[c] if r - 1 == c else self._path(c, r - 1, feats, cache)
+                cache[key] = self.skip_down[str(r - 1)](prev)
+            else:
+                prev = feats[c] if r + 1 == c else self._path(c, r + 1, feats, cache)
+                cache[key] = self.skip_up[str(r + 1)](prev)
+        return cache[key]
 
 
 class _DIPSkipLevel(nn.Module):
