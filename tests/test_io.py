@@ -1,4 +1,4 @@
-"""Loading, size preparation, atomic saving and returning the user's kind (isnas_fast.imageio)."""
+"""Loading, size preparation, atomic saving and returning the user's kind (isnas_fast.io)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,6 @@ import tifffile
 import torch
 from PIL import Image
 
-from isnas_fast.io import images as imageio
 from isnas_fast.io import files
 from isnas_fast.io.files import FILE_MODE
 from isnas_fast.errors import InputError
@@ -20,7 +19,6 @@ from isnas_fast.io import (
     atomic_write_bytes,
     atomic_write_text,
     load_image,
-    Padding,
     plan_padding,
     read_image,
     save_image,

@@ -21,7 +21,6 @@ from isnas_fast.cli import main
 from isnas_fast.cli.common import write_json
 from isnas_fast.errors import InputError
 from isnas_fast.io import atomic_path, atomic_write_folder, atomic_write_text, save_image
-from isnas_fast.io import files
 from isnas_fast.io.files import atomic_write_json, json_text, make_folder
 from isnas_fast.io.records import RecordLog, guard_settings, writer_lock
 from isnas_fast.study import run_study
