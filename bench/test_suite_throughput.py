@@ -21,8 +21,8 @@ the speed-up of training together).
 
 Check: both paths' PSNRs against the jobs run one by one under one torch
 thread -- the fast path exactly on a CPU (members train on one intra-op
-thread each); within 0.1 dB on CUDA and for a reference with several
-threads (sums split over threads round differently, and DIP amplifies
+thread each; 1e-9 dB for the PSNR's own rounding); within 0.2 dB on CUDA
+and for a reference with several threads (sums split over threads round differently, and DIP amplifies
 last-bit differences).  The reference uses the session's threads per job,
 as a user running jobs one by one would: on a CPU shared with other busy
 processes, two threads per small network can be many times slower than one
@@ -96,10 +96,12 @@ def test_suite_throughput(case, path, opts, device, agreement, benchmark):
         agreement[group] = _psnrs(LocalExecutor(threads=1), _inputs(n, size, width, steps, device, 1), device)
     want = agreement[group]
     diff = max(abs(got[k] - want[k]) for k in want)
-    # Exact where each member computes on one intra-op thread (the fast path on a CPU, any
-    # one-thread path); the reference with more threads rounds its sums differently.
+    # The same outputs where each member computes on one intra-op thread (the fast path on a
+    # CPU, any one-thread path): up to the last bits of the float64 PSNR itself, whose sum runs
+    # in the output's memory order (1e-9 dB).  The reference with more threads rounds its sums
+    # differently and DIP amplifies that: 0.2 dB after these few steps.
     exact = device.type == "cpu" and (path == "fast" or threads == 1)
-    bound = 0.0 if exact else 0.1
+    bound = 1e-9 if exact else 0.2
     assert got.keys() == want.keys() and diff <= bound, f"{group}: PSNR {diff:.3g} dB from one by one > {bound}"
 
     seconds = statistics.median(benchmark.stats.stats.data) if benchmark.stats else float("nan")
