@@ -26,23 +26,24 @@ def _wait_for(proc: subprocess.Popen, text: str, timeout: float) -> str:
     return seen
 
 
-def test_an_interrupt_swallowed_inside_the_command_still_ends_it(tmp_path: Path):
-    # Whatever code swallows the KeyboardInterrupt (as a callback whose errors
-    # Python ignores does), the watcher ends the process after the grace time.
-    script = textwrap.dedent("""
-        import sys, time
+def _spinner(grace: float, on_interrupt: str) -> str:
+    # Inside the block, SIGINT's Python handler is replaced by one that swallows it
+    # (as a callback whose errors Python ignores does): only the watcher can end it.
+    return textwrap.dedent(f"""
+        import signal, sys, time
         from isnas_fast.cli.interrupt import stop_on_interrupt
-        with stop_on_interrupt("prog", grace=1.0):
+        with stop_on_interrupt("prog", grace={grace}):
+            signal.signal(signal.SIGINT, lambda *a: {on_interrupt})
             print("ready", file=sys.stderr, flush=True)
             end = time.monotonic() + 30
             while time.monotonic() < end:
-                try:
-                    time.sleep(0.05)
-                except KeyboardInterrupt:
-                    pass  # swallowed
+                time.sleep(0.05)
         print("finished", file=sys.stderr, flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+
+
+def test_an_interrupt_swallowed_inside_the_command_still_ends_it():
+    proc = subprocess.Popen([sys.executable, "-c", _spinner(1.0, "None")], stderr=subprocess.PIPE, text=True)
     try:
         assert "ready" in _wait_for(proc, "ready", 60)
         t0 = time.monotonic()
@@ -57,18 +58,8 @@ def test_an_interrupt_swallowed_inside_the_command_still_ends_it(tmp_path: Path)
 
 
 def test_a_second_interrupt_ends_it_at_once():
-    script = textwrap.dedent("""
-        import sys, time
-        from isnas_fast.cli.interrupt import stop_on_interrupt
-        with stop_on_interrupt("prog", grace=60.0):
-            print("ready", file=sys.stderr, flush=True)
-            while True:
-                try:
-                    time.sleep(0.05)
-                except KeyboardInterrupt:
-                    print("swallowed", file=sys.stderr, flush=True)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    swallow = 'print("swallowed", file=sys.stderr, flush=True)'
+    proc = subprocess.Popen([sys.executable, "-c", _spinner(60.0, swallow)], stderr=subprocess.PIPE, text=True)
     try:
         assert "ready" in _wait_for(proc, "ready", 60)
         proc.send_signal(signal.SIGINT)
@@ -81,18 +72,22 @@ def test_a_second_interrupt_ends_it_at_once():
         proc.kill()
 
 
-def test_an_uninterrupted_block_leaves_sigint_as_it_was():
+def test_an_uninterrupted_block_leaves_sigint_as_it_was_and_no_thread_behind():
     import signal as sig
+    import threading
 
     from isnas_fast.cli.interrupt import stop_on_interrupt
 
     before = sig.set_wakeup_fd(-1)
     sig.set_wakeup_fd(before)
-    with stop_on_interrupt("prog"):
-        pass
+    threads = threading.active_count()
+    for _ in range(3):
+        with stop_on_interrupt("prog"):
+            pass
     after = sig.set_wakeup_fd(-1)
     sig.set_wakeup_fd(after)
     assert after == before and sig.getsignal(sig.SIGINT) is sig.default_int_handler
+    assert threading.active_count() == threads
 
 
 def test_ctrl_c_while_the_cpu_compiles_stops_restore(tmp_path: Path, sample):

@@ -87,5 +87,6 @@ def stop_on_interrupt(prog: str, grace: float = GRACE_SECONDS) -> Iterator[None]
         signal.set_wakeup_fd(previous_fd)
         if not interrupted.is_set():
             done.set()
-            writer.close()
+            writer.close()  # the watcher's recv sees the end of the stream and returns
+            watcher.join(timeout=1.0)
             reader.close()
