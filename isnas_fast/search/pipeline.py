@@ -228,8 +228,10 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
                      say: Callable[[str], None]) -> tuple[dict[str, Genotype], dict[Genotype, int]]:
     """The "validated" selection (:mod:`~isnas_fast.search.validation`): the task's
     NAS-DIP genotype joins every cohort (scored like the candidates), the union
-    fits the cohort problem with held-out pixels, and each metric's pick is its
-    member of least held-out error.  Fills ``cohorts`` in place; returns the picks
+    fits the cohort problem with held-out pixels, and each metric's pick is
+    NAS-DIP's genotype unless members beat its held-out error by more than the
+    margin (:func:`~isnas_fast.search.validation.select_validated`): then the
+    least error among those.  Fills ``cohorts`` in place; returns the picks
     and, per member, the step of its least held-out error."""
     anchor_scores = score_candidates(observation, [fixed_genotype(observation.task.name)], list(cohorts),
                                      width=settings.width, seed=seed, batch=1, device=device, quiet=True)
