@@ -25,18 +25,10 @@ from pathlib import Path
 import torch
 
 import isnas_fast
-from isnas_fast.errors import InputError
 from isnas_fast.io import load_image
 from isnas_fast.quality import psnr
 from isnas_fast.suite import references
 from isnas_fast.tasks import Denoise
-
-
-def _bm3d(noisy: torch.Tensor, sigma: float) -> torch.Tensor | None:
-    try:
-        return references.bm3d(noisy, sigma)
-    except InputError:  # the optional package is not installed
-        return None
 
 
 def one(path: Path, restarts: int, sigma: float = 25.0) -> dict:
@@ -52,7 +44,7 @@ def one(path: Path, restarts: int, sigma: float = 25.0) -> dict:
     def p(x: torch.Tensor) -> float:
         return float(psnr(x.clamp(0, 1), clean)[0])
 
-    ref = _bm3d(noisy, sigma)
+    ref = references.bm3d(noisy, sigma) if references.available("bm3d") else None
     return {"image": path.stem, "runs": [p(o) for o in outs], "mean_of_2": p(torch.stack(outs[:2]).mean(0)),
             f"mean_of_{restarts}": p(torch.stack(outs).mean(0)), "bm3d": p(ref) if ref is not None else None,
             "seconds_per_run": statistics.median(secs)}

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Iterator
 
 __all__ = ["EXIT_INTERRUPTED", "GRACE_SECONDS", "stop_on_interrupt"]
@@ -76,7 +77,7 @@ def stop_on_interrupt(prog: str, grace: float = GRACE_SECONDS) -> Iterator[None]
 
     def expire() -> None:
         # After an interrupt the process must end: the block ending is not enough.
-        threading.Event().wait(grace)
+        time.sleep(grace)
         _hard_exit(prog)
 
     watcher = threading.Thread(target=watch, name="isnas-fast-interrupt", daemon=True)

@@ -233,8 +233,9 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
     margin (:func:`~isnas_fast.search.validation.select_validated`): then the
     least error among those.  Fills ``cohorts`` in place; returns the picks
     and, per member, the step of its least held-out error."""
-    anchor_scores = score_candidates(observation, [fixed_genotype(observation.task.name)], list(cohorts),
-                                     width=settings.width, seed=seed, batch=1, device=device, quiet=True)
+    fixed = fixed_genotype(observation.task.name)
+    anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
+                                     batch=1, device=device, quiet=True)
     for j, members in enumerate(cohorts.values()):
         with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
     union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
@@ -245,7 +246,6 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
         "held out to validate")
     results = train_cohort(union, validation_problem(small, held), replace(settings, cohort_iterations=iters),
                            seed=seed, device=device, quiet=quiet, snapshots=snapshot_steps(iters))
-    fixed = fixed_genotype(observation.task.name)
     scores = heldout_scores({g: results[g] for g in union}, small, held, fixed=fixed)
     errors = {g: sc.error for g, sc in scores.items()}
     se = {g: sc.se_vs_fixed for g, sc in scores.items()}

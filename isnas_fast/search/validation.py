@@ -36,10 +36,10 @@ from ..dip import DIPResult
 from ..errors import InputError
 from ..genotype import Genotype
 from ..network import BASELINES
-from ..tasks import Denoise, Inpaint, Observation
+from ..tasks import Denoise, Inpaint, Observation, Task
 from .cohort import CohortMember
 
-__all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "validates", "holdout_mask", "validation_problem",
+__all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "task_validates", "validates", "holdout_mask", "validation_problem",
            "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
            "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE"]
 
@@ -52,9 +52,14 @@ SNAPSHOT_EVERY = 10
 MARGIN_SE = 2.0
 
 
+def task_validates(task: Task) -> bool:
+    """Whether ``task`` has pixels to hold out (denoising, inpainting)."""
+    return isinstance(task, (Denoise, Inpaint))
+
+
 def validates(observation: Observation) -> bool:
-    """Whether the task has pixels to hold out (denoising, inpainting)."""
-    return isinstance(observation.task, (Denoise, Inpaint))
+    """Whether the observation's task has pixels to hold out (:func:`task_validates`)."""
+    return task_validates(observation.task)
 
 
 def holdout_mask(observation: Observation, seed: int, fraction: float = HOLDOUT_FRACTION) -> Tensor:
@@ -85,13 +90,12 @@ def snapshot_steps(iterations: int, every: int = SNAPSHOT_EVERY) -> list[int]:
 @dataclass(frozen=True)
 class HeldOutScore:
     """One member's held-out validation: the least mean squared error over its kept
-    outputs (``error``), the iteration where it was reached (``at``), that output
-    (``output``, (1, C, h, w)), and the standard error of its difference to the
-    fixed network's (``se_vs_fixed``; NaN for the fixed network or without one)."""
+    outputs (``error``), the iteration where it was reached (``at``), and the
+    standard error of that output's difference to the fixed network's best kept
+    output (``se_vs_fixed``; NaN for the fixed network or without one)."""
 
     error: float
     at: int
-    output: Tensor
     se_vs_fixed: float = float("nan")
 
 
@@ -145,13 +149,10 @@ def heldout_scores(results: dict[Genotype, DIPResult], observation: Observation,
     (one of ``results``' genotypes) each other member's standard error of its
     difference to the fixed network's best kept output."""
     best = {g: _best_kept(r, observation, held) for g, r in results.items()}
-    scores = {}
-    for g, (e, at, out) in best.items():
-        se = float("nan")
-        if fixed is not None and fixed in best and g != fixed:
-            se = paired_standard_error(out, best[fixed][2], observation, held)
-        scores[g] = HeldOutScore(e, at, out, se)
-    return scores
+    anchor = best[fixed][2] if fixed in best else None
+    return {g: HeldOutScore(e, at, float("nan") if anchor is None or g == fixed
+                            else paired_standard_error(out, anchor, observation, held))
+            for g, (e, at, out) in best.items()}
 
 
 def fixed_genotype(task: str) -> Genotype:
@@ -197,7 +198,7 @@ def select_validated(members: list[CohortMember], errors: dict[Genotype, float],
         g = members[i].genotype
         if not anchored or g == fixed:
             return True
-        s = se.get(g, float("nan")) if se is not None else float("nan")
+        s = se.get(g, float("nan"))
         return math.isfinite(s) and errors[fixed] - errors[g] > margin * s
 
     pool = [i for i in range(len(members)) if eligible(i)]

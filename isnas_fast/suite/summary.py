@@ -28,6 +28,7 @@ from typing import Sequence
 
 from ..io import atomic_write_text
 from ..search import TASK_ITERATIONS, SearchSettings
+from ..search.validation import MARGIN_SE, task_validates
 from ..stats import mean_ci, paired_comparison
 from ..tasks import Task
 from .images import Skipped
@@ -69,13 +70,14 @@ class SummaryTables:
     paired: list[dict]
 
 
-
-def _selection_note(st: SearchSettings, task: str) -> str:
+def _selection_note(st: SearchSettings, task: Task) -> str:
     """The selection rule the search ran, in words."""
-    if st.selection == "validated" and task != "sr":
-        return ("validated (NAS-DIP's genotype joins the cohort; the least error on a fifth of the pixels, held "
-                "out, picks; the final stop not before the pick's best step)")
+    if st.selection == "validated" and task_validates(task):
+        return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
+                f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors; the final stop not "
+                "before the pick's best step)")
     return "paper (the output closest to the cohort's metric-weighted average)"
+
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
@@ -211,7 +213,7 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
-        f"selection {_selection_note(st, tk.name)}",
+        f"selection {_selection_note(st, tk)}",
         f"- images: {len(context.images)} ({len(context.skipped)} skipped); seeds: "
         f"{', '.join(map(str, context.seeds))}; rows: {n_rows} of {n_jobs} jobs",
         "",
