@@ -30,7 +30,7 @@ from .result import RestoreResult
 from .resources import ResourcePlan, plan_restore
 from .search import (KNOBS, CohortMember, candidate_list, run_search, score_candidates, settings_from_options,
                      train_final)
-from .search import SearchResult, SearchSettings
+from .search import LARGE_DENOISE, SearchResult, SearchSettings
 from .search.pipeline import search_picks
 from .tiling import restore_in_tiles
 from .trained import TrainedRun
@@ -133,6 +133,7 @@ def restore(
     say = log or (lambda msg: None)
     image_in = image
     tk, noise, obs, gt, notices = _problem_on(image, task, mask, task_params, ground_truth, dev, say)
+    settings = _sized(settings, tk, obs, say)
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     a = resolve_architecture(arch) if arch is not None else None
     in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
@@ -153,6 +154,15 @@ def restore(
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
     )
+
+
+def _sized(settings: SearchSettings, tk: Task, obs: Observation, say: Callable[[str], None]) -> SearchSettings:
+    """``settings`` for this image (:meth:`~isnas_fast.search.SearchSettings.for_image`), said when sized."""
+    sized = settings.for_image(tk.name, obs.output_size)
+    if sized is not settings:
+        say(f"an image of {LARGE_DENOISE.size_text} or more: the final run at width {sized.network_width}, "
+            f"up to {sized.final_run(tk.name).dip.iterations} steps")
+    return sized
 
 
 def _user_region(out: Tensor, gt: Optional[Tensor], obs: Observation, notices: list[str],

@@ -424,7 +424,7 @@ def plan_restore(
     """
     task = observation.task.name
     arch = architecture if architecture is not None else SEARCH_STAND_IN[task]
-    width = DIP_SKIP_WIDTH if resolve_architecture(arch) == "dip-skip" else settings.width
+    width = DIP_SKIP_WIDTH if resolve_architecture(arch) == "dip-skip" else settings.network_width
     return plan_resources(
         observation.output_size, arch, width=width, in_channels=in_channels or observation.channels,
         channels=observation.channels, task=task,

@@ -16,12 +16,12 @@ from .pipeline import (DIP_SKIP_WIDTH, Ensemble, SearchResult, complete_search, 
                        restored_genotypes, run_search, search_picks, train_final, train_finals)
 from .scoring import score_candidates, search_input_channels
 from .selection import select_member, selection_weights
-from .settings import (DEFAULT_METRIC, KNOBS, PRESETS, TASK_ITERATIONS, Knob, SearchSettings, add_knob_arguments,
-                       knob_options, preset, settings_from_options)
+from .settings import (DEFAULT_METRIC, KNOBS, LARGE_DENOISE, PRESETS, TASK_ITERATIONS, Knob, SearchSettings,
+                       add_knob_arguments, knob_options, preset, settings_from_options)
 from .training import GroupMember, TrainedMember, train_group
 
 __all__ = [
-    "TASK_ITERATIONS", "DEFAULT_METRIC", "SearchSettings", "Knob", "KNOBS", "PRESETS", "preset",
+    "TASK_ITERATIONS", "LARGE_DENOISE", "DEFAULT_METRIC", "SearchSettings", "Knob", "KNOBS", "PRESETS", "preset",
     "settings_from_options", "add_knob_arguments", "knob_options", "NAMED_LISTS", "candidate_list",
     "candidate_pool", "genotype_seed", "score_candidates", "search_input_channels", "selection_weights",
     "select_member", "CohortMember", "rank_cohort", "train_cohort", "select_in_cohort", "SearchResult",

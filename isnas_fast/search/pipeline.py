@@ -107,8 +107,10 @@ def train_finals(
     desc: str = "restore",
 ) -> list[TrainedRun]:
     """Train ``architectures`` at full size, together, with the settings'
-    final-run knobs (``final_iterations``, ``early_stopping``, ``width``,
-    speed options); one :class:`~isnas_fast.trained.TrainedRun` each, in order.
+    final-run knobs (``final_iterations``, ``early_stopping``, ``final_width``
+    or ``width``, speed options; sized for the image:
+    :meth:`~isnas_fast.search.SearchSettings.for_image`); one
+    :class:`~isnas_fast.trained.TrainedRun` each, in order.
 
     ``in_channels``: channels of the input code (default: the image's, as the
     search uses; the NAS-DIP and DIP baselines take 32).  Each network and
@@ -120,10 +122,11 @@ def train_finals(
     archs = [resolve_architecture(a) for a in architectures]
     device = torch.device(device or observation.y.device)
     obs = observation.to(device)
+    settings = settings.for_image(obs.task.name, obs.output_size)
     c = search_input_channels(obs)
     in_ch = in_channels or c
     members = [GroupMember(arch, genotype_seed(seed, arch), in_ch,
-                           DIP_SKIP_WIDTH if arch == "dip-skip" else settings.width) for arch in archs]
+                           DIP_SKIP_WIDTH if arch == "dip-skip" else settings.network_width) for arch in archs]
     trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
                           ground_truth=ground_truth, quiet=quiet, desc=desc)
     return [TrainedRun(network=t.result.network, z=t.result.z, genotype=str(m.architecture), width=m.width,
@@ -306,7 +309,7 @@ def run_search(
     their PSNR curves only.
     """
     say = log or (lambda msg: None)
-    settings = settings.validate()
+    settings = settings.validate().for_image(observation.task.name, observation.output_size)
     device = torch.device(device or observation.y.device)
     search = search_picks(observation, settings, seed=seed, device=device, quiet=quiet, log=log)
     t = time.perf_counter()

@@ -9,6 +9,7 @@ generated from it (:func:`add_knob_arguments`), and so are the API keywords
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -21,6 +22,7 @@ from ..kernels.spectral_reference import canonical_metric
 
 __all__ = [
     "TASK_ITERATIONS",
+    "LARGE_DENOISE",
     "DEFAULT_METRIC",
     "SearchSettings",
     "Knob",
@@ -35,6 +37,30 @@ __all__ = [
 # The paper's DIP iteration counts per task (docs/design.md §3.4, §6).
 TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """What a preset sized by the image (``by_size``) gives a large denoising run: from
+    ``pixels`` output pixels on (after padding to multiples of 32), a final network at
+    least ``width`` channels wide and ``iterations`` steps (the early stop ends most runs
+    sooner).  Chosen by ``bench/size_study.py`` (bench/README.md, "Settings by image size")."""
+
+    pixels: int
+    width: int
+    iterations: int
+
+    @property
+    def size_text(self) -> str:
+        """The threshold as a square, in words: ``"192x192 px"``."""
+        side = math.isqrt(self.pixels)
+        return f"{side}x{side} px"
+
+
+#: The quick preset's rule: a narrow network fits a 64-128 px image within the paper's 1200 steps,
+#: but not a 256 px one; from 192 x 192 px the final run is twice as wide and may run twice as long.
+LARGE_DENOISE = SizeRule(pixels=192 * 192, width=32, iterations=2400)
+_LARGE = LARGE_DENOISE.size_text
 _PAPER_COUNTS = ", ".join(f"{t} {n}" for t, n in TASK_ITERATIONS.items())
 
 
@@ -101,7 +127,13 @@ class SearchSettings:
         "their outputs, weighted as the selection weights them (1: the pick alone)", metavar="K")
     final_iterations: Optional[int] = knob(
         None, f"DIP steps of the final run (the paper's counts: {_PAPER_COUNTS})", api="iterations",
-        flag="--iterations", metavar="N", none="the task's paper count")
+        flag="--iterations", metavar="N",
+        none=f"the task's paper count; the quick preset denoises images of {_LARGE} or more with up to "
+             f"{LARGE_DENOISE.iterations}")
+    final_width: Optional[int] = knob(
+        None, "channels of the final run's network (a multiple of 16)", metavar="W",
+        none=f"the search's width; the quick preset denoises images of {_LARGE} or more with at least "
+             f"{LARGE_DENOISE.width}")
     small_side: int = knob(
         64, "shorter side (px) of the cohort stage's problem: of the network output for denoising and "
         "inpainting, of the low-resolution image for super-resolution (never enlarged)", metavar="PX")
@@ -126,6 +158,25 @@ class SearchSettings:
         "bf16: autocast (faster on a GPU)", kind="choice", choices=PRECISIONS,
         none="tf32 on a GPU, fp32 on a CPU")
     score_batch: int = knob(16, "candidate outputs scored per batch", metavar="B")
+    by_size: bool = knob(
+        False, f"size the final run of a large denoise: from {_LARGE}, a network at least "
+        f"{LARGE_DENOISE.width} wide and up to {LARGE_DENOISE.iterations} steps, where the final width and step "
+        "count are not given", kind="switch")
+
+    @property
+    def network_width(self) -> int:
+        """Channels of the final run's network: ``final_width``, else the search's ``width``."""
+        return self.final_width or self.width
+
+    def for_image(self, task: str, output_size: tuple[int, int]) -> "SearchSettings":
+        """These settings for one image whose network output is ``output_size`` (H, W) px:
+        with ``by_size``, a denoise of :data:`LARGE_DENOISE`'s size or more gets its final
+        width (at least the search's) and step count where they are not given.  Idempotent."""
+        h, w = (int(v) for v in output_size)
+        if not self.by_size or task != "denoise" or h * w < LARGE_DENOISE.pixels:
+            return self
+        return replace(self, final_width=self.final_width or max(self.width, LARGE_DENOISE.width),
+                       final_iterations=self.final_iterations or LARGE_DENOISE.iterations)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -134,8 +185,12 @@ class SearchSettings:
 
     def validate(self) -> "SearchSettings":
         """Check ranges; returns self with the metric names canonicalised."""
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 16 or self.width % 16:
-            raise InputError(f"width must be a positive multiple of 16, got {self.width}")
+        for name in ("width", "final_width"):
+            v = getattr(self, name)
+            if name == "final_width" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 16 or v % 16:
+                raise InputError(f"{name.replace('_', ' ')} must be a positive multiple of 16, got {v}")
         if self.num_candidates is not None and self.num_candidates < 1:
             raise InputError(f"number of candidates must be >= 1, got {self.num_candidates}")
         if self.cohort_size < 1:
@@ -193,11 +248,12 @@ PRESETS: dict[str, SearchSettings] = {
     "paper": SearchSettings(candidates="random5000"),
     # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
     # trained 300 steps at 64 px; the final run keeps the task's full step
-    # count (the metric predicts quality only at those counts) and stops by
+    # count (the metric predicts quality only at those counts; a large denoise
+    # gets LARGE_DENOISE's wider network and longer budget) and stops by
     # the discrepancy principle (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(), selection="validated",
+        early_stopping=EarlyStopping(), selection="validated", by_size=True,
     ),
 }
 

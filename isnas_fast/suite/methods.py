@@ -263,7 +263,7 @@ def plan_fixed(inp: JobInput) -> Plan:
 def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, device: str,
                trained_together: int = 1) -> JobOutcome:
     """The row of a job from its trained runs (for ``cohort-best`` the best PSNR's)."""
-    settings = inp.settings
+    settings = inp.settings.for_image(inp.task, inp.problem()[0].output_size)
     fields = dict(plan.fields)
     best = max(range(len(records)), key=lambda i: (records[i].psnr, -i))
     if inp.job.method == "cohort-best":
@@ -343,7 +343,9 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
     ``runs``: (job, architecture) pairs of one suite (same settings and
     device; observations may differ in size).  Each network and input code
     is built and seeded exactly as ``restore(arch=...)`` builds it, so each
-    member follows its one-by-one trajectory.  On a CPU the members are
+    member follows its one-by-one trajectory; runs whose settings differ
+    once sized for their image (:meth:`~isnas_fast.search.SearchSettings.for_image`)
+    train in separate groups.  On a CPU the members are
     sharded over the caller's torch threads, each member computing on one
     intra-op thread: bit for bit what ``restore`` gives under
     ``torch.set_num_threads(1)``; on CUDA up to last-bit differences.
@@ -351,28 +353,33 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
     divided evenly.
     """
     first = runs[0][0]
-    settings, device = first.settings, resolve_device(first.device)
-    members, observations, truths = [], [], []
+    device = resolve_device(first.device)
+    members, observations, truths, options = [], [], [], []
     for inp, arch in runs:
         obs, gt = inp.problem()
+        settings = inp.settings.for_image(inp.task, obs.output_size)
         a = resolve_architecture(arch)
-        width = DIP_SKIP_WIDTH if a == "dip-skip" else settings.width
+        width = DIP_SKIP_WIDTH if a == "dip-skip" else settings.network_width
         members.append(GroupMember(a, genotype_seed(inp.job.seed, a), baseline_input_channels(arch, obs.channels),
                                    width))
         observations.append(obs.to(device))
         truths.append(gt.to(device))
-    # Every member on one intra-op thread on a CPU (one shard per thread of the job, also a
-    # group of one and a shard left alone): each computes what a one-thread run does alone.
-    options = replace(settings.final_run(first.task), member_threads=1)
-    t = time.perf_counter()
-    trained = train_group(members, observations, options, device=device, ground_truth=truths, quiet=quiet,
-                          desc=f"{len(members)} runs together")
-    share = (time.perf_counter() - t) / len(trained)
+        # Every member on one intra-op thread on a CPU (one shard per thread of the job, also a
+        # group of one and a shard left alone): each computes what a one-thread run does alone.
+        options.append(replace(settings.final_run(inp.task), member_threads=1))
+    trained, share = [None] * len(runs), [0.0] * len(runs)
+    for opts in dict.fromkeys(options):  # runs sized alike train as one group
+        idx = [i for i, o in enumerate(options) if o == opts]
+        t = time.perf_counter()
+        group = train_group([members[i] for i in idx], [observations[i] for i in idx], opts, device=device,
+                            ground_truth=[truths[i] for i in idx], quiet=quiet, desc=f"{len(idx)} runs together")
+        for i, g in zip(idx, group):
+            trained[i], share[i] = g, (time.perf_counter() - t) / len(idx)
     records = []
-    for (arch, _), m, t_, gt, obs in zip(runs, members, trained, truths, observations):
+    for (arch, _), m, t_, gt, obs, sh in zip(runs, members, trained, truths, observations, share):
         res, genotype, width, in_ch = t_.result, str(m.architecture), m.width, m.in_channels
         out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
         task = obs.task
         quality = (float(task.psnr(out, gt)[0]), float(task.ssim(out, gt)[0]), task.psnr_on_y(int(out.shape[1])))
-        records.append(_record(res, out, quality, arch, genotype, width, in_ch, share))
+        records.append(_record(res, out, quality, arch, genotype, width, in_ch, sh))
     return records

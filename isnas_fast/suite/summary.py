@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import atomic_write_text
-from ..search import TASK_ITERATIONS, SearchSettings
+from ..search import LARGE_DENOISE, TASK_ITERATIONS, SearchSettings
 from ..search.validation import MARGIN_SE, task_validates
 from ..stats import mean_ci, paired_comparison
 from ..tasks import Task
@@ -126,6 +126,15 @@ def summarize(rows: Sequence[dict], context: SummaryContext) -> SummaryTables:
     return SummaryTables(methods, images, paired)
 
 
+def sized_note(settings: SearchSettings, task: Task) -> str:
+    """What the settings change for large images, in words ("" when nothing)."""
+    big = settings.for_image(task.name, (1 << 15, 1 << 15))
+    if big == settings:
+        return ""
+    return (f" (images of {LARGE_DENOISE.size_text} or more: final width {big.network_width}, "
+            f"up to {big.final_iterations} steps)")
+
+
 def early_stopping_note(settings: SearchSettings, task: Task) -> str:
     """Which early stopping the final runs used, in words."""
     steps = settings.final_iterations or TASK_ITERATIONS[task.name]
@@ -209,7 +218,7 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
     parts = [
         "# Suite summary",
         f"- task: {tk.name} ({params}); preset {context.preset}; width {st.width} (DIP skip: 128); "
-        f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}",
+        f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}{sized_note(st, tk)}",
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
