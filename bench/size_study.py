@@ -171,7 +171,7 @@ def summary(rows: list[dict], budgets: list[int]) -> None:
     configs = sorted({(r["side"], r["width"], r["lr"], str(r["code"])) for r in rows})
     print("| side | set | width | lr | code | images | s/step | " + " | ".join(f"{b} steps" for b in budgets)
           + " | best along the run | stop fired (median step) | BM3D |")
-    print("|---" * (9 + len(budgets)) + "|")
+    print("|---" * (10 + len(budgets)) + "|")
     for side, width, lr, code in configs:
         for part in ("tuning", "held_out"):
             rs = [r for r in rows if (r["side"], r["width"], r["lr"], str(r["code"])) == (side, width, lr, code)
@@ -213,47 +213,51 @@ def main() -> int:
     ap.add_argument("--iterations", type=int)
     args = ap.parse_args()
     if args.restore:
-        path = HERE / "results" / "size-restore-cpu.jsonl"
-        for part in args.set:
-            for name, source in SETS[part]:
-                if args.images and name not in args.images:
-                    continue
-                for side in args.side:
-                    for tile in args.tile:
-                        row = restore_run(name, source, side, tile=tile or None, final_width=args.final_width,
-                                          iterations=args.iterations)
-                        if row is not None:
-                            with path.open("a") as f:
-                                f.write(json.dumps(row) + "\n")
-                            print(json.dumps(row), flush=True)
+        for name, source, side in _chosen(args):
+            for tile in args.tile:
+                row = restore_run(name, source, side, tile=tile or None, final_width=args.final_width,
+                                  iterations=args.iterations)
+                if row is not None:
+                    _append(HERE / "results" / "size-restore-cpu.jsonl", row)
         return 0
     if args.timing:
-        rows = timing(args.side, args.width)
-        (HERE / "results" / "size-timing-cpu.json").write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        path = HERE / "results" / "size-timing-cpu.json"
+        new = timing(args.side, args.width)
+        keep = [r for r in (json.loads(path.read_text())["rows"] if path.exists() else [])
+                if (r["side"], r["width"]) not in {(n["side"], n["width"]) for n in new}]
+        path.write_text(json.dumps({"rows": keep + new}, indent=1) + "\n")
         return 0
     out = Path(args.out)
     if args.summary:
         summary(load(out), args.budgets)
         return 0
     done = {_key(r) for r in load(out)}
-    for part in args.set:
-        for name, source in SETS[part]:
-            if args.images and name not in args.images:
-                continue
-            for side in args.side:
-                for width in args.width:
-                    for lr in args.lr:
-                        if (name, side, width, lr, args.steps, args.in_channels or "image") in done:
-                            continue
-                        row = one_run(name, source, side, width, lr, args.steps, in_channels=args.in_channels)
-                        if row is None:
-                            print(f"{name}: smaller than {side} px, skipped", flush=True)
-                            continue
-                        with out.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                        print(json.dumps({k: v for k, v in row.items() if k != "psnr_curve"}), flush=True)
+    for name, source, side in _chosen(args):
+        for width in args.width:
+            for lr in args.lr:
+                if (name, side, width, lr, args.steps, args.in_channels or "image") in done:
+                    continue
+                row = one_run(name, source, side, width, lr, args.steps, in_channels=args.in_channels)
+                if row is None:
+                    print(f"{name}: smaller than {side} px, skipped", flush=True)
+                    continue
+                _append(out, row)
     return 0
 
+
+def _chosen(args: argparse.Namespace):
+    """(name, source, side) of every image of the chosen sets (``--images`` only) at every ``--side``."""
+    for part in args.set:
+        for name, source in SETS[part]:
+            if not args.images or name in args.images:
+                for side in args.side:
+                    yield name, source, side
+
+
+def _append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k != "psnr_curve"}), flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())
