@@ -35,6 +35,8 @@ def test_what_the_user_gives_wins_and_other_presets_and_tasks_are_left_alone():
     assert preset("quick", final_width=16).for_image("denoise", big).network_width == 16
     assert preset("quick", final_iterations=300).for_image("denoise", big).final_iterations == 300
     assert preset("quick", width=64).for_image("denoise", big).network_width == 64  # never narrower
+    off = preset("quick", by_size=False)
+    assert off.for_image("denoise", big) is off and off.network_width == 16
     paper = preset("paper")
     assert paper.for_image("denoise", big) is paper and paper.network_width == 128
     for task in ("inpaint", "sr"):
