@@ -199,9 +199,12 @@ def test_search_picks_with_each_selection(small, selection):
         assert s.final_settings(settings) is settings
         return
     assert genotypes[-1] == anchor and len(s.cohort) == 3  # two best-scoring and NAS-DIP's genotype
-    # the pick has the highest held-out PSNR (least error)
+    # the pick has the highest held-out PSNR (least error), or is NAS-DIP's genotype, kept because no
+    # member beat it by the margin (select_validated's cases are tested above)
     best = max(s.cohort, key=lambda m: m.selection_psnr)
-    assert best.selected and all(math.isfinite(m.selection_psnr) for m in s.cohort)
+    picked = next(m for m in s.cohort if m.selected)
+    assert picked is best or picked.genotype == anchor
+    assert all(math.isfinite(m.selection_psnr) for m in s.cohort)
     assert s.stop_start in snapshot_steps(20)
     final = s.final_settings(settings)
     assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start)
