@@ -81,6 +81,14 @@ def summarise(rows: list[dict]) -> None:
         for s in sorted({x[2] for x in diffs}):
             ds = np.array([x[0] for x in diffs if x[2] == s])
             print(f"   sigma {s:3d}: mean {ds.mean():+.3f}, worst {ds.min():+.2f}")
+    # how far the restore moves against how far the estimate is off
+    pairs = [(abs(r["sigma_used"] - s) / s * 100, r["psnr"] - by[(i, s, "true")]["psnr"])
+             for (i, s, t), r in by.items() if t == "auto" and (i, s, "true") in by]
+    for lo, hi in ((0, 2), (2, 5), (5, 10), (10, 100)):
+        d = np.array([x for e, x in pairs if lo <= e < hi])
+        if len(d):
+            print(f"estimate off by {lo}-{hi} %: {len(d)} runs, within 0.3 dB {np.mean(np.abs(d) <= 0.3):.0%}, "
+                  f"mean {d.mean():+.2f} dB, worst {d.min():+.2f} dB")
 
 
 if __name__ == "__main__":
