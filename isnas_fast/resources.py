@@ -34,7 +34,7 @@ from .dip import EarlyStopping
 from .errors import InputError
 from .genotype import Genotype
 from .network import build_network, resolve_architecture
-from .search import DIP_SKIP_WIDTH, SearchSettings
+from .search import SearchSettings
 from .tasks import Observation
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
 
@@ -424,9 +424,8 @@ def plan_restore(
     """
     task = observation.task.name
     arch = architecture if architecture is not None else SEARCH_STAND_IN[task]
-    width = DIP_SKIP_WIDTH if resolve_architecture(arch) == "dip-skip" else settings.network_width
     return plan_resources(
-        observation.output_size, arch, width=width, in_channels=in_channels or observation.channels,
+        observation.output_size, arch, width=settings.width_of(arch), in_channels=in_channels or observation.channels,
         channels=observation.channels, task=task,
         iterations=settings.final_run(task).iterations, device=device,
         early_stopping=settings.early_stopping, tile=tile, overlap=overlap, memory_budget=memory_budget,

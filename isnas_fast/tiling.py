@@ -32,7 +32,7 @@ from .dip import RunOptions
 from .errors import InputError
 from .genotype import Genotype
 from .network import resolve_architecture
-from .search import DIP_SKIP_WIDTH, GroupMember, SearchSettings, train_group
+from .search import GroupMember, SearchSettings, train_group
 from .tasks import Observation, SuperResolve
 from .trained import TrainedRun
 
@@ -303,7 +303,7 @@ def restore_in_tiles(
     truths = crop_tiles(ground_truth.to(device), plan) if ground_truth is not None else [None] * n
     c = obs.channels
     in_ch = in_channels or c
-    width = DIP_SKIP_WIDTH if arch == "dip-skip" else settings.network_width
+    width = settings.width_of(arch)
     options = settings.final_run(obs.task.name)
     iters = options.iterations
     groups = [list(range(i, min(i + group_size, n))) for i in range(0, n, group_size)]

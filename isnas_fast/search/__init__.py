@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from .candidates import NAMED_LISTS, candidate_list, candidate_pool, genotype_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
-from .pipeline import (DIP_SKIP_WIDTH, Ensemble, SearchResult, complete_search, ensemble_average,
+from .pipeline import (Ensemble, SearchResult, complete_search, ensemble_average,
                        restored_genotypes, run_search, search_picks, train_final, train_finals)
 from .scoring import score_candidates, search_input_channels
 from .selection import select_member, selection_weights
-from .settings import (DEFAULT_METRIC, KNOBS, LARGE_DENOISE, PRESETS, TASK_ITERATIONS, Knob, SearchSettings,
-                       add_knob_arguments, knob_options, preset, settings_from_options)
+from .settings import (DEFAULT_METRIC, DIP_SKIP_WIDTH, KNOBS, LARGE_DENOISE, PRESETS, TASK_ITERATIONS, Knob,
+                       SearchSettings, add_knob_arguments, knob_options, preset, settings_from_options)
 from .training import GroupMember, TrainedMember, train_group
 
 __all__ = [

@@ -30,10 +30,8 @@ from .settings import TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
 __all__ = ["SearchResult", "Ensemble", "run_search", "search_picks", "restored_genotypes", "complete_search",
-           "train_final", "train_finals", "ensemble_average", "DIP_SKIP_WIDTH"]
+           "train_final", "train_finals", "ensemble_average"]
 
-#: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
-DIP_SKIP_WIDTH = 128
 
 
 @dataclass
@@ -125,8 +123,7 @@ def train_finals(
     settings = settings.for_image(obs.task.name, obs.output_size)
     c = search_input_channels(obs)
     in_ch = in_channels or c
-    members = [GroupMember(arch, genotype_seed(seed, arch), in_ch,
-                           DIP_SKIP_WIDTH if arch == "dip-skip" else settings.network_width) for arch in archs]
+    members = [GroupMember(arch, genotype_seed(seed, arch), in_ch, settings.width_of(arch)) for arch in archs]
     trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
                           ground_truth=ground_truth, quiet=quiet, desc=desc)
     return [TrainedRun(network=t.result.network, z=t.result.z, genotype=str(m.architecture), width=m.width,

@@ -18,11 +18,13 @@ import torch
 
 from ..dip import PRECISIONS, DIPSettings, EarlyStopping, RunOptions, check_step_options, resolve_precision
 from ..errors import InputError
+from ..network import resolve_architecture
 from ..kernels.spectral_reference import canonical_metric
 
 __all__ = [
     "TASK_ITERATIONS",
     "LARGE_DENOISE",
+    "DIP_SKIP_WIDTH",
     "DEFAULT_METRIC",
     "SearchSettings",
     "Knob",
@@ -37,6 +39,8 @@ __all__ = [
 # The paper's DIP iteration counts per task (docs/design.md §3.4, §6).
 TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
+#: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
+DIP_SKIP_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,11 @@ class SearchSettings:
     def network_width(self) -> int:
         """Channels of the final run's network: ``final_width``, else the search's ``width``."""
         return self.final_width or self.width
+
+    def width_of(self, architecture: Any) -> int:
+        """Channels of the final run's network for ``architecture`` (a genotype or a baseline
+        name): DIP-skip's fixed :data:`DIP_SKIP_WIDTH`, else :attr:`network_width`."""
+        return DIP_SKIP_WIDTH if resolve_architecture(architecture) == "dip-skip" else self.network_width
 
     def for_image(self, task: str, output_size: tuple[int, int]) -> "SearchSettings":
         """These settings for one image whose network output is ``output_size`` (H, W) px:

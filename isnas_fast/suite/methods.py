@@ -47,7 +47,7 @@ from ..genotype import Genotype
 from ..network import resolve_architecture
 from ..problem import prepare_problem, resolve_task
 from ..result import RestoreResult
-from ..search import (DIP_SKIP_WIDTH, GroupMember, SearchSettings, candidate_list, genotype_seed,
+from ..search import (GroupMember, SearchSettings, candidate_list, genotype_seed,
                       rank_cohort, score_candidates, search_picks, settings_from_options, train_group)
 from ..search.validation import selects_by_validation, with_fixed_network
 from ..tasks import Observation, task_class
@@ -359,9 +359,8 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
         obs, gt = inp.problem()
         settings = inp.settings.for_image(inp.task, obs.output_size)
         a = resolve_architecture(arch)
-        width = DIP_SKIP_WIDTH if a == "dip-skip" else settings.network_width
         members.append(GroupMember(a, genotype_seed(inp.job.seed, a), baseline_input_channels(arch, obs.channels),
-                                   width))
+                                   settings.width_of(a)))
         observations.append(obs.to(device))
         truths.append(gt.to(device))
         # Every member on one intra-op thread on a CPU (one shard per thread of the job, also a
