@@ -113,3 +113,27 @@ def test_ctrl_c_while_the_cpu_compiles_stops_restore(tmp_path: Path, sample):
             os.killpg(proc.pid, signal.SIGKILL)
     assert rc == EXIT_INTERRUPTED and waited < 10, (rc, waited)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_two_interrupts_read_in_one_go_both_count():
+    # A busy machine can leave the watcher waiting for its turn until both
+    # signals' bytes are in its socket, so one read returns both.  The
+    # process writes the two bytes in one write, as the signal handler
+    # would have twice: the second must still end it at once.
+    pair = textwrap.dedent("""
+        import os, signal, sys, time
+        from isnas_fast.cli.interrupt import stop_on_interrupt
+        with stop_on_interrupt("prog", grace=60.0):
+            fd = signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(fd)
+            os.write(fd, bytes([signal.SIGINT, signal.SIGINT]))
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                time.sleep(0.05)
+        print("finished", file=sys.stderr, flush=True)
+    """)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", pair], stderr=subprocess.PIPE, text=True, timeout=60)
+    waited = time.monotonic() - t0
+    assert proc.returncode == EXIT_INTERRUPTED and waited < 20, (proc.returncode, waited)
+    assert "prog: interrupted" in proc.stderr and "finished" not in proc.stderr

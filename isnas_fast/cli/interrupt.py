@@ -69,7 +69,9 @@ def stop_on_interrupt(prog: str, grace: float = GRACE_SECONDS) -> Iterator[None]
                 return
             if not data:
                 return
-            if signal.SIGINT in data:
+            # One read may hold several signals (two quick Ctrl-Cs while this
+            # thread waited for its turn): each SIGINT counts.
+            for _ in range(data.count(signal.SIGINT)):
                 if interrupted.is_set():
                     _hard_exit(prog)
                 interrupted.set()
