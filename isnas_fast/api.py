@@ -221,6 +221,8 @@ def _final_stage(obs: Observation, settings: SearchSettings, layout: ResourcePla
         return _Stage(search.genotype, search.cohort, search.final, search, {}, out, dict(search.timings_s))
     if settings.ensemble > 1 or len(settings.metrics) > 1 and settings.final == "all":
         raise InputError("a tiled restore trains one architecture: use ensemble 1 and final 'first'")
+    if settings.restarts > 1:
+        raise InputError("a tiled restore trains each tile once: use restarts 1, or restore the image whole")
     search, cohort = None, []
     if arch is None:
         search = search_picks(obs, settings, seed=seed, device=device, quiet=quiet, log=log)

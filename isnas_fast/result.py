@@ -151,6 +151,8 @@ class RestoreResult:
             "averaged_over": d.averaged_over or None,
             "is_the_returned_image": self.search is None or self.search.ensemble is None,
         }
+        if d.restarts:
+            rep["restarts"] = [dict(r) for r in d.restarts]
         if self.task.name == "denoise":
             rep["noise"] = ({"estimated": True, **self.noise} if self.noise is not None
                             else {"estimated": False, "sigma": self.task.params()["sigma"], "method": "given"})

@@ -14,16 +14,21 @@ Rooms, each with one job:
   its :class:`RunOptions`), :func:`fit_dip_group` (the same with keywords)
   and its one-network wrapper :func:`fit_dip`.
 * :mod:`~isnas_fast.dip.compiling` -- ``torch.compile`` settings per device.
+* :mod:`~isnas_fast.dip.restarts` -- several random starts of one
+  architecture merged into one served network.
 """
 from __future__ import annotations
 
 from .loop import fit_dip, fit_dip_group, fit_group, make_input_code
 from .monitor import DIPResult
+from .restarts import MAX_RESTARTS, merge_restarts
 from .plan import StepPlan, check_step_options, graph_group_step, plan_step, should_compile
 from .settings import (ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, RunOptions, precision_context,
                        resolve_precision)
 
 __all__ = [
+    "MAX_RESTARTS",
+    "merge_restarts",
     "DIPSettings",
     "EarlyStopping",
     "RunOptions",

@@ -51,6 +51,10 @@ class DIPResult:
     (None: never), ``iteration`` it would have returned and that output's
     ``psnr`` (with ground truth).  ``snapshots`` / ``raw_snapshots``: the
     smoothed / raw output at the iterations asked for, (1, C, H, W) each.
+    ``restarts``: with several random starts averaged
+    (:func:`~isnas_fast.dip.restarts.merge_restarts`), one entry per run;
+    the other fields then describe the first run, ``output`` and ``network``
+    the mean of all.
     """
 
     output: Tensor
@@ -75,6 +79,7 @@ class DIPResult:
     raw_snapshots: dict[int, Tensor] = field(default_factory=dict)
     output_average: Optional[Tensor] = None
     averaged_over: str = ""
+    restarts: list[dict] = field(default_factory=list)
 
 
 def probe_name(settings: EarlyStopping) -> str:

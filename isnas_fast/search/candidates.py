@@ -11,7 +11,7 @@ import torch
 from ..errors import InputError
 from ..genotype import Genotype, builtin_genotypes, paper_random_genotypes, random_genotypes, read_genotypes
 
-__all__ = ["NAMED_LISTS", "candidate_pool", "candidate_list", "genotype_seed"]
+__all__ = ["NAMED_LISTS", "candidate_pool", "candidate_list", "genotype_seed", "restart_seed"]
 
 #: Candidate lists shipped inside the package, by name.
 NAMED_LISTS = ("builtin522", "builtin", "random5000")
@@ -22,6 +22,12 @@ def genotype_seed(seed: int, genotype: Union[Genotype, str]) -> int:
     """A per-architecture seed: the same genotype gets the same initialisation
     and input code whatever its position in a list."""
     return (int(seed) * 1_000_003 + zlib.crc32(str(genotype).encode())) % (2**31 - 1)
+
+
+def restart_seed(seed: int, genotype: Union[Genotype, str], restart: int) -> int:
+    """The seed of random start ``restart`` (0-based) of a genotype's run: start 0 is
+    :func:`genotype_seed`'s (one start is the run without restarts), the others differ."""
+    return (genotype_seed(seed, genotype) + int(restart) * 7_919_011) % (2**31 - 1)
 
 
 def candidate_pool(source: Union[str, Path], seed: int = 0, count: int | None = None) -> tuple[list[Genotype], int]:

@@ -15,12 +15,12 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..dip import check_step_options
+from ..dip import DIPResult, check_step_options, merge_restarts
 from ..genotype import Genotype
 from ..network import resolve_architecture
 from ..tasks import Observation
 from ..trained import TrainedRun
-from .candidates import candidate_list, genotype_seed
+from .candidates import candidate_list, restart_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
@@ -115,7 +115,10 @@ def train_finals(
     its code are seeded by its genotype
     (:func:`~isnas_fast.search.candidates.genotype_seed`), so a run does not
     depend on the others trained beside it (up to the rounding of the CPU
-    threads it runs on).
+    threads it runs on).  With ``restarts`` R > 1 each architecture trains R
+    times from different starts (:func:`~isnas_fast.search.candidates.restart_seed`;
+    the first is the one-start run), one start after another, and its run is
+    their merge (:func:`~isnas_fast.dip.restarts.merge_restarts`).
     """
     archs = [resolve_architecture(a) for a in architectures]
     device = torch.device(device or observation.y.device)
@@ -123,13 +126,26 @@ def train_finals(
     settings = settings.for_image(obs.task.name, obs.output_size)
     c = search_input_channels(obs)
     in_ch = in_channels or c
-    members = [GroupMember(arch, genotype_seed(seed, arch), in_ch, settings.width_of(arch)) for arch in archs]
-    trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
-                          ground_truth=ground_truth, quiet=quiet, desc=desc)
-    return [TrainedRun(network=t.result.network, z=t.result.z, genotype=str(m.architecture), width=m.width,
+    starts = settings.restarts
+    results: list[list[DIPResult]] = [[] for _ in archs]
+    for r in range(starts):  # one start of every architecture at a time: one run's memory
+        members = [GroupMember(arch, restart_seed(seed, arch, r), in_ch, settings.width_of(arch)) for arch in archs]
+        trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
+                              ground_truth=ground_truth, quiet=quiet,
+                              desc=desc if starts == 1 else f"{desc}, start {r + 1}/{starts}")
+        for runs, t in zip(results, trained):
+            runs.append(t.result)
+    gt = None if ground_truth is None else ground_truth.to(device)
+
+    def measure(out: Tensor) -> float:
+        return float(obs.task.psnr(obs.crop_output(out), obs.crop_output(gt))[0])
+
+    merged = [merge_restarts(runs, [restart_seed(seed, arch, r) for r in range(starts)],
+                             measure if gt is not None else None) for arch, runs in zip(archs, results)]
+    return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=settings.width_of(arch),
                        in_channels=in_ch, out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
-                       dip=t.result, crop=obs.padding.box if obs.padding is not None else None)
-            for m, t in zip(members, trained)]
+                       dip=res, crop=obs.padding.box if obs.padding is not None else None)
+            for arch, res in zip(archs, merged)]
 
 
 def train_final(architecture: Union[Genotype, str], observation: Observation, settings: SearchSettings,

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
-from ..dip import PRECISIONS, DIPSettings, EarlyStopping, RunOptions, check_step_options, resolve_precision
+from ..dip import MAX_RESTARTS, PRECISIONS, DIPSettings, EarlyStopping, RunOptions, check_step_options, resolve_precision
 from ..errors import InputError
 from ..network import resolve_architecture
 from ..kernels.spectral_reference import canonical_metric
@@ -120,7 +120,8 @@ class SearchSettings:
     selection: str = knob(
         "paper", "how the cohort's pick is chosen: paper (the output closest to the cohort's metric-weighted "
         "average) or validated (the task's NAS-DIP genotype joins the cohort, each member fits the image with "
-        "a fifth of its pixels held out, and the least error on them wins; super-resolution keeps paper)",
+        "a fifth of its pixels held out (for super-resolution, of the low-resolution pixels), and a member "
+        "replaces NAS-DIP's genotype only with a clearly smaller error on them)",
         kind="choice", choices=("paper", "validated"))
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
@@ -129,6 +130,10 @@ class SearchSettings:
     ensemble: int = knob(
         1, "restore the K best cohort members (by selection score) at full size and return the average of "
         "their outputs, weighted as the selection weights them (1: the pick alone)", metavar="K")
+    restarts: int = knob(
+        1, f"train each full-size network R times from different random starts (weights and input code) "
+        f"and return the mean of their images, served as one network; R times the final run's time "
+        f"(1 to {MAX_RESTARTS})", metavar="R")
     final_iterations: Optional[int] = knob(
         None, f"DIP steps of the final run (the paper's counts: {_PAPER_COUNTS})", api="iterations",
         flag="--iterations", metavar="N",
@@ -210,6 +215,9 @@ class SearchSettings:
                 raise InputError(f"{name.replace('_', ' ')} must be >= 1, got {v}")
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 1:
             raise InputError(f"ensemble must be a positive integer, got {self.ensemble!r}")
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) \
+                or not 1 <= self.restarts <= MAX_RESTARTS:
+            raise InputError(f"restarts must be an integer from 1 to {MAX_RESTARTS}, got {self.restarts!r}")
         if self.score_batch < 1:
             raise InputError(f"score batch must be >= 1, got {self.score_batch}")
         resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run

@@ -146,6 +146,8 @@ def run_study(
         raise InputError(f"group must be a positive integer, got {group!r}")
     knobs, task_params = split_options(options)
     settings = run_settings(preset, settings, knobs)
+    if settings.restarts != 1:
+        raise InputError("a study trains each genotype once: restarts must be 1")
     if settings.final_width is not None:
         raise InputError("a study trains every network at the search's width: give width, not final_width")
     tk, noise, corrupted = resolve_task_for_image(corrupted, task, mask, task_params)

@@ -147,6 +147,7 @@ class RunRecord:
     precision: str
     compiled: bool
     psnr_y_channel: bool = False
+    restarts: Optional[list] = None
 
 
 def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
@@ -162,7 +163,7 @@ def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float, bool], 
         width=width, in_channels=in_channels, iterations_run=dip.iterations_run, stopped_at=dip.stopped_at,
         early_stopped=dip.early_stopped, psnr_at_stop=dip.psnr_at_stop,
         curve=_rounded(dip.psnr_curve), curve_raw=_rounded(dip.psnr_raw_curve), seconds=seconds,
-        precision=dip.precision, compiled=dip.compiled)
+        precision=dip.precision, compiled=dip.compiled, restarts=[dict(r) for r in dip.restarts] or None)
 
 
 def _from_restore(res: RestoreResult, architecture: Architecture) -> RunRecord:
@@ -213,11 +214,14 @@ def random_index(image: str, seed: int, pool_size: int) -> int:
 
 def batchable(inp: JobInput) -> bool:
     """Whether the job's full-size runs can be trained beside other jobs' (an ``isnas``
-    job with ``final="all"`` or an ensemble restores several runs and goes alone; a
+    job with ``final="all"`` or an ensemble restores several runs and goes alone, as does
+    every job with restarts; a
     reference trains nothing and goes alone)."""
     if inp.job.reference:
         return False
     settings = inp.settings
+    if settings.restarts > 1:
+        return False
     return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1)
 
 
@@ -289,6 +293,8 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
         "device": device, "threads": inp.threads, "precision": rec.precision, "compiled": rec.compiled,
         "trained_together": trained_together, "versions": versions(), **fields,
     }
+    if rec.restarts:
+        row["restarts"] = rec.restarts
     curves = {} if rec.curve is None else {"psnr": rec.curve, "psnr_raw": rec.curve_raw,
                                            "stopped_at": rec.stopped_at, "psnr_at_stop": rec.psnr_at_stop}
     return JobOutcome(row, rec.output, curves)
