@@ -94,3 +94,6 @@ def test_suite_runs_trained_together_are_sized_per_image():
     records = train_together(runs)
     assert [r.width for r in records] == [16, 32]
     assert all(r.iterations_run == 2 for r in records)
+    # the same step options (the widths are the networks'): one group of two
+    assert [r.trained_with for r in records] == [2, 2]
+    assert [r.trained_with for r in train_together(runs[:1])] == [1]

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -198,8 +199,11 @@ def test_batch_rows_equal_one_by_one_rows(tmp_path, sample):
                              executor=LocalExecutor(threads=min(2, cpu_cores()), batch=5), **kw)
     a = {r["job"]: r for r in alone.rows}
     b = {r["job"]: r for r in together.rows}
-    assert a.keys() == b.keys() and max(r["trained_together"] for r in b.values()) == 5
-    assert all(r["trained_together"] > 1 for r in b.values() if r["method"] == "isnas")
+    assert a.keys() == b.keys()
+    # trained_together is the size of the group a run trained in: runs whose step options differ
+    # (the validated search's stop start) train in groups of their own within a batch of 5
+    sizes = Counter(r["trained_together"] for r in b.values())
+    assert 2 <= max(sizes) <= 5 and all(count % n == 0 for n, count in sizes.items()), sizes
     for k in a:
         assert (b[k]["psnr"], b[k]["ssim"], b[k]["genotype"]) == (a[k]["psnr"], a[k]["ssim"], a[k]["genotype"]), k
 

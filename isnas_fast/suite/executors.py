@@ -166,13 +166,11 @@ class LocalExecutor(Executor):
         waiting = [(plan.job_input(inp), plan) for inp, plan in waiting]
         runs = [(i, inp, a) for i, (inp, plan) in enumerate(waiting) for a in plan.architectures]
         records: dict[int, list[RunRecord]] = {i: [] for i in range(len(waiting))}
-        group_size: dict[int, int] = {}
         failed: dict[int, JobFailure] = {}
         for start in range(0, len(runs), self.batch):
             group = runs[start:start + self.batch]
             trained = _attempt(lambda: train_together([(inp, a) for _, inp, a in group], quiet=group[0][1].quiet))
             for k, (i, _, _) in enumerate(group):
-                group_size[i] = max(group_size.get(i, 0), len(group))
                 if isinstance(trained, JobFailure):
                     failed[i] = trained
                 else:
@@ -183,7 +181,7 @@ class LocalExecutor(Executor):
                 continue
             device = str(resolve_device(inp.device))
             yield inp, _attempt(lambda: finish_job(inp, plan, records[i], device=device,
-                                                   trained_together=group_size[i]))
+                                                   trained_together=max(r.trained_with for r in records[i])))
 
     def _processes(self, inputs: Iterable[JobInput], device: str) -> Iterator[Completed]:
         ctx = multiprocessing.get_context("spawn")  # fork after torch threads started is unsafe

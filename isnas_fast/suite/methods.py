@@ -127,7 +127,9 @@ class RunRecord:
     and ``ssim`` against the ground truth; ``curve``:
     PSNR (dB) of the smoothed output per step, ``curve_raw`` of the raw
     output; ``seconds``: training wall time (a share of the group's when
-    trained together).
+    trained together); ``trained_with``: how many runs trained in its group
+    (1: alone); ``restarts``: each random start's entry when several were
+    averaged.
     """
 
     output: Tensor
@@ -148,6 +150,7 @@ class RunRecord:
     compiled: bool
     psnr_y_channel: bool = False
     restarts: Optional[list] = None
+    trained_with: int = 1
 
 
 def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
@@ -381,10 +384,11 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
         for i, g in zip(idx, group):
             trained[i], share[i] = g, (time.perf_counter() - t) / len(idx)
     records = []
-    for (arch, _), m, t_, gt, obs, sh in zip(runs, members, trained, truths, observations, share):
+    sizes = [sum(o == opts for o in options) for opts in options]  # the group each run trained in
+    for (arch, _), m, t_, gt, obs, sh, n in zip(runs, members, trained, truths, observations, share, sizes):
         res, genotype, width, in_ch = t_.result, str(m.architecture), m.width, m.in_channels
         out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
         task = obs.task
         quality = (float(task.psnr(out, gt)[0]), float(task.ssim(out, gt)[0]), task.psnr_on_y(int(out.shape[1])))
-        records.append(_record(res, out, quality, arch, genotype, width, in_ch, sh))
+        records.append(replace(_record(res, out, quality, arch, genotype, width, in_ch, sh), trained_with=n))
     return records
