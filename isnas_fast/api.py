@@ -138,7 +138,8 @@ def restore(
     a = resolve_architecture(arch) if arch is not None else None
     in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
     layout = plan_restore(obs, settings, device=dev, architecture=a, in_channels=in_ch, tile=tile)
-    say(f"final run planned: {layout.describe()}")
+    say(f"final run planned: {layout.describe()}"
+        + (f"; {settings.restarts} random starts, one after another" if settings.restarts > 1 else ""))
     stage = _final_stage(obs, settings, layout, a, in_ch, seed=seed, gt=gt, device=dev, quiet=quiet, log=say)
     timings.update(stage.timings)
     chosen, cohort, run, search, out = stage.chosen, stage.cohort, stage.run, stage.search, stage.output

@@ -118,8 +118,10 @@ def _restore_one(args: argparse.Namespace, run: tuple, source: Any, out: Optiona
         report["run_dir"] = str(save_run(result, args.save_run))
     if not args.quiet:
         print_cohorts(result)
+        starts = report.get("restarts")
         msg = (f"restored image written to {report['output']} (architecture {result.genotype}, "
-               f"{time.perf_counter() - t0:.1f} s")
+               + (f"the mean of {len(starts)} random starts, " if starts else "")
+               + f"{time.perf_counter() - t0:.1f} s")
         if result.psnr is not None:
             msg += f", PSNR {result.psnr:.2f} dB, SSIM {result.ssim:.4f}"
         eprint(msg + ")")
