@@ -155,3 +155,24 @@ def test_a_study_refuses_restarts_and_a_suite_job_with_restarts_goes_alone(tmp_p
         inp = JobInput(job=Job(image="a", method="nasdip", seed=0), task="denoise", task_params={"sigma": 25.0},
                        preset="quick", options={"restarts": restarts}, observed=noisy, mask=None, clean=small)
         assert batchable(inp) is not alone
+
+
+def test_suite_with_restarts_tables_the_gain_over_the_first_start(tmp_path, small):
+    from isnas_fast.io import save_image
+    from isnas_fast.suite import LocalExecutor, run_suite
+
+    (tmp_path / "images").mkdir()
+    save_image(small, tmp_path / "images" / "a.png")
+    res = run_suite(tmp_path / "images", "denoise", out=tmp_path / "suite", methods="nasdip", seeds=2,
+                    executor=LocalExecutor(threads=1), plot=False, quiet=True, width=16, iterations=6,
+                    restarts=2)
+    rows = res.rows
+    assert len(rows) == 2 and all(len(r["restarts"]) == 2 for r in rows)
+    gains = [r["psnr"] - r["restarts"][0]["psnr"] for r in rows]
+    text = (tmp_path / "suite" / "summary.md").read_text()
+    assert "2 random starts per full-size run" in text and "against the first start alone" in text
+    table = (tmp_path / "suite" / "restarts.csv").read_text().splitlines()
+    head, values = table[0].split(","), table[1].split(",")
+    got = dict(zip(head, values))
+    assert got["method"] == "nasdip" and int(got["n"]) == 2 and int(got["starts"]) == 2
+    assert float(got["gain_mean"]) == pytest.approx(sum(gains) / 2, abs=1e-6)  # the CSV rounds to 8 places

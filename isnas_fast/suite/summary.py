@@ -63,11 +63,14 @@ class SummaryContext:
 @dataclass
 class SummaryTables:
     """One dict per table row (the CSV columns): ``methods``, ``images`` (per
-    image and method) and ``paired`` (``isnas`` against each other method)."""
+    image and method), ``paired`` (``isnas`` against each other method) and
+    ``restarts`` (per method whose runs averaged several random starts: the
+    mean of the starts against the first start alone, paired by job)."""
 
     methods: list[dict]
     images: list[dict]
     paired: list[dict]
+    restarts: list[dict] = field(default_factory=list)
 
 
 def _selection_note(st: SearchSettings, task: Task) -> str:
@@ -123,7 +126,19 @@ def summarize(rows: Sequence[dict], context: SummaryContext) -> SummaryTables:
                            "diff_ci95_half": c.half_width, "diff_ci95_low": c.mean - c.half_width,
                            "diff_ci95_high": c.mean + c.half_width, "wins": c.wins, "ties": c.ties,
                            "losses": c.losses})
-    return SummaryTables(methods, images, paired)
+    restarts = []
+    for m, rs in by_method.items():
+        pairs = [(r["psnr"], r["restarts"][0]["psnr"]) for r in rs
+                 if len(r.get("restarts") or []) > 1 and r["restarts"][0].get("psnr") is not None]
+        if pairs:
+            c = paired_comparison([a for a, _ in pairs], [b for _, b in pairs], tie=0.0, level=LEVEL)
+            restarts.append({"method": m, "label": METHOD_LABELS[m], "n": c.n,
+                             "starts": max(len(r["restarts"]) for r in rs if r.get("restarts")),
+                             "first_start_mean": _mean([b for _, b in pairs]),
+                             "mean_of_starts_mean": _mean([a for a, _ in pairs]), "gain_mean": c.mean,
+                             "gain_ci95_low": c.mean - c.half_width, "gain_ci95_high": c.mean + c.half_width,
+                             "wins": c.wins, "losses": c.losses})
+    return SummaryTables(methods, images, paired, restarts)
 
 
 def sized_note(settings: SearchSettings, task: Task) -> str:
@@ -218,7 +233,8 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
     parts = [
         "# Suite summary",
         f"- task: {tk.name} ({params}); preset {context.preset}; width {st.width} (DIP skip: 128); "
-        f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}{sized_note(st, tk)}",
+        f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}{sized_note(st, tk)}"
+        + (f"; {st.restarts} random starts per full-size run, the mean of their images" if st.restarts > 1 else ""),
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
@@ -241,6 +257,14 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         _image_markdown(tables, context),
         "",
     ]
+    if tables.restarts:
+        parts += ["## The mean of the random starts against the first start alone (paired by image and seed)", "",
+                  _table(["method", "runs", "starts", "first start (dB)", "mean of the starts (dB)", "gain (dB)",
+                          "95 % CI", "wins / losses"],
+                         [[r["method"], str(r["n"]), str(r["starts"]), f"{r['first_start_mean']:.2f}",
+                           f"{r['mean_of_starts_mean']:.2f}", f"{r['gain_mean']:+.2f}",
+                           f"[{r['gain_ci95_low']:+.2f}, {r['gain_ci95_high']:+.2f}]",
+                           f"{r['wins']} / {r['losses']}"] for r in tables.restarts]), ""]
     if tables.paired:
         parts += [f"## isnas against each method (paired by image and seed; ties within {context.tie:g} dB)", "",
                   _paired_markdown(tables), ""]
@@ -263,7 +287,10 @@ def _csv(rows: Sequence[dict]) -> str:
 
 
 def write_summary(folder: Path, tables: SummaryTables, context: SummaryContext) -> dict[str, Path]:
-    """Write the Markdown summary and the three CSV tables (atomically); returns name -> path."""
+    """Write the Markdown summary and the CSV tables (atomically; ``restarts.csv`` only when
+    runs averaged several starts); returns name -> path."""
     contents = {"summary.md": _markdown(tables, context), "summary.csv": _csv(tables.methods),
                 "per_image.csv": _csv(tables.images), "paired.csv": _csv(tables.paired)}
+    if tables.restarts:
+        contents["restarts.csv"] = _csv(tables.restarts)
     return {name: atomic_write_text(folder / name, text) for name, text in contents.items()}
