@@ -331,3 +331,18 @@ def test_changed_image_under_the_same_name_is_refused(tmp_path, sample):
     with pytest.raises(InputError, match="image a .* differs"):
         run_suite(images, "denoise", out=tmp_path / "out", **kw)
     assert math.isfinite(_rows(tmp_path / "out")[0]["psnr"])
+
+
+def test_a_suite_written_before_a_knob_existed_resumes_at_its_default():
+    from isnas_fast.search import preset
+    from isnas_fast.suite.jobs import record_differences, settings_record
+    from isnas_fast.tasks import Denoise
+
+    new = settings_record(Denoise(25), "quick", preset("quick", width=16))
+    old = json.loads(json.dumps(new))
+    del old["search"]["restarts"]  # a folder written before --restarts: it ran one start
+    assert record_differences(old, new) == []
+    three = settings_record(Denoise(25), "quick", preset("quick", width=16, restarts=3))
+    assert record_differences(old, three) == ["--restarts: 1 -> 3"]
+    del old["search"]["by_size"]  # its field default (off) is not the quick preset's (on): a difference
+    assert record_differences(old, new) == ["--by-size: False -> True"]

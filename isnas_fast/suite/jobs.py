@@ -12,7 +12,7 @@ import hashlib
 import json
 import shlex
 import zlib
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from ..dip import EarlyStopping
@@ -161,8 +161,13 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def record_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``"name: old -> new"`` for every setting that differs between two records
-    (a search knob named by its command-line option)."""
+    (a search knob named by its command-line option).  A knob the old record
+    lacks (written before the knob existed) is taken at its field's default,
+    the value that does what the code did before it, so such a suite resumes."""
     a, b = _flat(old), _flat(new)
+    defaults = {f"search.{f.name}": _plain(f.default) for f in fields(SearchSettings)
+                if f.default is not MISSING}
+    a.update({k: v for k, v in defaults.items() if k not in a and k in b and "search.width" in a})
     flags = {f"search.{k.name}": k.flag for k in KNOBS}
     return [f"{flags.get(k, k.split('.')[-1])}: {a.get(k)} -> {b.get(k)}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
