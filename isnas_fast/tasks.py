@@ -426,10 +426,7 @@ class SuperResolve(Task):
         return int(h) * self.factor, int(w) * self.factor
 
     def forward(self, out: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Lanczos-2 ↓f; with ``mask`` ((1, 1, h, w), 1 = kept) the low-resolution
-        pixels it zeroes are left out (held out of a fit to validate on it)."""
-        low = lanczos2_downsample(out, self.factor)
-        return low if mask is None else low * mask
+        return lanczos2_downsample(out, self.factor)
 
 
 _ALIASES = {
@@ -483,8 +480,7 @@ class Observation:
     """The corrupted measurement together with its forward operator — what DIP fits.
 
     ``y`` is (1, C, h, w) (the low-resolution image for SR); ``mask`` is the
-    (1, 1, h, w) 0/1 mask (1 = known) for inpainting, else ``None`` (or, for
-    SR, the low-resolution pixels kept in a fit that holds some out).
+    (1, 1, h, w) 0/1 mask (1 = known) for inpainting, else ``None``.
     ``padding``: how ``y`` was padded from the user's image to the sizes the
     networks need (:class:`~isnas_fast.io.sizing.Padding`), or None;
     :meth:`crop_output` cuts a network output back to the user's size.
@@ -499,11 +495,9 @@ class Observation:
         if not isinstance(self.task, Task):
             raise InputError(f"task must be a Task, got {type(self.task).__name__}")
         _check_image(self.y, "observation y")
-        if isinstance(self.task, Inpaint) and self.mask is None:
-            raise InputError("an inpainting observation needs a mask")
-        if isinstance(self.task, (Inpaint, SuperResolve)) and self.mask is not None:
-            # SR: low-resolution pixels held out of a fit (built internally; a user's
-            # SR observation has none, SuperResolve.observe refuses one)
+        if isinstance(self.task, Inpaint):
+            if self.mask is None:
+                raise InputError("an inpainting observation needs a mask")
             if self.mask.ndim != 4 or self.mask.shape[:2] != (1, 1) \
                     or self.mask.shape[-2:] != self.y.shape[-2:]:
                 raise InputError(

@@ -20,11 +20,8 @@ whose true errors differ by less than the noise of that estimate are a coin
 flip; the fixed network is then the safer choice.
 
 Denoising holds out pixels of the noisy image; inpainting holds out known
-pixels; super-resolution holds out pixels of the low-resolution image, and
-a member's error there is that of its output through the downsampler.  What
-the downsampler cannot see (a pattern finer than the low-resolution pixels)
-no held-out pixel can measure either: for SR the margin keeps NAS-DIP's
-genotype unless a member predicts the held-out pixels clearly better.
+pixels.  Super-resolution has no pixel the forward operator does not mix, so
+it keeps the paper's selection.
 """
 from __future__ import annotations
 
@@ -39,7 +36,7 @@ from ..dip import DIPResult
 from ..errors import InputError
 from ..genotype import Genotype
 from ..network import BASELINES
-from ..tasks import Denoise, Inpaint, Observation, SuperResolve, Task
+from ..tasks import Denoise, Inpaint, Observation, Task
 from .cohort import CohortMember
 
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "task_validates", "validates", "holdout_mask", "validation_problem",
@@ -56,8 +53,8 @@ MARGIN_SE = 2.0
 
 
 def task_validates(task: Task) -> bool:
-    """Whether ``task`` has pixels to hold out (denoising, inpainting, super-resolution)."""
-    return isinstance(task, (Denoise, Inpaint, SuperResolve))
+    """Whether ``task`` has pixels to hold out (denoising, inpainting)."""
+    return isinstance(task, (Denoise, Inpaint))
 
 
 def validates(observation: Observation) -> bool:
@@ -78,14 +75,11 @@ def holdout_mask(observation: Observation, seed: int, fraction: float = HOLDOUT_
 
 
 def validation_problem(observation: Observation, held: Tensor) -> Observation:
-    """The observation with the ``held`` pixels (1 = held out) unknown: an inpainting
-    problem for denoising and inpainting, the same super-resolution with the held
-    low-resolution pixels left out of its loss for SR."""
+    """The observation with the ``held`` pixels (1 = held out) unknown: an inpainting problem."""
     if not validates(observation):
         raise InputError(f"the {observation.task.name} task has no pixels to hold out")
     known = (1 - held) if observation.mask is None else observation.mask * (1 - held)
-    task = observation.task if isinstance(observation.task, SuperResolve) else Inpaint(p=None, mask=known)
-    return Observation(task, observation.y * known, known, observation.padding)
+    return Observation(Inpaint(p=None, mask=known), observation.y * known, known, observation.padding)
 
 
 def snapshot_steps(iterations: int, every: int = SNAPSHOT_EVERY) -> list[int]:
@@ -105,29 +99,21 @@ class HeldOutScore:
     se_vs_fixed: float = float("nan")
 
 
-def _seen(observation: Observation, out: Tensor) -> Tensor:
-    # What is compared with y: the output itself, or for SR its low-resolution image.
-    return observation.scoring_view(out.to(observation.y.dtype))
-
-
 def _best_kept(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int, Tensor]:
-    """The least held-out error, its step, and that output as compared with y."""
     n = float(held.sum()) * observation.y.shape[1]
     if n <= 0:
         raise InputError("no held-out pixels to validate on")
     y = observation.y
 
-    def err(seen: Tensor) -> float:
-        return float((((seen - y) * held) ** 2).sum()) / n
+    def err(out: Tensor) -> float:
+        return float((((out.to(y.dtype) - y) * held) ** 2).sum()) / n
 
-    output = _seen(observation, result.output)
-    best, at = err(output), result.iterations_run
+    best, at, output = err(result.output), result.iterations_run, result.output
     candidates: Sequence[tuple[int, Tensor]] = [*result.snapshots.items(), *result.raw_snapshots.items()]
     for it, out in candidates:
-        seen = _seen(observation, out)
-        e = err(seen)
+        e = err(out)
         if e < best:
-            best, at, output = e, it, seen
+            best, at, output = e, it, out
     if not math.isfinite(best):
         best = float("inf")
     return best, at, output
@@ -144,8 +130,7 @@ def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> 
 def paired_standard_error(a: Tensor, b: Tensor, observation: Observation, held: Tensor) -> float:
     """The standard error of the mean over the held-out values of
     ``(a - y)^2 - (b - y)^2``: how precisely the held-out errors of two outputs
-    ``a``, ``b`` ((1, C, h, w), [0, 1]; for SR their low-resolution images) tell
-    which is closer to the image.  The
+    ``a``, ``b`` ((1, C, h, w), [0, 1]) tell which is closer to the image.  The
     noise is independent across the held-out values, so their sample variance
     over ``n`` gives it.  Computed in float64; NaN with fewer than two values."""
     y = observation.y.double()
