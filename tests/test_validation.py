@@ -209,7 +209,10 @@ def test_search_picks_with_each_selection(small, selection):
     final = s.final_settings(settings)
     assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start)
     assert s.final_settings(replace(settings, early_stopping=None)).early_stopping is None
-    # super-resolution keeps the paper's selection
+    # super-resolution has no pixel to hold out: the validated selection keeps NAS-DIP's SR genotype,
+    # training no cohort
     sr = SuperResolve(4).corrupt(small, seed=0)
     s_sr = search_picks(sr, settings, seed=0, device=torch.device("cpu"), quiet=True)
-    assert len(s_sr.cohort) == 2 and s_sr.stop_start == 0
+    assert len(s_sr.cohort) == 3 and s_sr.genotype == BASELINES["nasdip-sr"] and s_sr.stop_start == 0
+    assert [m.selected for m in s_sr.cohort] == [False, False, True]
+    assert all(m.train_seconds == 0.0 for m in s_sr.cohort)

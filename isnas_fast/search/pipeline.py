@@ -209,6 +209,8 @@ def search_picks(
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
         stop_start = best_at[picks[metrics[0]]]
+    elif settings.selection == "validated":
+        picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say)
     else:
         picks = _paper_picks(cohorts, observation, small, settings, seed=seed, device=device, quiet=quiet, say=say)
     timings["cohort"] = time.perf_counter() - t
@@ -237,6 +239,25 @@ def _paper_picks(cohorts: dict[str, list[CohortMember]], observation: Observatio
     on_y = observation.task.psnr_on_y(observation.channels)
     return {m: members[select_in_cohort(members, results, y_channel=on_y)].genotype
             for m, members in cohorts.items()}
+
+
+def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, settings: SearchSettings, *,
+                 seed: int, device: torch.device, say: Callable[[str], None]) -> dict[str, Genotype]:
+    """The validated selection where no pixel can be held out (super-resolution): the
+    task's NAS-DIP genotype joins every cohort and is the pick, untrained members
+    listed as scored.  What a searched SR network adds below the low-resolution
+    pixels (a pattern the downsampler cannot see) changes no measurement of the
+    low-resolution image, so no such measurement can justify replacing the fixed
+    network (bench/README.md, "Super-resolution")."""
+    fixed = fixed_genotype(observation.task.name)
+    anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
+                                     batch=1, device=device, quiet=True)
+    say(f"no pixel of the {observation.task.name} task can be held out: the pick is NAS-DIP's genotype {fixed}")
+    for j, members in enumerate(cohorts.values()):
+        with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
+        for m in members:
+            m.selected = m.genotype == fixed
+    return {m: fixed for m in cohorts}
 
 
 def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, small: Observation,

@@ -120,8 +120,8 @@ class SearchSettings:
     selection: str = knob(
         "paper", "how the cohort's pick is chosen: paper (the output closest to the cohort's metric-weighted "
         "average) or validated (the task's NAS-DIP genotype joins the cohort, each member fits the image with "
-        "a fifth of its pixels held out (for super-resolution, of the low-resolution pixels), and a member "
-        "replaces NAS-DIP's genotype only with a clearly smaller error on them)",
+        "a fifth of its pixels held out, and a member replaces NAS-DIP's genotype only with a clearly smaller "
+        "error on them; super-resolution, with no pixel to hold out, keeps NAS-DIP's genotype)",
         kind="choice", choices=("paper", "validated"))
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "

@@ -79,6 +79,8 @@ def _selection_note(st: SearchSettings, task: Task) -> str:
         return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
                 f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors; the final stop not "
                 "before the pick's best step)")
+    if st.selection == "validated":
+        return "validated: no pixel of this task can be held out, so the pick is NAS-DIP's genotype"
     return "paper (the output closest to the cohort's metric-weighted average)"
 
 
