@@ -24,7 +24,7 @@ from .genotype import Genotype
 from .io import to_like
 from .kernels.spectral_reference import canonical_metric
 from .noise import NoiseEstimate
-from .network import BASELINE_NAMES, resolve_architecture
+from .network import baseline_input_channels, resolve_architecture
 from .problem import TASK_KEYWORDS, prepare_problem, resolve_task, resolve_task_for_image
 from .result import RestoreResult
 from .resources import ResourcePlan, plan_restore
@@ -40,8 +40,6 @@ from .tasks import Observation, Task
 __all__ = ["RestoreResult", "restore", "score", "split_options", "run_settings", "baseline_input_channels",
            "resolve_task_for_image"]
 
-#: Channels of the input code of the NAS-DIP and DIP baselines (docs/design.md §3.3).
-BASELINE_INPUT_CHANNELS = 32
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,13 +64,6 @@ def run_settings(preset: str, settings: Optional[SearchSettings], knobs: dict[st
     if given:
         raise InputError(f"search knobs given both in settings and as keywords ({', '.join(given)}); use one")
     return settings.validate()
-
-
-def baseline_input_channels(arch: Union[str, Genotype], image_channels: int) -> int:
-    """Input-code channels for a fixed architecture: 32 for a baseline given by
-    name (as NAS-DIP and DIP feed them), the image's own otherwise."""
-    named = isinstance(arch, str) and arch.strip().lower() in BASELINE_NAMES
-    return BASELINE_INPUT_CHANNELS if named else image_channels
 
 
 def restore(
@@ -229,6 +220,7 @@ def _final_stage(obs: Observation, settings: SearchSettings, layout: ResourcePla
         search = search_picks(obs, settings, seed=seed, device=device, quiet=quiet, log=log)
         timings.update(search.timings_s)
         arch, cohort = search.genotype, search.cohort
+        in_ch = baseline_input_channels(arch, obs.channels)  # a fixed network picked by name takes its own code
     t = time.perf_counter()
     final = search.final_settings(settings) if search is not None else settings
     tiled, runs = restore_in_tiles(obs, arch, final, tile=layout.tile, overlap=layout.overlap, seed=seed,

@@ -9,7 +9,7 @@ all of DIP, including scoring; callers keep the module in ``train()`` mode.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,8 @@ __all__ = [
     "nearest_upsample_2x",
     "count_parameters",
     "BASELINE_NAMES",
+    "BASELINE_INPUT_CHANNELS",
+    "baseline_input_channels",
     "resolve_architecture",
     "batch_statistics_only",
 ]
@@ -309,6 +311,17 @@ class DIPSkip(nn.Module):
 
 
 Architecture = Union[Genotype, str]
+
+
+#: Channels of the input code of the NAS-DIP and DIP baselines (docs/design.md §3.3).
+BASELINE_INPUT_CHANNELS = 32
+
+
+def baseline_input_channels(arch: Any, image_channels: int) -> int:
+    """Input-code channels for a fixed architecture: 32 for a baseline given by
+    name (as NAS-DIP and DIP feed them), the image's own otherwise."""
+    named = isinstance(arch, str) and arch.strip().lower() in BASELINE_NAMES
+    return BASELINE_INPUT_CHANNELS if named else image_channels
 
 
 def resolve_architecture(arch: Architecture) -> Union[Genotype, str]:

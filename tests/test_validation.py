@@ -213,6 +213,20 @@ def test_search_picks_with_each_selection(small, selection):
     # training no cohort
     sr = SuperResolve(4).corrupt(small, seed=0)
     s_sr = search_picks(sr, settings, seed=0, device=torch.device("cpu"), quiet=True)
-    assert len(s_sr.cohort) == 3 and s_sr.genotype == BASELINES["nasdip-sr"] and s_sr.stop_start == 0
+    assert len(s_sr.cohort) == 3 and s_sr.genotype == "nasdip-sr" and s_sr.stop_start == 0
+    assert s_sr.cohort[-1].genotype == BASELINES["nasdip-sr"]
     assert [m.selected for m in s_sr.cohort] == [False, False, True]
     assert all(m.train_seconds == 0.0 for m in s_sr.cohort)
+
+
+def test_sr_default_restores_nasdip_as_arch_nasdip_sr_does(small):
+    # the validated selection's SR pick is NAS-DIP's network with its own 32-channel code:
+    # the same image as restore(arch="nasdip-sr")
+    from isnas_fast import restore
+
+    low = SuperResolve(4).corrupt(small, seed=0).y
+    kw = dict(iterations=6, candidates=3, cohort_size=2, quiet=True)
+    searched = restore(low, "sr", factor=4, **kw)
+    fixed = restore(low, "sr", factor=4, arch="nasdip-sr", **kw)
+    assert searched.genotype == "nasdip-sr" and searched.run.in_channels == 32
+    assert torch.equal(searched.tensor, fixed.tensor)

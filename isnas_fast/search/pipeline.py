@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..dip import DIPResult, check_step_options, merge_restarts
 from ..genotype import Genotype
-from ..network import resolve_architecture
+from ..network import baseline_input_channels, resolve_architecture
 from ..tasks import Observation
 from ..trained import TrainedRun
 from .candidates import candidate_list, restart_seed
@@ -111,7 +111,7 @@ def train_finals(
     :class:`~isnas_fast.trained.TrainedRun` each, in order.
 
     ``in_channels``: channels of the input code (default: the image's, as the
-    search uses; the NAS-DIP and DIP baselines take 32).  Each network and
+    search uses, and 32 for a baseline given by name, as NAS-DIP and DIP feed it).  Each network and
     its code are seeded by its genotype
     (:func:`~isnas_fast.search.candidates.genotype_seed`), so a run does not
     depend on the others trained beside it (up to the rounding of the CPU
@@ -125,11 +125,13 @@ def train_finals(
     obs = observation.to(device)
     settings = settings.for_image(obs.task.name, obs.output_size)
     c = search_input_channels(obs)
-    in_ch = in_channels or c
+    # a baseline by name takes its own code (32 channels), as ``restore(arch=name)`` runs it
+    in_chs = [in_channels or baseline_input_channels(name, c) for name in architectures]
     starts = settings.restarts
     results: list[list[DIPResult]] = [[] for _ in archs]
     for r in range(starts):  # one start of every architecture at a time: one run's memory
-        members = [GroupMember(arch, restart_seed(seed, arch, r), in_ch, settings.width_of(arch)) for arch in archs]
+        members = [GroupMember(arch, restart_seed(seed, arch, r), in_ch, settings.width_of(arch))
+                   for arch, in_ch in zip(archs, in_chs)]
         trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
                               ground_truth=ground_truth, quiet=quiet,
                               desc=desc if starts == 1 else f"{desc}, start {r + 1}/{starts}")
@@ -145,7 +147,7 @@ def train_finals(
     return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=settings.width_of(arch),
                        in_channels=in_ch, out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
                        dip=res, crop=obs.padding.box if obs.padding is not None else None)
-            for arch, res in zip(archs, merged)]
+            for arch, in_ch, res in zip(archs, in_chs, merged)]
 
 
 def train_final(architecture: Union[Genotype, str], observation: Observation, settings: SearchSettings,
@@ -244,11 +246,13 @@ def _paper_picks(cohorts: dict[str, list[CohortMember]], observation: Observatio
 def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, settings: SearchSettings, *,
                  seed: int, device: torch.device, say: Callable[[str], None]) -> dict[str, Genotype]:
     """The validated selection where no pixel can be held out (super-resolution): the
-    task's NAS-DIP genotype joins every cohort and is the pick, untrained members
-    listed as scored.  What a searched SR network adds below the low-resolution
-    pixels (a pattern the downsampler cannot see) changes no measurement of the
-    low-resolution image, so no such measurement can justify replacing the fixed
-    network (bench/README.md, "Super-resolution")."""
+    task's NAS-DIP genotype joins every cohort, untrained members listed as scored,
+    and the pick is NAS-DIP's network by name (``"nasdip-sr"``), which the final
+    run feeds its own 32-channel code, as ``restore(arch="nasdip-sr")`` does.
+    What a searched SR network adds below the low-resolution pixels (a pattern the
+    downsampler cannot see) changes no measurement of the low-resolution image, so
+    no such measurement can justify replacing the fixed network (bench/README.md,
+    "Super-resolution")."""
     fixed = fixed_genotype(observation.task.name)
     anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
                                      batch=1, device=device, quiet=True)
@@ -257,7 +261,7 @@ def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observatio
         with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
         for m in members:
             m.selected = m.genotype == fixed
-    return {m: fixed for m in cohorts}
+    return {m: f"nasdip-{observation.task.name}" for m in cohorts}
 
 
 def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, small: Observation,
