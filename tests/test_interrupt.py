@@ -17,6 +17,16 @@ from isnas_fast.cli.interrupt import EXIT_INTERRUPTED
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a process group (POSIX)")
 
 
+def _default_sigint() -> None:
+    # A child inherits an ignored SIGINT (tests started as a background job, `make test &`):
+    # each command under test starts as a terminal would start it, with the default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+#: Popen keywords: the child starts with SIGINT's default action.
+CHILD = dict(preexec_fn=_default_sigint)
+
+
 def _wait_for(proc: subprocess.Popen, text: str, timeout: float) -> str:
     seen, end = "", time.monotonic() + timeout
     while text not in seen and time.monotonic() < end and proc.poll() is None:
@@ -43,7 +53,7 @@ def _spinner(grace: float, on_interrupt: str) -> str:
 
 
 def test_an_interrupt_swallowed_inside_the_command_still_ends_it():
-    proc = subprocess.Popen([sys.executable, "-c", _spinner(1.0, "None")], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _spinner(1.0, "None")], stderr=subprocess.PIPE, text=True, **CHILD)
     try:
         assert "ready" in _wait_for(proc, "ready", 60)
         t0 = time.monotonic()
@@ -59,7 +69,8 @@ def test_an_interrupt_swallowed_inside_the_command_still_ends_it():
 
 def test_a_second_interrupt_ends_it_at_once():
     swallow = 'print("swallowed", file=sys.stderr, flush=True)'
-    proc = subprocess.Popen([sys.executable, "-c", _spinner(60.0, swallow)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _spinner(60.0, swallow)], stderr=subprocess.PIPE, text=True,
+                            **CHILD)
     try:
         assert "ready" in _wait_for(proc, "ready", 60)
         proc.send_signal(signal.SIGINT)
@@ -72,6 +83,8 @@ def test_a_second_interrupt_ends_it_at_once():
         proc.kill()
 
 
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="this test process ignores SIGINT (started as a background job), so the block does nothing")
 def test_an_uninterrupted_block_leaves_sigint_as_it_was_and_no_thread_behind():
     import signal as sig
     import threading
@@ -99,7 +112,8 @@ def test_ctrl_c_while_the_cpu_compiles_stops_restore(tmp_path: Path, sample):
     save_image(sample[..., :64, :64], noisy)
     exe = [sys.executable, "-m", "isnas_fast", "restore", str(noisy), "--task", "denoise", "--sigma", "25",
            "--arch", "nasdip-denoise", "--width", "16", "--compile", "--iterations", "40", "-o", str(out)]
-    proc = subprocess.Popen(exe, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path)
+    proc = subprocess.Popen(exe, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path,
+                            **CHILD)
     try:
         seen = _wait_for(proc, "compiling", 120)
         assert "compiling" in seen, seen[-2000:]
@@ -133,7 +147,7 @@ def test_two_interrupts_read_in_one_go_both_count():
         print("finished", file=sys.stderr, flush=True)
     """)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", pair], stderr=subprocess.PIPE, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", pair], stderr=subprocess.PIPE, text=True, timeout=60, **CHILD)
     waited = time.monotonic() - t0
     assert proc.returncode == EXIT_INTERRUPTED and waited < 20, (proc.returncode, waited)
     assert "prog: interrupted" in proc.stderr and "finished" not in proc.stderr
