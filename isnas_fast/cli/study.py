@@ -35,7 +35,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--group", type=int, default=8, metavar="G", help="genotypes trained together (default 8)")
     add_json_argument(p, "the analysis")
     # every network of a study is trained at the search's width: the final run's size rule is not its knob
-    add_knob_arguments(p.add_argument_group("search knobs (override the preset)"), skip=("final_width", "by_size", "restarts"))
+    add_knob_arguments(p.add_argument_group("search knobs (override the preset)"),
+                       skip=("final_width", "by_size", "restarts"))
     p.set_defaults(func=cmd_study)
 
 

@@ -128,10 +128,11 @@ def train_finals(
     # a baseline by name takes its own code (32 channels), as ``restore(arch=name)`` runs it
     in_chs = [in_channels or baseline_input_channels(name, c) for name in architectures]
     starts = settings.restarts
+    seeds = [[restart_seed(seed, arch, r) for r in range(starts)] for arch in archs]
     results: list[list[DIPResult]] = [[] for _ in archs]
     for r in range(starts):  # one start of every architecture at a time: one run's memory
-        members = [GroupMember(arch, restart_seed(seed, arch, r), in_ch, settings.width_of(arch))
-                   for arch, in_ch in zip(archs, in_chs)]
+        members = [GroupMember(arch, s[r], in_ch, settings.width_of(arch))
+                   for arch, s, in_ch in zip(archs, seeds, in_chs)]
         trained = train_group(members, obs, settings.final_run(obs.task.name), device=device,
                               ground_truth=ground_truth, quiet=quiet,
                               desc=desc if starts == 1 else f"{desc}, start {r + 1}/{starts}")
@@ -142,8 +143,7 @@ def train_finals(
     def measure(out: Tensor) -> float:
         return float(obs.task.psnr(obs.crop_output(out), obs.crop_output(gt))[0])
 
-    merged = [merge_restarts(runs, [restart_seed(seed, arch, r) for r in range(starts)],
-                             measure if gt is not None else None) for arch, runs in zip(archs, results)]
+    merged = [merge_restarts(runs, s, measure if gt is not None else None) for runs, s in zip(results, seeds)]
     return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=settings.width_of(arch),
                        in_channels=in_ch, out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
                        dip=res, crop=obs.padding.box if obs.padding is not None else None)
@@ -243,6 +243,18 @@ def _paper_picks(cohorts: dict[str, list[CohortMember]], observation: Observatio
             for m, members in cohorts.items()}
 
 
+def _join_fixed(cohorts: dict[str, list[CohortMember]], observation: Observation, settings: SearchSettings, *,
+                seed: int, device: torch.device) -> Genotype:
+    """Append the task's NAS-DIP genotype, scored like the candidates, to every cohort
+    (in place) unless it is there; returns that genotype."""
+    fixed = fixed_genotype(observation.task.name)
+    anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
+                                     batch=1, device=device, quiet=True)
+    for j, members in enumerate(cohorts.values()):
+        with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
+    return fixed
+
+
 def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, settings: SearchSettings, *,
                  seed: int, device: torch.device, say: Callable[[str], None]) -> dict[str, Genotype]:
     """The validated selection where no pixel can be held out (super-resolution): the
@@ -253,12 +265,9 @@ def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observatio
     downsampler cannot see) changes no measurement of the low-resolution image, so
     no such measurement can justify replacing the fixed network (bench/README.md,
     "Super-resolution")."""
-    fixed = fixed_genotype(observation.task.name)
-    anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
-                                     batch=1, device=device, quiet=True)
+    fixed = _join_fixed(cohorts, observation, settings, seed=seed, device=device)
     say(f"no pixel of the {observation.task.name} task can be held out: the pick is NAS-DIP's genotype {fixed}")
-    for j, members in enumerate(cohorts.values()):
-        with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
+    for members in cohorts.values():
         for m in members:
             m.selected = m.genotype == fixed
     return {m: f"nasdip-{observation.task.name}" for m in cohorts}
@@ -274,11 +283,7 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
     margin (:func:`~isnas_fast.search.validation.select_validated`): then the
     least error among those.  Fills ``cohorts`` in place; returns the picks
     and, per member, the step of its least held-out error."""
-    fixed = fixed_genotype(observation.task.name)
-    anchor_scores = score_candidates(observation, [fixed], list(cohorts), width=settings.width, seed=seed,
-                                     batch=1, device=device, quiet=True)
-    for j, members in enumerate(cohorts.values()):
-        with_fixed_network(members, observation.task.name, float(anchor_scores[0, j]))
+    fixed = _join_fixed(cohorts, observation, settings, seed=seed, device=device)
     union = list(dict.fromkeys(member.genotype for c in cohorts.values() for member in c))
     held = holdout_mask(small, seed)
     iters = settings.cohort_iterations or TASK_ITERATIONS[observation.task.name]

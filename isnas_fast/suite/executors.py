@@ -180,8 +180,7 @@ class LocalExecutor(Executor):
                 yield inp, failed[i]
                 continue
             device = str(resolve_device(inp.device))
-            yield inp, _attempt(lambda: finish_job(inp, plan, records[i], device=device,
-                                                   trained_together=max(r.trained_with for r in records[i])))
+            yield inp, _attempt(lambda: finish_job(inp, plan, records[i], device=device))
 
     def _processes(self, inputs: Iterable[JobInput], device: str) -> Iterator[Completed]:
         ctx = multiprocessing.get_context("spawn")  # fork after torch threads started is unsafe

@@ -165,9 +165,9 @@ def record_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     lacks (written before the knob existed) is taken at its field's default,
     the value that does what the code did before it, so such a suite resumes."""
     a, b = _flat(old), _flat(new)
-    defaults = {f"search.{f.name}": _plain(f.default) for f in fields(SearchSettings)
-                if f.default is not MISSING}
-    a.update({k: v for k, v in defaults.items() if k not in a and k in b and "search.width" in a})
+    if isinstance(old.get("search"), Mapping):
+        a.update({f"search.{f.name}": _plain(f.default) for f in fields(SearchSettings)
+                  if f.default is not MISSING and f"search.{f.name}" not in a})
     flags = {f"search.{k.name}": k.flag for k in KNOBS}
     return [f"{flags.get(k, k.split('.')[-1])}: {a.get(k)} -> {b.get(k)}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -267,9 +267,9 @@ def plan_fixed(inp: JobInput) -> Plan:
     return Plan([m.genotype for m in cohort], fields, {"score": time.perf_counter() - t})
 
 
-def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, device: str,
-               trained_together: int = 1) -> JobOutcome:
-    """The row of a job from its trained runs (for ``cohort-best`` the best PSNR's)."""
+def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, device: str) -> JobOutcome:
+    """The row of a job from its trained runs (for ``cohort-best`` the best PSNR's); its
+    ``trained_together`` is the largest group one of the runs trained in."""
     settings = inp.settings.for_image(inp.task, inp.problem()[0].output_size)
     fields = dict(plan.fields)
     best = max(range(len(records)), key=lambda i: (records[i].psnr, -i))
@@ -294,7 +294,7 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
             "psnr_at_stop": rec.psnr_at_stop},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "device": device, "threads": inp.threads, "precision": rec.precision, "compiled": rec.compiled,
-        "trained_together": trained_together, "versions": versions(), **fields,
+        "trained_together": max(r.trained_with for r in records), "versions": versions(), **fields,
     }
     if rec.restarts:
         row["restarts"] = rec.restarts
@@ -375,16 +375,15 @@ def train_together(runs: Sequence[tuple[JobInput, Architecture]], *, quiet: bool
         # Every member on one intra-op thread on a CPU (one shard per thread of the job, also a
         # group of one and a shard left alone): each computes what a one-thread run does alone.
         options.append(replace(settings.final_run(inp.task), member_threads=1))
-    trained, share = [None] * len(runs), [0.0] * len(runs)
+    trained, share, sizes = [None] * len(runs), [0.0] * len(runs), [1] * len(runs)
     for opts in dict.fromkeys(options):  # runs sized alike train as one group
         idx = [i for i, o in enumerate(options) if o == opts]
         t = time.perf_counter()
         group = train_group([members[i] for i in idx], [observations[i] for i in idx], opts, device=device,
                             ground_truth=[truths[i] for i in idx], quiet=quiet, desc=f"{len(idx)} runs together")
         for i, g in zip(idx, group):
-            trained[i], share[i] = g, (time.perf_counter() - t) / len(idx)
+            trained[i], share[i], sizes[i] = g, (time.perf_counter() - t) / len(idx), len(idx)
     records = []
-    sizes = [sum(o == opts for o in options) for opts in options]  # the group each run trained in
     for (arch, _), m, t_, gt, obs, sh, n in zip(runs, members, trained, truths, observations, share, sizes):
         res, genotype, width, in_ch = t_.result, str(m.architecture), m.width, m.in_channels
         out, gt = obs.crop_output(res.output.float()), obs.crop_output(gt)
