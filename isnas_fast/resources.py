@@ -216,10 +216,13 @@ def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: 
     ``member_pixels``: output pixels (H·W) of each member of the largest
     group; ``channels``: the image's; ``groups``: how many such groups run
     one after the other (the time per step covers them all, the peak is one
-    group's plus ``retained_bytes``, what earlier groups leave behind).  See
-    the module docstring for the model.
+    group's plus ``retained_bytes``, what earlier groups leave behind); the
+    ``heldout`` stop trains each member twice, so its estimate counts twice
+    the steps.  See the module docstring for the model.
     """
     device = torch.device(device)
+    if early_stopping is not None and early_stopping.method == "heldout":
+        iterations = 2 * iterations  # a twin run with pixels held out, then the run on every pixel
     k = len(member_pixels)
     pixels = int(sum(member_pixels))
     saved = sum(profile.saved_bytes(p) for p in member_pixels)

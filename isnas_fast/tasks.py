@@ -484,12 +484,18 @@ class Observation:
     ``padding``: how ``y`` was padded from the user's image to the sizes the
     networks need (:class:`~isnas_fast.io.sizing.Padding`), or None;
     :meth:`crop_output` cuts a network output back to the user's size.
+    ``held`` / ``held_y``: for a problem with pixels held out of the fit
+    (:func:`~isnas_fast.search.validation.validation_problem`), the (1, 1,
+    h, w) 0/1 mask of those pixels and (1, C, h, w) their observed values
+    (zero elsewhere), which a held-out stop measures against; else None.
     """
 
     task: Task
     y: Tensor
     mask: Tensor | None = None
     padding: Any = None
+    held: Tensor | None = None
+    held_y: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, Task):
@@ -506,6 +512,12 @@ class Observation:
                 )
         elif self.mask is not None:
             raise InputError(f"a mask only applies to inpainting, not to the {self.task.name} task")
+        if (self.held is None) != (self.held_y is None):
+            raise InputError("held-out pixels need both their mask (held) and their values (held_y)")
+        if self.held is not None and (tuple(self.held.shape) != (1, 1, *self.y.shape[-2:])
+                                      or tuple(self.held_y.shape) != tuple(self.y.shape)):
+            raise InputError(f"held-out mask and values must have shapes (1, 1, {self.y.shape[-2]}, "
+                             f"{self.y.shape[-1]}) and {tuple(self.y.shape)}")
 
     @property
     def channels(self) -> int:
@@ -608,6 +620,8 @@ class Observation:
         return out if self.padding is None else self.padding.crop(out)
 
     def to(self, device: torch.device | str) -> "Observation":
-        return Observation(
-            self.task, self.y.to(device), None if self.mask is None else self.mask.to(device), self.padding
-        )
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Observation(self.task, self.y.to(device), move(self.mask), self.padding, move(self.held),
+                           move(self.held_y))

@@ -179,3 +179,120 @@ def test_discrepancy_window_leaves_out_the_first_half_of_the_run():
     assert torch.allclose(d.best_output, middle.clamp(0, 1), atol=1e-6)
     with_start_up = torch.stack(outs[:100]).mean(0)  # what a fixed 100-output window returns at step 100
     assert float(psnr(d.best_output, clean)[0]) > float(psnr(with_start_up.clamp(0, 1), clean)[0]) + 3
+
+
+def _held_problem(seed: int = 5, size: int = 16):
+    """A noisy image, a fifth of its pixels held out, as the held-out stop's twin run sees it."""
+    from isnas_fast.search.validation import holdout_mask, validation_problem
+
+    g = torch.Generator().manual_seed(seed)
+    clean = 0.3 + 0.4 * torch.rand(1, 3, size, size, generator=g)
+    obs = Denoise(25).corrupt(clean, seed=seed + 1)
+    held = holdout_mask(obs, seed)
+    return clean, obs, held, validation_problem(obs, held)
+
+
+def test_heldout_error_is_the_window_means_error_on_the_held_pixels_in_float64():
+    from isnas_fast.dip.early_stopping import HeldOutDetector
+
+    clean, obs, held, problem = _held_problem()
+    assert torch.equal(problem.held, held) and torch.equal(problem.held_y, obs.y * held)
+    assert torch.equal(problem.mask, 1 - held)
+    # outputs from flat to clean (steps 1-40), then into the noise (41-80): the noise of the
+    # fitted pixels, and on the held-out ones noise of their own (what a network fitting its
+    # neighbours' noise predicts there)
+    flat = torch.full_like(clean, 0.5)
+    other = 25 / 255 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(9))
+    noise = (obs.y - clean) * (1 - held) + other * held
+    outs = [flat + (clean - flat) * min(1.0, t / 40) + noise * max(0.0, (t - 40) / 40) for t in range(1, 81)]
+    d = HeldOutDetector(EarlyStopping(window=6, patience=15, method="heldout"), problem)
+    fired = _run(d, outs)
+    # independent float64 reference: the mean of the last min(6, t // 2) outputs, its MSE on the held pixels
+    o64, y64, h64 = [o.double().numpy() for o in outs], obs.y.double().numpy(), held.double().numpy()
+
+    def ref(t):
+        m = np.mean(o64[t - min(6, t // 2):t], axis=0)
+        return float((((m - y64) * h64) ** 2).sum() / (h64.sum() * 3))
+
+    want = [ref(t) for t in range(3, 81)]  # checked from step window // 2 = 3
+    got = d.trace
+    assert len(got) == len(want[:len(got)]) and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want[:len(got)], rtol=1e-10)
+    best = 3 + int(np.argmin(want))
+    assert 35 <= best <= 50 and d.best_iteration == best and fired == best + 15
+    m = torch.stack(outs[best - 6:best]).mean(0).clamp(0, 1)
+    assert torch.allclose(d.best_output, m, atol=1e-6)
+    assert d.averages == "window" and d.averaging() == 6
+
+
+def test_at_stop_returns_the_window_mean_at_its_step():
+    from isnas_fast.dip.early_stopping import AtDetector
+
+    outs = [torch.full((1, 1, 2, 2), float(v)) for v in range(1, 31)]
+    d = make_detector(EarlyStopping(window=8, method="at", start=12), Denoise(25).observe(outs[0]))
+    assert isinstance(d, AtDetector)
+    assert _run(d, outs) == 12 and d.best_iteration == 12
+    assert torch.allclose(d.best_output, torch.full((1, 1, 2, 2), 9.5).clamp(0, 1))  # mean of steps 7-12, clamped
+    outs = [torch.full((1, 1, 2, 2), v / 100) for v in range(1, 31)]
+    d = AtDetector(EarlyStopping(window=4, method="at", start=20))
+    assert _run(d, outs) == 20
+    assert torch.allclose(d.best_output, torch.full((1, 1, 2, 2), 0.185))  # steps 17-20
+    with pytest.raises(InputError, match="start"):
+        EarlyStopping(method="at")
+
+
+def test_heldout_stop_needs_held_pixels_of_the_image_shape():
+    from isnas_fast.tasks import Observation
+
+    clean, obs, held, problem = _held_problem()
+    with pytest.raises(InputError, match="held-out pixels"):
+        make_detector(EarlyStopping(method="heldout"), obs)
+    with pytest.raises(InputError, match="both"):
+        Observation(problem.task, problem.y, problem.mask, held=held)
+    with pytest.raises(InputError, match="shapes"):
+        Observation(problem.task, problem.y, problem.mask, held=held[..., :8], held_y=problem.held_y)
+    with pytest.raises(InputError, match="no held-out"):
+        make_detector(EarlyStopping(method="heldout"),
+                      Observation(problem.task, problem.y, problem.mask, held=held * 0, held_y=problem.held_y))
+
+
+def test_heldout_stop_trains_the_twin_then_every_pixel_to_its_step(small, one_torch_thread):
+    """The group's result is the run on every pixel stopped by ``at`` at the step the
+    twin (a fifth of the pixels held out, the held-out stop) returned."""
+    from dataclasses import replace
+
+    from isnas_fast.dip import RunOptions
+    from isnas_fast.search.candidates import genotype_seed
+    from isnas_fast.search.training import GroupMember, train_group
+    from isnas_fast.search.validation import holdout_mask, validation_problem
+
+    clean = small
+    obs = Denoise(25).corrupt(clean, seed=2)
+    arch = "nasdip-denoise"
+    members = [GroupMember(arch, genotype_seed(s, arch), 3, 16) for s in (0, 1)]
+    es = EarlyStopping(window=10, patience=8, method="heldout")
+    options = RunOptions(DIPSettings(40), early_stopping=es, member_threads=1)
+    cpu = torch.device("cpu")
+    got = train_group(members, obs, options, device=cpu, quiet=True, ground_truth=clean)
+    for m, g in zip(members, got):
+        twin = train_group([m], validation_problem(obs, holdout_mask(obs, m.seed)), replace(options, served=False),
+                           device=cpu, quiet=True)[0].result
+        step = twin.stopped_at
+        assert step is not None and 5 <= step <= 40
+        at = train_group([m], obs, replace(options, early_stopping=EarlyStopping(window=10, method="at", start=step)),
+                         device=cpu, quiet=True)[0].result
+        assert g.result.stopped_at == step == at.iterations_run
+        assert torch.isfinite(g.result.output).all()
+        assert float((g.result.output - at.output).abs().max()) <= 1e-5
+        assert g.result.seconds >= at.seconds * 0.5 and g.result.psnr_at_stop is not None
+
+
+def test_every_stop_is_named_in_the_suite_summary():
+    from isnas_fast.dip import ES_METHODS
+    from isnas_fast.search import preset
+    from isnas_fast.suite.summary import early_stopping_note
+
+    for method in ES_METHODS:
+        es = EarlyStopping(method=method, start=10 if method == "at" else 0)
+        note = early_stopping_note(preset("quick", early_stopping=es), Denoise(25))
+        assert "stops where its detector fires" in note and "window" in note, method

@@ -42,6 +42,9 @@ def test_estimate_grows_with_pixels_members_and_the_early_stopping_window():
     assert est(256 * 256, es=None).working_bytes < small.working_bytes  # the window of outputs
     assert est(256 * 256, iterations=2).working_bytes < small.working_bytes
     assert small.seconds == pytest.approx(small.seconds_per_step * 1200)
+    # the held-out stop trains a twin with pixels held out, then the run on every pixel
+    twice = est(256 * 256, es=EarlyStopping(method="heldout"))
+    assert twice.iterations == 2400 and twice.seconds == pytest.approx(twice.seconds_per_step * 2400)
     line = large.describe()
     assert "\n" not in line and "GiB peak" in line and "per step" in line and "(estimated)" in line
 

@@ -26,6 +26,13 @@ says when to stop and what the run returns then.
   stops ``patience`` steps after its minimum and returns the smoothed output
   there.
 
+* ``heldout`` -- a stop that reads no noise level: the run fits the image
+  with a fifth of its pixels held out, and the window mean (as
+  ``discrepancy`` takes it) of least error on those pixels marks the step;
+  :func:`~isnas_fast.search.training.train_group` then runs the same
+  network on every pixel to that step (``at``) and returns its window mean
+  there, so the held-out pixels cost the returned image nothing.
+
 Each detector is fed by :class:`~isnas_fast.dip.monitor.Monitor`; several
 can watch one run passively (the study records what each would have
 returned) while at most one stops it.
@@ -39,10 +46,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..tasks import Observation
 from .settings import EarlyStopping
 
 __all__ = ["WindowVariance", "Detector", "WMVDetector", "EMVDetector", "DiscrepancyDetector", "ShiftDetector",
+           "HeldOutDetector", "AtDetector",
            "clipped_observation_moments", "ClippedNoiseTable", "clipped_noise_variance",
            "make_detector"]
 
@@ -351,8 +360,80 @@ class ShiftDetector(Detector):
         return value, smooth.clone()
 
 
+class _WindowMean(Detector):
+    """Shared by the detectors that return the discrepancy stop's window mean: the mean of
+    the last raw outputs, at most ``window`` and none from the run's first half."""
+
+    averages = "window"
+
+    def __init__(self, settings: EarlyStopping):
+        super().__init__(settings)
+        self.wv = WindowVariance(settings.window, variance=False)
+
+    def averaging(self) -> float:
+        return len(self.wv.items)
+
+    def _push(self, it: int, raw: Tensor) -> None:
+        self.wv.push(raw)  # ``it`` counts the outputs seen so far (the loop's 1-based step)
+        self.wv.trim(it // 2)
+
+
+class HeldOutDetector(_WindowMean):
+    """The window mean's mean squared error on the pixels held out of the fit, against
+    their observed values (``observation.held`` / ``held_y``), from step
+    ``window // 2`` on; returns the window mean of least error, and the run stops
+    ``patience`` steps after it (or at ``rise``).  For independent noise that
+    error is the true error on those pixels plus the noise variance, the same
+    for every step, so its minimum needs no noise level.  Runs every step on
+    what the held-out run already computes: one masked sum."""
+
+    name = "heldout"
+
+    def __init__(self, settings: EarlyStopping, observation: Observation):
+        super().__init__(settings)
+        if observation.held is None or observation.held_y is None:
+            raise InputError("the held-out stop needs a problem with held-out pixels (validation_problem)")
+        self.held, self.held_y = observation.held, observation.held_y.to(torch.float64)
+        self.n = float(self.held.sum()) * observation.channels
+        if self.n <= 0:
+            raise InputError("no held-out pixels to stop on")
+        self.start = max(2, settings.window // 2)
+
+    def _signal(self, it, raw, smooth, loss):
+        self._push(it, raw)
+        if it < self.start:
+            return None
+        mean = self.wv.mean()
+        with torch.no_grad():
+            value = float(((mean - self.held_y) * self.held).square().sum()) / self.n
+        return value, mean
+
+
+class AtDetector(_WindowMean):
+    """The window mean at step ``settings.start``, where the run stops: what the held-out
+    stop's run on every pixel returns at the step its twin found."""
+
+    name = "at"
+
+    def _signal(self, it, raw, smooth, loss):
+        self._push(it, raw)
+        return None
+
+    def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
+        self._signal(it, raw, smooth, loss)
+        if it < self.settings.start:
+            return False
+        self.best_value, self.best_iteration = 0.0, it
+        self.best_output = self.wv.mean().to(raw.dtype).clamp(0, 1)
+        return True
+
+
 def make_detector(settings: EarlyStopping, observation: Observation) -> Detector:
     """The detector ``settings.method`` names, for a run fitting ``observation``."""
+    if settings.method == "heldout":
+        return HeldOutDetector(settings, observation)
+    if settings.method == "at":
+        return AtDetector(settings)
     if settings.method == "wmv":
         return WMVDetector(settings)
     if settings.method == "emv":

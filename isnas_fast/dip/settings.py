@@ -42,7 +42,7 @@ class DIPSettings:
 
 
 #: Early-stopping detectors (see :mod:`isnas_fast.dip.early_stopping`).
-ES_METHODS = ("discrepancy", "wmv", "emv", "shift")
+ES_METHODS = ("discrepancy", "wmv", "emv", "shift", "heldout", "at")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ class EarlyStopping:
     outputs; returns the most stable window's mean), ``"emv"`` (its
     exponential form, weight ``alpha``, after ``window`` warm-up steps) or
     ``"shift"`` (a pseudo-validation loss from the corrupted image, checked
-    from step ``window`` on; returns the smoothed output at its minimum).
+    from step ``window`` on; returns the smoothed output at its minimum),
+    ``"heldout"`` (no noise level read: a twin run fits the image with a
+    fifth of its pixels held out, the step of its window mean's least error
+    on them is found, and the run on every pixel returns its window mean at
+    that step; denoising and inpainting) or ``"at"`` (the window mean at step
+    ``start``: what the held-out stop's run on every pixel returns).
     Training ends ``patience`` iterations after the detector's last new
     minimum, or, with ``rise`` > 0, as soon as the signal climbs to
     ``1 + rise`` times that minimum (the first valley of the signal, however
@@ -87,11 +92,14 @@ class EarlyStopping:
             raise InputError(f"early stopping kappa must be > 0, got {self.kappa}")
         if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
             raise InputError(f"early stopping start must be a step count >= 0, got {self.start!r}")
+        if self.method == "at" and self.start < 1:
+            raise InputError("early stopping 'at' needs the step to stop at (start >= 1)")
 
     def parameters(self) -> dict[str, float]:
         """The parameters this detector reads, in order (``rise`` only where it applies)."""
         own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
-               "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise")}
+               "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise"),
+               "heldout": ("window", "patience", "rise"), "at": ("window", "start")}
         keys = own[self.method] + (("start",) if self.method == "discrepancy" and self.start else ())
         return {k: getattr(self, k) for k in keys}
 

@@ -9,14 +9,14 @@ settings make (:meth:`~isnas_fast.search.SearchSettings.cohort_run`,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..device import seeded
-from ..dip import DIPResult, RunOptions, fit_group
+from ..dip import DIPResult, EarlyStopping, RunOptions, fit_group
 from ..genotype import Genotype
 from ..network import build_network
 from ..tasks import Observation
@@ -66,7 +66,17 @@ def train_group(
     another when ``options.together`` is False; each follows the trajectory
     it would follow alone (up to the rounding of the CPU threads it runs
     on).  Returns one :class:`TrainedMember` per member, in order.
+
+    With the ``heldout`` stop (``options.early_stopping.method``) each member
+    trains twice from the same start: first on its observation with a fifth
+    of the pixels held out (seeded by the member's seed), which finds the
+    step of least held-out error, then on every pixel to that step (the
+    ``at`` stop); the result is the second run's, its ``seconds`` both runs'.
     """
+    es = options.early_stopping
+    if es is not None and es.method == "heldout" and _each(observation, len(members))[0].held is None:
+        return _train_heldout(members, observation, options, device=device, ground_truth=ground_truth,
+                              quiet=quiet, desc=desc)
     n = len(members)
     observations = _each(observation, n)
     nets = []
@@ -84,3 +94,30 @@ def train_group(
                              desc=f"{desc} {i + 1}/{n}")[0]
                    for i, (net, obs, s, gt) in enumerate(zip(nets, observations, seeds, truths))]
     return [TrainedMember(net, res) for net, res in zip(nets, results)]
+
+
+def _train_heldout(members: Sequence[GroupMember], observation: Union[Observation, Sequence[Observation]],
+                   options: RunOptions, *, device: torch.device,
+                   ground_truth: Union[Tensor, None, Sequence[Optional[Tensor]]], quiet: bool,
+                   desc: str) -> list[TrainedMember]:
+    """The held-out stop's two runs per member (:func:`train_group`)."""
+    from .validation import holdout_mask, validation_problem  # validation imports the cohort, which imports this
+
+    n = len(members)
+    observations = _each(observation, n)
+    truths = _each(ground_truth, n)
+    held = [validation_problem(o, holdout_mask(o, m.seed)) for o, m in zip(observations, members)]
+    twins = train_group(members, held, replace(options, served=False, probes=(), snapshots=()), device=device,
+                        quiet=quiet, desc=f"{desc}, held-out run")
+    steps = [t.result.stopped_at or t.result.iterations_run for t in twins]
+    out: list[Optional[TrainedMember]] = [None] * n
+    for step in dict.fromkeys(steps):  # members stopping at one step train as one group
+        idx = [i for i, s_ in enumerate(steps) if s_ == step]
+        at = EarlyStopping(method="at", window=options.early_stopping.window, start=step)
+        runs = train_group([members[i] for i in idx], [observations[i] for i in idx],
+                           replace(options, early_stopping=at), device=device,
+                           ground_truth=[truths[i] for i in idx], quiet=quiet, desc=desc)
+        for i, run in zip(idx, runs):
+            run.result.seconds += twins[i].result.seconds
+            out[i] = run
+    return out  # type: ignore[return-value]

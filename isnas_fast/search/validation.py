@@ -75,11 +75,14 @@ def holdout_mask(observation: Observation, seed: int, fraction: float = HOLDOUT_
 
 
 def validation_problem(observation: Observation, held: Tensor) -> Observation:
-    """The observation with the ``held`` pixels (1 = held out) unknown: an inpainting problem."""
+    """The observation with the ``held`` pixels (1 = held out) unknown: an inpainting problem
+    that keeps their values aside (``held`` / ``held_y``) for a held-out stop."""
     if not validates(observation):
         raise InputError(f"the {observation.task.name} task has no pixels to hold out")
     known = (1 - held) if observation.mask is None else observation.mask * (1 - held)
-    return Observation(Inpaint(p=None, mask=known), observation.y * known, known, observation.padding)
+    held = held if observation.mask is None else observation.mask * held
+    return Observation(Inpaint(p=None, mask=known), observation.y * known, known, observation.padding,
+                       held=held, held_y=observation.y * held)
 
 
 def snapshot_steps(iterations: int, every: int = SNAPSHOT_EVERY) -> list[int]:

@@ -161,7 +161,8 @@ def early_stopping_note(settings: SearchSettings, task: Task) -> str:
     method = es.method
     details = es.parameters()
     name = {"discrepancy": "the discrepancy principle", "wmv": "ES-WMV", "emv": "ES-EMV",
-            "shift": "shift validation"}[method]
+            "shift": "shift validation", "heldout": "the held-out-pixel stop (a twin run with a fifth of the "
+            "pixels held out finds the step; no noise level read)", "at": "a fixed step"}[method]
     return (f"{name} ({', '.join(f'{k} {v:g}' for k, v in details.items())}): each final run stops where "
             f"its detector fires, at most {steps} steps (no ground truth used)")
 
