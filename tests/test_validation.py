@@ -193,8 +193,10 @@ def test_search_picks_with_each_selection(small, selection):
     s = search_picks(obs, settings, seed=0, device=torch.device("cpu"), quiet=True)
     anchor = BASELINES["nasdip-denoise"]
     genotypes = [m.genotype for m in s.cohort]
-    assert sum(m.selected for m in s.cohort) == 1 and s.genotype == next(m.genotype for m in s.cohort if m.selected)
+    picked = next(m for m in s.cohort if m.selected)
+    assert sum(m.selected for m in s.cohort) == 1
     if selection == "paper":
+        assert s.genotype == picked.genotype
         assert len(s.cohort) == 2 and s.stop_start == 0
         assert s.final_settings(settings) is settings
         return
@@ -202,12 +204,14 @@ def test_search_picks_with_each_selection(small, selection):
     # the pick has the highest held-out PSNR (least error), or is NAS-DIP's genotype, kept because no
     # member beat it by the margin (select_validated's cases are tested above)
     best = max(s.cohort, key=lambda m: m.selection_psnr)
-    picked = next(m for m in s.cohort if m.selected)
     assert picked is best or picked.genotype == anchor
     assert all(math.isfinite(m.selection_psnr) for m in s.cohort)
-    assert s.stop_start in snapshot_steps(20)
-    final = s.final_settings(settings)
-    assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start)
+    if picked.genotype == anchor:  # kept: NAS-DIP's network by name, its own stop
+        assert s.genotype == "nasdip-denoise" and s.stop_start == 0 and s.final_settings(settings) is settings
+    else:  # a searched member: the final stop not before its best step on the cohort problem
+        assert s.genotype == picked.genotype and s.stop_start in snapshot_steps(20)
+        final = s.final_settings(settings)
+        assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start)
     assert s.final_settings(replace(settings, early_stopping=None)).early_stopping is None
     # super-resolution has no pixel to hold out: the validated selection keeps NAS-DIP's SR genotype,
     # training no cohort
@@ -230,3 +234,34 @@ def test_sr_default_restores_nasdip_as_arch_nasdip_sr_does(small):
     fixed = restore(low, "sr", factor=4, arch="nasdip-sr", **kw)
     assert searched.genotype == "nasdip-sr" and searched.run.in_channels == 32
     assert torch.equal(searched.tensor, fixed.tensor)
+
+
+@pytest.mark.parametrize("task", ["denoise", "inpaint"])
+def test_kept_fixed_network_restores_as_its_arch_does(small, monkeypatch, task):
+    """When no searched member beats NAS-DIP's genotype by the margin, the default
+    restore is NAS-DIP's network by name: the same image as ``restore(arch="nasdip-<task>")``
+    (its 32-channel code, its own stop); a searched pick keeps the image's channels
+    and the stop start of its cohort run."""
+    import isnas_fast.search.pipeline as pipeline
+    from isnas_fast import restore
+
+    fixed = BASELINES[f"nasdip-{task}"]
+    kw = dict(iterations=12, candidates=3, cohort_size=2, cohort_iterations=20, quiet=True, seed=1)
+    if task == "denoise":
+        corrupt = Denoise(25).corrupt(small, seed=0)
+        args = dict(sigma=25)
+    else:
+        corrupt = Inpaint(50).corrupt(small, seed=0)
+        args = dict(mask=corrupt.mask[0, 0])
+    real = pipeline.select_validated
+    monkeypatch.setattr(pipeline, "select_validated",
+                        lambda members, errors, **k: next(i for i, m in enumerate(members) if m.genotype == fixed))
+    kept = restore(corrupt.y, task, **args, **kw)
+    by_name = restore(corrupt.y, task, **args, arch=f"nasdip-{task}", **kw)
+    assert kept.genotype == f"nasdip-{task}" and kept.run.in_channels == 32 and kept.search.stop_start == 0
+    assert torch.equal(kept.tensor, by_name.tensor)
+    monkeypatch.setattr(pipeline, "select_validated",
+                        lambda members, errors, **k: next(i for i, m in enumerate(members) if m.genotype != fixed))
+    other = restore(corrupt.y, task, **args, **kw)
+    assert other.genotype != fixed and other.run.in_channels == 3 and other.search.stop_start > 0
+    monkeypatch.setattr(pipeline, "select_validated", real)

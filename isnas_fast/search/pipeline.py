@@ -210,7 +210,7 @@ def search_picks(
     if selects_by_validation(settings.selection, observation):
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
-        stop_start = best_at[picks[metrics[0]]]
+        stop_start = best_at.get(picks[metrics[0]], 0)
     elif settings.selection == "validated":
         picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say)
     else:
@@ -299,7 +299,10 @@ def _validated_picks(cohorts: dict[str, list[CohortMember]], observation: Observ
     for m, members in cohorts.items():
         for member in members:
             member.train_seconds = results[member.genotype].seconds
-        picks[m] = members[select_validated(members, errors, fixed=fixed, se=se)].genotype
+        pick = members[select_validated(members, errors, fixed=fixed, se=se)].genotype
+        # NAS-DIP's genotype kept: its network by name, fed its own 32-channel code, as
+        # ``restore(arch="nasdip-<task>")`` runs it (no stop start: its run is that one)
+        picks[m] = f"nasdip-{observation.task.name}" if pick == fixed else pick
     return picks, {g: sc.at for g, sc in scores.items()}
 
 

@@ -121,7 +121,8 @@ class SearchSettings:
         "paper", "how the cohort's pick is chosen: paper (the output closest to the cohort's metric-weighted "
         "average) or validated (the task's NAS-DIP genotype joins the cohort, each member fits the image with "
         "a fifth of its pixels held out, and a member replaces NAS-DIP's genotype only with a clearly smaller "
-        "error on them; super-resolution, with no pixel to hold out, keeps NAS-DIP's genotype)",
+        "error on them; kept, NAS-DIP's network is restored as --arch nasdip-<task> restores it; "
+        "super-resolution, with no pixel to hold out, keeps NAS-DIP's network)",
         kind="choice", choices=("paper", "validated"))
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "

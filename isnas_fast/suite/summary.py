@@ -77,8 +77,8 @@ def _selection_note(st: SearchSettings, task: Task) -> str:
     """The selection rule the search ran, in words."""
     if st.selection == "validated" and task_validates(task):
         return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
-                f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors; the final stop not "
-                "before the pick's best step)")
+                f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors, then restored as "
+                "NAS-DIP's network by name; a searched pick's final stop not before its best step)")
     if st.selection == "validated":
         return "validated: no pixel of this task can be held out, so the pick is NAS-DIP's genotype"
     return "paper (the output closest to the cohort's metric-weighted average)"
