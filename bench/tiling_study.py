@@ -12,7 +12,9 @@ megapixel; (2) tiled against whole on held-out 256² crops of scikit-image's
 sample images (σ 25, nasdip-denoise at width 16, a fixed 300 steps -- no
 early stop, so both sides run the same steps --, tiles of 160 px
 overlapping by 64): PSNR, and PSNR of the band of pixels within 8 px of an
-inner tile border against the rest.  Results are saved after each part.
+inner tile border against the rest; ``--task inpaint`` (50 % of the pixels
+missing, nasdip-inpaint) and ``--task sr`` (×4, nasdip-sr) make the same
+comparison for those tasks.  Results are saved after each part.
 Every measured run is a fresh process.
 
     flock /tmp/isnas-cpu.lock .venv/bin/python bench/tiling_study.py calibrate
@@ -183,21 +185,27 @@ def _masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     return 10 * float(torch.log10(torch.tensor(1.0 / mse)))
 
 
+#: Per task: the degradation of the quality comparison and NAS-DIP's genotype for it.
+TASKS = {"denoise": ("Denoise", SIGMA, "nasdip-denoise"), "inpaint": ("Inpaint", 50.0, "nasdip-inpaint"),
+         "sr": ("SuperResolve", 4, "nasdip-sr")}
+
+
 def quality_worker(spec: dict) -> dict:
     from isnas_fast.quality import psnr
     from isnas_fast.search import preset, train_final
-    from isnas_fast.tasks import Denoise
+    from isnas_fast import tasks
     from isnas_fast.tiling import plan_tiles, restore_in_tiles
 
     clean = _crop(spec["image"])
-    obs = Denoise(SIGMA).corrupt(clean, 0)
+    physics, level, arch = TASKS[spec.get("task", "denoise")]
+    obs = getattr(tasks, physics)(level).corrupt(clean, 0)
     settings = replace(preset("quick"), final_iterations=STEPS, early_stopping=None)
     t = time.perf_counter()
     if spec["mode"] == "whole":
-        run = train_final("nasdip-denoise", obs, settings, in_channels=32, seed=0, quiet=True)
+        run = train_final(arch, obs, settings, in_channels=32, seed=0, quiet=True)
         out, steps = run.dip.output, [run.dip.iterations_run]
     else:
-        out, runs = restore_in_tiles(obs, "nasdip-denoise", settings, tile=TILE, overlap=OVERLAP, seed=0,
+        out, runs = restore_in_tiles(obs, arch, settings, tile=TILE, overlap=OVERLAP, seed=0,
                                      in_channels=32, quiet=True)
         steps = [r.dip.iterations_run for r in runs]
     seconds = time.perf_counter() - t
@@ -254,19 +262,29 @@ def study(args) -> dict:
                                             "seconds_per_step": whole_est.seconds_per_step}
         sizes.append(row)
         print(json.dumps(row), flush=True)
-    res["sizes"] = sizes
-    _save("study", res)
+    if "sizes" in args.parts:
+        res["sizes"] = sizes
+        _save("study", res)
     quality = []
     for name in args.images if "quality" in args.parts else ():
-        row = {"image": name}
+        row = {"image": name, "task": args.task}
         for mode in ("whole", "tiled"):
-            row[mode] = _run("quality", {"image": name, "mode": mode})
+            row[mode] = _run("quality", {"image": name, "mode": mode, "task": args.task})
         quality.append(row)
-        print(f"{name}: whole {row['whole']['psnr']:.2f} dB ({row['whole']['seconds']:.0f} s), "
+        print(f"{name} ({args.task}): whole {row['whole']['psnr']:.2f} dB ({row['whole']['seconds']:.0f} s), "
               f"tiled {row['tiled']['psnr']:.2f} dB (band {row['tiled']['psnr_band']:.2f}, interior "
               f"{row['tiled']['psnr_interior']:.2f}; {row['tiled']['seconds']:.0f} s)", flush=True)
-    res["quality"] = quality
-    _save("study", res)
+    if "quality" not in args.parts:
+        pass
+    elif args.task == "denoise":
+        res = {**json.loads(RESULTS.read_text()).get("study", {}), **res} if RESULTS.exists() else res
+        res["quality"] = quality
+        _save("study", res)
+    else:  # the other tasks' comparisons under their own key, the denoise study kept
+        res = {"settings": {**res["settings"], "task": args.task,
+                            "physics": f"{TASKS[args.task][0]}({TASKS[args.task][1]})", "arch": TASKS[args.task][2]},
+               "quality": quality}
+        _save(f"quality_{args.task}", res)
 
     return res
 
@@ -290,6 +308,8 @@ def main(argv=None) -> int:
     s.add_argument("--sides", nargs="+", type=int, default=[256, 512, 1024, 2048])
     s.add_argument("--max-whole", type=int, default=1024, help="largest side also run whole (RAM)")
     s.add_argument("--parts", default="sizes,quality", help="which parts to run: sizes, quality")
+    s.add_argument("--task", choices=sorted(TASKS), default="denoise",
+                   help="the quality comparison's task (inpaint: 50%% of pixels missing; sr: x4)")
     for kind in ("worker", "quality"):
         w = sub.add_parser(kind)
         w.add_argument("spec")
@@ -302,11 +322,14 @@ def main(argv=None) -> int:
         return 0
     t = time.perf_counter()
     out = calibrate(args) if args.cmd == "calibrate" else study(args)
+    key = args.cmd if args.cmd == "calibrate" or args.task == "denoise" else f"quality_{args.task}"
+    if RESULTS.exists():  # a study of some parts keeps the other parts' results
+        out = {**json.loads(RESULTS.read_text()).get(key, {}), **out}
     out["seconds"] = time.perf_counter() - t
     from _common import device_label  # bench/ is this script's folder
 
     out["device"] = device_label(torch.device("cpu"))
-    _save(args.cmd, out)
+    _save(key, out)
     return 0
 
 
