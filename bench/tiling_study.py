@@ -274,13 +274,10 @@ def study(args) -> dict:
         print(f"{name} ({args.task}): whole {row['whole']['psnr']:.2f} dB ({row['whole']['seconds']:.0f} s), "
               f"tiled {row['tiled']['psnr']:.2f} dB (band {row['tiled']['psnr_band']:.2f}, interior "
               f"{row['tiled']['psnr_interior']:.2f}; {row['tiled']['seconds']:.0f} s)", flush=True)
-    if "quality" not in args.parts:
-        pass
-    elif args.task == "denoise":
-        res = {**json.loads(RESULTS.read_text()).get("study", {}), **res} if RESULTS.exists() else res
+    if "quality" in args.parts and args.task == "denoise":
         res["quality"] = quality
         _save("study", res)
-    else:  # the other tasks' comparisons under their own key, the denoise study kept
+    elif "quality" in args.parts:  # the other tasks' comparisons under their own key, the denoise study kept
         res = {"settings": {**res["settings"], "task": args.task,
                             "physics": f"{TASKS[args.task][0]}({TASKS[args.task][1]})", "arch": TASKS[args.task][2]},
                "quality": quality}
@@ -290,9 +287,10 @@ def study(args) -> dict:
 
 
 def _save(key: str, value: dict) -> None:
-    """Write ``value`` under ``key`` of the results file (atomically; other keys kept)."""
+    """Write ``value``'s entries under ``key`` of the results file (atomically): the key's
+    other entries (a study of some parts keeps the other parts') and other keys are kept."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[key] = value
+    results[key] = {**results.get(key, {}), **value}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
@@ -323,8 +321,6 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     out = calibrate(args) if args.cmd == "calibrate" else study(args)
     key = args.cmd if args.cmd == "calibrate" or args.task == "denoise" else f"quality_{args.task}"
-    if RESULTS.exists():  # a study of some parts keeps the other parts' results
-        out = {**json.loads(RESULTS.read_text()).get(key, {}), **out}
     out["seconds"] = time.perf_counter() - t
     from _common import device_label  # bench/ is this script's folder
 

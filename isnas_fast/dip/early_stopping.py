@@ -273,7 +273,25 @@ def clipped_noise_variance(estimate: Tensor, sigma: float, grid: int = 4097) -> 
     return ClippedNoiseTable(sigma, grid, estimate.device).variance_at_mean(estimate)
 
 
-class DiscrepancyDetector(Detector):
+class _WindowMean(Detector):
+    """Shared by the detectors that return a window mean: the mean of the last raw
+    outputs, at most ``window`` and none from the run's first half."""
+
+    averages = "window"
+
+    def __init__(self, settings: EarlyStopping):
+        super().__init__(settings)
+        self.wv = WindowVariance(settings.window, variance=False)
+
+    def averaging(self) -> float:
+        return len(self.wv.items)
+
+    def _push(self, it: int, raw: Tensor) -> None:
+        self.wv.push(raw)  # ``it`` counts the outputs seen so far (the loop's 1-based step)
+        self.wv.trim(it // 2)
+
+
+class DiscrepancyDetector(_WindowMean):
     """The discrepancy principle on window means (denoising, where the noise level is known).
 
     The mean of the last raw outputs is DIP's estimate; its residual against
@@ -291,15 +309,10 @@ class DiscrepancyDetector(Detector):
     """
 
     name = "discrepancy"
-    averages = "window"
-
-    def averaging(self) -> float:
-        return len(self.wv.items)
 
     def __init__(self, settings: EarlyStopping, observation: Observation):
         super().__init__(settings)
         self.obs = observation
-        self.wv = WindowVariance(settings.window, variance=False)
         self.start = max(2, settings.window // 2, settings.start)
         sigma = observation.task.noise_level
         self.sigma = None if sigma is None else float(sigma) / 255.0
@@ -307,8 +320,7 @@ class DiscrepancyDetector(Detector):
         self.y64 = observation.y.to(torch.float64)
 
     def _signal(self, it, raw, smooth, loss):
-        self.wv.push(raw)  # ``it`` counts the outputs seen so far (the loop's 1-based step)
-        self.wv.trim(it // 2)
+        self._push(it, raw)
         if it < self.start:
             return None
         mean = self.wv.mean()
@@ -360,24 +372,6 @@ class ShiftDetector(Detector):
         return value, smooth.clone()
 
 
-class _WindowMean(Detector):
-    """Shared by the detectors that return the discrepancy stop's window mean: the mean of
-    the last raw outputs, at most ``window`` and none from the run's first half."""
-
-    averages = "window"
-
-    def __init__(self, settings: EarlyStopping):
-        super().__init__(settings)
-        self.wv = WindowVariance(settings.window, variance=False)
-
-    def averaging(self) -> float:
-        return len(self.wv.items)
-
-    def _push(self, it: int, raw: Tensor) -> None:
-        self.wv.push(raw)  # ``it`` counts the outputs seen so far (the loop's 1-based step)
-        self.wv.trim(it // 2)
-
-
 class HeldOutDetector(_WindowMean):
     """The window mean's mean squared error on the pixels held out of the fit, against
     their observed values (``observation.held`` / ``held_y``), from step
@@ -415,12 +409,8 @@ class AtDetector(_WindowMean):
 
     name = "at"
 
-    def _signal(self, it, raw, smooth, loss):
-        self._push(it, raw)
-        return None
-
     def update(self, it: int, raw: Tensor, smooth: Tensor, loss: float) -> bool:
-        self._signal(it, raw, smooth, loss)
+        self._push(it, raw)
         if it < self.settings.start:
             return False
         self.best_value, self.best_iteration = 0.0, it
