@@ -287,6 +287,41 @@ def test_heldout_stop_trains_the_twin_then_every_pixel_to_its_step(small, one_to
         assert g.result.seconds >= at.seconds * 0.5 and g.result.psnr_at_stop is not None
 
 
+def test_heldout_twin_trains_the_members_own_task_network(small, one_torch_thread, monkeypatch):
+    """A denoise's held-out twin fits an inpainting problem, yet builds the denoising
+    variant of a named network (DIP-skip's differs for inpainting), as the run on every
+    pixel does: otherwise the twin's stop step would come from another network."""
+    import isnas_fast.search.training as training
+    from isnas_fast.dip import RunOptions
+    from isnas_fast.network import count_parameters
+    from isnas_fast.search.validation import holdout_mask, validation_problem
+
+    built = []
+    real = training.build_network
+
+    def spy(arch, *args, task=None, **kw):
+        built.append(task)
+        return real(arch, *args, task=task, **kw)
+
+    monkeypatch.setattr(training, "build_network", spy)
+    obs = Denoise(25).corrupt(small, seed=2)
+    es = EarlyStopping(window=2, patience=2, method="heldout")
+    member = training.GroupMember("dip-skip", 5, 32, 128)
+    got = training.train_group([member], obs, RunOptions(DIPSettings(4), early_stopping=es, member_threads=1),
+                               device=torch.device("cpu"), quiet=True)
+    assert built == ["denoise", "denoise"]
+    assert torch.isfinite(got[0].result.output).all()
+    # the task a member names overrides the observation's: the denoising DIP-skip on a held-out problem
+    held = validation_problem(obs, holdout_mask(obs, 5))
+    plain = training.train_group([training.GroupMember("dip-skip", 5, 32, 128, task="denoise")], held,
+                                 RunOptions(DIPSettings(1), member_threads=1), device=torch.device("cpu"),
+                                 quiet=True)[0].network
+    inpainting = real("dip-skip", 32, 3, task="inpaint")
+    assert built[-1] == "denoise"
+    assert count_parameters(plain) == count_parameters(real("dip-skip", 32, 3, task="denoise"))
+    assert count_parameters(plain) < count_parameters(inpainting)
+
+
 def test_every_stop_is_named_in_the_suite_summary():
     from isnas_fast.dip import ES_METHODS
     from isnas_fast.search import preset

@@ -27,12 +27,17 @@ __all__ = ["GroupMember", "TrainedMember", "train_group"]
 @dataclass(frozen=True)
 class GroupMember:
     """One network of a group: its architecture (a genotype or baseline name), the seed of
-    its weights, input code and noise, its input code's channels and its width W."""
+    its weights, input code and noise, its input code's channels and its width W.
+    ``task``: the task whose variant of a named network is built (DIP-skip's
+    differs for inpainting); None: the observation's.  A denoise fitted with
+    held-out pixels is an inpainting problem that still trains the denoising
+    network."""
 
     architecture: Union[Genotype, str]
     seed: int
     in_channels: int
     width: int
+    task: Optional[str] = None
 
 
 @dataclass
@@ -82,8 +87,8 @@ def train_group(
     nets = []
     for m, obs in zip(members, observations):
         with seeded(m.seed, device):
-            nets.append(build_network(m.architecture, m.in_channels, obs.channels, m.width, task=obs.task.name,
-                                      device=device))
+            nets.append(build_network(m.architecture, m.in_channels, obs.channels, m.width,
+                                      task=m.task or obs.task.name, device=device))
     seeds = [m.seed for m in members]
     if options.together:
         results = fit_group(nets, observation, options, seeds=seeds, ground_truth=ground_truth, quiet=quiet,
@@ -107,7 +112,8 @@ def _train_heldout(members: Sequence[GroupMember], observation: Union[Observatio
     observations = _each(observation, n)
     truths = _each(ground_truth, n)
     held = [validation_problem(o, holdout_mask(o, m.seed)) for o, m in zip(observations, members)]
-    twins = train_group(members, held, replace(options, served=False, probes=(), snapshots=()), device=device,
+    # the twin trains the network of the member's own task, not that of the held-out problem
+    twins = train_group([replace(m, task=m.task or o.task.name) for m, o in zip(members, observations)], held, replace(options, served=False, probes=(), snapshots=()), device=device,
                         quiet=quiet, desc=f"{desc}, held-out run")
     steps = [t.result.stopped_at or t.result.iterations_run for t in twins]
     out: list[Optional[TrainedMember]] = [None] * n
