@@ -157,6 +157,37 @@ def test_discrepancy_stops_when_the_window_residual_reaches_the_noise_level():
     assert _run(quiet, outs) is None and quiet.best_iteration == 120
 
 
+def test_discrepancy_start_holds_only_when_the_noise_level_is_reached_by_start_met_by():
+    """Outputs reach the noise level at step ``first`` (the previous test's stream): a
+    start holds the stop back to it; with ``start_met_by`` only when ``first`` is at most
+    that step, and otherwise the run stops at ``first`` as with no start."""
+    from isnas_fast.dip.early_stopping import DiscrepancyDetector
+
+    g = torch.Generator().manual_seed(1)
+    clean = 0.3 + 0.4 * torch.rand(1, 3, 16, 16, generator=g)
+    obs = Denoise(25).corrupt(clean, seed=2)
+    noise = obs.y - clean
+    flat = torch.full_like(clean, 0.5)
+    outs = [flat + (clean - flat) * min(1.0, t / 60) + noise * max(0.0, (t - 60) / 60) for t in range(1, 121)]
+
+    def fired(**kw):
+        d = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy", **kw), obs)
+        return _run(d, outs), d
+
+    first, _ = fired()
+    assert first is not None and 10 < first < 100
+    late = first + 15
+    assert fired(start=late)[0] == late
+    assert fired(start=late, start_met_by=first)[0] == late  # met by then: the start holds
+    assert fired(start=late, start_met_by=first - 1)[0] == first  # met later: no start
+    held, d = fired(start=late, start_met_by=first + 50)
+    assert held == late and d.first_met == first
+    assert EarlyStopping(start=late, start_met_by=first).parameters() == {
+        "window": 100, "kappa": 1.0, "start": late, "start_met_by": first}
+    with pytest.raises(InputError):
+        EarlyStopping(start_met_by=-1)
+
+
 def test_discrepancy_window_leaves_out_the_first_half_of_the_run():
     """A fast network: start-up outputs (black), from step 10 on the clean image with a
     quarter of the noise, from step 90 on the noisy image.  A fixed 100-output window would

@@ -11,7 +11,7 @@ from isnas_fast.dip import DIPResult, EarlyStopping
 from isnas_fast.dip.early_stopping import make_detector
 from isnas_fast.errors import InputError
 from isnas_fast.network import BASELINES
-from isnas_fast.search import preset, search_picks
+from isnas_fast.search import FAST_FIT_STEPS, preset, search_picks
 from isnas_fast.search.cohort import CohortMember
 from isnas_fast.search.validation import (HOLDOUT_FRACTION, MARGIN_SE, heldout_error, heldout_scores, holdout_mask,
                                           paired_standard_error, select_validated, snapshot_steps, validates,
@@ -206,8 +206,14 @@ def test_search_picks_with_each_selection(small, selection):
     best = max(s.cohort, key=lambda m: m.selection_psnr)
     assert picked is best or picked.genotype == anchor
     assert all(math.isfinite(m.selection_psnr) for m in s.cohort)
-    if picked.genotype == anchor:  # kept: NAS-DIP's network by name, its own stop
-        assert s.genotype == "nasdip-denoise" and s.stop_start == 0 and s.final_settings(settings) is settings
+    if picked.genotype == anchor:  # kept: NAS-DIP's network by name, held to its cohort run's best step
+        assert s.genotype == "nasdip-denoise" and s.stop_start in snapshot_steps(20)  # on a fast fit only
+        final = s.final_settings(settings)
+        assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start,
+                                               start_met_by=FAST_FIT_STEPS)
+        off = search_picks(obs, replace(settings, fixed_stop_start=False), seed=0, device=torch.device("cpu"),
+                           quiet=True)
+        assert off.genotype == s.genotype and off.stop_start == 0 and off.final_settings(settings) is settings
     else:  # a searched member: the final stop not before its best step on the cohort problem
         assert s.genotype == picked.genotype and s.stop_start in snapshot_steps(20)
         final = s.final_settings(settings)
@@ -238,10 +244,10 @@ def test_sr_default_restores_nasdip_as_arch_nasdip_sr_does(small):
 
 @pytest.mark.parametrize("task", ["denoise", "inpaint"])
 def test_kept_fixed_network_restores_as_its_arch_does(small, monkeypatch, task):
-    """When no searched member beats NAS-DIP's genotype by the margin, the default
-    restore is NAS-DIP's network by name: the same image as ``restore(arch="nasdip-<task>")``
-    (its 32-channel code, its own stop); a searched pick keeps the image's channels
-    and the stop start of its cohort run."""
+    """When no searched member beats NAS-DIP's genotype by the margin, the restore is
+    NAS-DIP's network by name: without the fixed stop start the same image as
+    ``restore(arch="nasdip-<task>")`` (its 32-channel code, its own stop); a searched
+    pick keeps the image's channels and the stop start of its cohort run."""
     import isnas_fast.search.pipeline as pipeline
     from isnas_fast import restore
 
@@ -256,10 +262,22 @@ def test_kept_fixed_network_restores_as_its_arch_does(small, monkeypatch, task):
     real = pipeline.select_validated
     monkeypatch.setattr(pipeline, "select_validated",
                         lambda members, errors, **k: next(i for i, m in enumerate(members) if m.genotype == fixed))
-    kept = restore(corrupt.y, task, **args, **kw)
+    kept = restore(corrupt.y, task, **args, **kw, fixed_stop_start=False)
     by_name = restore(corrupt.y, task, **args, arch=f"nasdip-{task}", **kw)
     assert kept.genotype == f"nasdip-{task}" and kept.run.in_channels == 32 and kept.search.stop_start == 0
     assert torch.equal(kept.tensor, by_name.tensor)
+    # the quick preset's fixed stop start: the kept network's stop waits for its cohort run's best
+    # step when it fits the noise level fast; a run too short to stop returns the same image
+    # (denoising only: the discrepancy stop needs a noise level)
+    held = restore(corrupt.y, task, **args, **kw)
+    es = held.settings.early_stopping
+    if task == "denoise":
+        assert held.genotype == f"nasdip-{task}" and 0 < held.search.stop_start <= kw["cohort_iterations"]
+        assert held.search.stop_start_met_by == FAST_FIT_STEPS
+        assert (es.start, es.start_met_by) == (held.search.stop_start, FAST_FIT_STEPS)
+    else:
+        assert held.search.stop_start == 0 and (es is None or es.start == 0)
+    assert torch.equal(held.tensor, by_name.tensor)
     monkeypatch.setattr(pipeline, "select_validated",
                         lambda members, errors, **k: next(i for i, m in enumerate(members) if m.genotype != fixed))
     other = restore(corrupt.y, task, **args, **kw)

@@ -303,7 +303,9 @@ class DiscrepancyDetector(_WindowMean):
     mean.  After ``k`` steps the window holds the last ``min(window, k // 2)``
     outputs, checked from step ``window // 2`` on: it never reaches back into
     the run's first half, whose start-up outputs (far from any image) would
-    drag the mean of a fast network's first windows down.  Tasks without a
+    drag the mean of a fast network's first windows down.  With a ``start``
+    the run does not stop before it; with ``start_met_by`` as well, only when
+    the residual first reached the noise level by that step.  Tasks without a
     noise level (inpainting, super-resolution) never stop early: the run
     returns its last window's mean.
     """
@@ -313,7 +315,11 @@ class DiscrepancyDetector(_WindowMean):
     def __init__(self, settings: EarlyStopping, observation: Observation):
         super().__init__(settings)
         self.obs = observation
-        self.start = max(2, settings.window // 2, settings.start)
+        conditional = settings.start_met_by > 0
+        self.start = max(2, settings.window // 2, 0 if conditional else settings.start)
+        # a start that holds only when the residual reaches the noise level early
+        self.floor = settings.start if conditional else 0
+        self.first_met: Optional[int] = None
         sigma = observation.task.noise_level
         self.sigma = None if sigma is None else float(sigma) / 255.0
         self.table = None if self.sigma is None else ClippedNoiseTable(self.sigma, device=observation.y.device)
@@ -337,6 +343,10 @@ class DiscrepancyDetector(_WindowMean):
         if residual > kappa * self.sigma ** 2:  # above even the unclipped variance: not yet
             return False
         if residual > kappa * float(self.table.variance_at_mean(self._mean.clamp(0, 1)).mean()):
+            return False
+        if self.first_met is None:
+            self.first_met = it
+        if it < self.floor and self.first_met <= self.settings.start_met_by:
             return False
         self.best_value, self.best_iteration = self.trace[-1], it
         self.best_output = self._mean.to(raw.dtype).clamp(0, 1)

@@ -68,7 +68,10 @@ class EarlyStopping:
     ``1 + rise`` times that minimum (the first valley of the signal, however
     long the run).  ``start``: no stop before this step (``discrepancy``; 0:
     from step ``window // 2``), e.g. where a validated search saw the pick's
-    best output on the cohort problem.
+    best output on the cohort problem.  ``start_met_by``: with ``start``, the
+    start holds only when the residual first reaches the noise level by this
+    step (a flat image fitted fast); reached later, the run stops there as
+    without a start (0: the start always holds).
     """
 
     window: int = 100
@@ -78,6 +81,7 @@ class EarlyStopping:
     rise: float = 0.0
     kappa: float = 1.0
     start: int = 0
+    start_met_by: int = 0
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.patience < 1:
@@ -92,6 +96,8 @@ class EarlyStopping:
             raise InputError(f"early stopping kappa must be > 0, got {self.kappa}")
         if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
             raise InputError(f"early stopping start must be a step count >= 0, got {self.start!r}")
+        if isinstance(self.start_met_by, bool) or not isinstance(self.start_met_by, int) or self.start_met_by < 0:
+            raise InputError(f"early stopping start_met_by must be a step count >= 0, got {self.start_met_by!r}")
         if self.method == "at" and self.start < 1:
             raise InputError("early stopping 'at' needs the step to stop at (start >= 1)")
 
@@ -100,7 +106,8 @@ class EarlyStopping:
         own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
                "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise"),
                "heldout": ("window", "patience", "rise"), "at": ("window", "start")}
-        keys = own[self.method] + (("start",) if self.method == "discrepancy" and self.start else ())
+        keys = own[self.method] + (("start",) if self.method == "discrepancy" and self.start else ()) \
+            + (("start_met_by",) if self.method == "discrepancy" and self.start and self.start_met_by else ())
         return {k: getattr(self, k) for k in keys}
 
 

@@ -16,8 +16,9 @@ from .pipeline import (Ensemble, SearchResult, complete_search, ensemble_average
                        restored_genotypes, run_search, search_picks, train_final, train_finals)
 from .scoring import score_candidates, search_input_channels
 from .selection import select_member, selection_weights
-from .settings import (DEFAULT_METRIC, DIP_SKIP_WIDTH, KNOBS, LARGE_DENOISE, PRESETS, TASK_ITERATIONS, Knob,
-                       SearchSettings, add_knob_arguments, knob_options, preset, settings_from_options)
+from .settings import (DEFAULT_METRIC, DIP_SKIP_WIDTH, FAST_FIT_STEPS, KNOBS, LARGE_DENOISE, PRESETS,
+                       TASK_ITERATIONS, Knob, SearchSettings, add_knob_arguments, knob_options, preset,
+                       settings_from_options)
 from .training import GroupMember, TrainedMember, train_group
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "candidate_pool", "genotype_seed", "score_candidates", "search_input_channels", "selection_weights",
     "select_member", "CohortMember", "rank_cohort", "train_cohort", "select_in_cohort", "SearchResult",
     "run_search", "search_picks", "restored_genotypes", "complete_search", "train_final", "train_finals",
-    "ensemble_average", "Ensemble", "DIP_SKIP_WIDTH", "GroupMember", "TrainedMember", "train_group",
+    "ensemble_average", "Ensemble", "DIP_SKIP_WIDTH", "FAST_FIT_STEPS", "GroupMember", "TrainedMember",
+    "train_group",
 ]

@@ -26,7 +26,7 @@ from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
 from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_scores, holdout_mask, select_validated,
                          selects_by_validation, snapshot_steps, validation_problem, with_fixed_network)
-from .settings import TASK_ITERATIONS, SearchSettings
+from .settings import FAST_FIT_STEPS, TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
 __all__ = ["SearchResult", "Ensemble", "run_search", "search_picks", "restored_genotypes", "complete_search",
@@ -65,16 +65,20 @@ class SearchResult:
     finals: dict[str, TrainedRun] = field(default_factory=dict)
     ensemble: Optional["Ensemble"] = None
     stop_start: int = 0
+    stop_start_met_by: int = 0
 
     def final_settings(self, settings: SearchSettings) -> SearchSettings:
         """``settings`` for the full-size runs: with the validated selection, the
         discrepancy stop does not fire before ``stop_start``, the step where the
         pick's held-out error was least on the cohort problem (a fast network
-        on a flat image fits the noise level long before its output is best)."""
+        on a flat image fits the noise level long before its output is best);
+        with ``stop_start_met_by``, only when the noise level is reached by
+        that step (:class:`~isnas_fast.dip.EarlyStopping`)."""
         es = settings.early_stopping
         if not self.stop_start or es is None or es.method != "discrepancy" or es.start >= self.stop_start:
             return settings
-        return replace(settings, early_stopping=replace(es, start=self.stop_start))
+        return replace(settings, early_stopping=replace(es, start=self.stop_start,
+                                                        start_met_by=self.stop_start_met_by))
 
 
 @dataclass
@@ -206,11 +210,16 @@ def search_picks(
     k = min(settings.cohort_size, len(genotypes))
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
     small = observation.cohort_problem(settings.small_side).to(device)
-    stop_start = 0
+    stop_start = met_by = 0
     if selects_by_validation(settings.selection, observation):
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
-        stop_start = best_at.get(picks[metrics[0]], 0)
+        pick = picks[metrics[0]]
+        if not isinstance(pick, str):
+            stop_start = best_at.get(pick, 0)
+        elif settings.fixed_stop_start and observation.task.noise_level is not None:
+            # the kept NAS-DIP: its cohort run's best step, where the discrepancy stop fires early
+            stop_start, met_by = best_at.get(fixed_genotype(observation.task.name), 0), FAST_FIT_STEPS
     elif settings.selection == "validated":
         picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say)
     else:
@@ -221,7 +230,7 @@ def search_picks(
         genotype=picks[metrics[0]], cohort=cohorts[metrics[0]], final=None, timings_s=timings,
         num_scored=len(genotypes), num_skipped_invalid=skipped, metric=metrics[0], metrics=metrics,
         cohorts=cohorts, picks=picks, candidates=genotypes, scores=scores, stage_sizes=stage_sizes,
-        stop_start=stop_start,
+        stop_start=stop_start, stop_start_met_by=met_by,
     )
 
 

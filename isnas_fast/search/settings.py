@@ -25,6 +25,7 @@ __all__ = [
     "TASK_ITERATIONS",
     "LARGE_DENOISE",
     "DIP_SKIP_WIDTH",
+    "FAST_FIT_STEPS",
     "DEFAULT_METRIC",
     "SearchSettings",
     "Knob",
@@ -41,6 +42,9 @@ TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
 #: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
 DIP_SKIP_WIDTH = 128
+#: A final run whose residual reaches the noise level by this step fitted the image fast
+#: (a flat image): ``fixed_stop_start`` holds its stop to the cohort's best step only then.
+FAST_FIT_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ class SearchSettings:
         "error on them; kept, NAS-DIP's network is restored as --arch nasdip-<task> restores it; "
         "super-resolution, with no pixel to hold out, keeps NAS-DIP's network)",
         kind="choice", choices=("paper", "validated"))
+    fixed_stop_start: bool = knob(
+        False, f"when the validated selection keeps NAS-DIP's network and its final run reaches the noise "
+        f"level by step {FAST_FIT_STEPS} (a flat image fitted fast), it does not stop before the step of "
+        f"NAS-DIP's least held-out error in the cohort", kind="switch")
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
         "distinct pick; the result is the first metric's, the report has every pick's run)", kind="choice",
@@ -271,7 +279,7 @@ PRESETS: dict[str, SearchSettings] = {
     # the discrepancy principle (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(), selection="validated", by_size=True,
+        early_stopping=EarlyStopping(), selection="validated", fixed_stop_start=True, by_size=True,
     ),
 }
 

@@ -280,7 +280,7 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
     timings = dict(plan.timings)
     timings.setdefault("final", sum(r.seconds for r in records))
     timings.setdefault("total", sum(v for k, v in timings.items() if k != "total"))
-    es = settings.early_stopping
+    es = plan.options.get("early_stopping", settings.early_stopping)  # with the search's stop start
     row = {
         "image": inp.job.image, "method": inp.job.method, "label": METHOD_LABELS[inp.job.method],
         "oracle": inp.job.oracle, "reference": False, "seed": inp.job.seed,
@@ -339,7 +339,9 @@ def run_job(inp: JobInput) -> JobOutcome:
             assert res.search is not None
             search = {"candidates": res.search.num_scored, "metric": res.search.metric, "pick": str(res.genotype),
                       "cohort": [m.as_dict() for m in res.cohort]}
-            plan = Plan([res.genotype], {"search": search}, dict(res.timings_s))
+            final = res.settings.early_stopping
+            options = {"early_stopping": final} if final != inp.settings.early_stopping else {}
+            plan = Plan([res.genotype], {"search": search}, dict(res.timings_s), options)
             return finish_job(inp, plan, [_from_restore(res, res.genotype)], device=device)
         plan = plan_fixed(inp)
         records = [_from_restore(inp.restore(a), a) for a in plan.architectures]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import atomic_write_text
-from ..search import LARGE_DENOISE, TASK_ITERATIONS, SearchSettings
+from ..search import FAST_FIT_STEPS, LARGE_DENOISE, TASK_ITERATIONS, SearchSettings
 from ..search.validation import MARGIN_SE, task_validates
 from ..stats import mean_ci, paired_comparison
 from ..tasks import Task
@@ -76,9 +76,11 @@ class SummaryTables:
 def _selection_note(st: SearchSettings, task: Task) -> str:
     """The selection rule the search ran, in words."""
     if st.selection == "validated" and task_validates(task):
+        kept = (f", its final stop not before its cohort run's best step when it reaches the noise level by step "
+                f"{FAST_FIT_STEPS}" if st.fixed_stop_start and task.noise_level is not None else "")
         return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
                 f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors, then restored as "
-                "NAS-DIP's network by name; a searched pick's final stop not before its best step)")
+                f"NAS-DIP's network by name{kept}; a searched pick's final stop not before its best step)")
     if st.selection == "validated":
         return "validated: no pixel of this task can be held out, so the pick is NAS-DIP's genotype"
     return "paper (the output closest to the cohort's metric-weighted average)"
