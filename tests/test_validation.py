@@ -206,14 +206,14 @@ def test_search_picks_with_each_selection(small, selection):
     best = max(s.cohort, key=lambda m: m.selection_psnr)
     assert picked is best or picked.genotype == anchor
     assert all(math.isfinite(m.selection_psnr) for m in s.cohort)
-    if picked.genotype == anchor:  # kept: NAS-DIP's network by name, held to its cohort run's best step
-        assert s.genotype == "nasdip-denoise" and s.stop_start in snapshot_steps(20)  # on a fast fit only
-        final = s.final_settings(settings)
-        assert final.early_stopping == replace(settings.early_stopping, start=s.stop_start,
-                                               start_met_by=FAST_FIT_STEPS)
-        off = search_picks(obs, replace(settings, fixed_stop_start=False), seed=0, device=torch.device("cpu"),
-                           quiet=True)
-        assert off.genotype == s.genotype and off.stop_start == 0 and off.final_settings(settings) is settings
+    if picked.genotype == anchor:  # kept: NAS-DIP's network by name, its own stop
+        assert s.genotype == "nasdip-denoise" and s.stop_start == 0 and s.final_settings(settings) is settings
+        # with the fixed stop start, held to its cohort run's best step (on a fast fit only)
+        held = search_picks(obs, replace(settings, fixed_stop_start=True), seed=0, device=torch.device("cpu"),
+                            quiet=True)
+        assert held.genotype == s.genotype and held.stop_start in snapshot_steps(20)
+        assert held.final_settings(settings).early_stopping == replace(
+            settings.early_stopping, start=held.stop_start, start_met_by=FAST_FIT_STEPS)
     else:  # a searched member: the final stop not before its best step on the cohort problem
         assert s.genotype == picked.genotype and s.stop_start in snapshot_steps(20)
         final = s.final_settings(settings)
@@ -262,14 +262,14 @@ def test_kept_fixed_network_restores_as_its_arch_does(small, monkeypatch, task):
     real = pipeline.select_validated
     monkeypatch.setattr(pipeline, "select_validated",
                         lambda members, errors, **k: next(i for i, m in enumerate(members) if m.genotype == fixed))
-    kept = restore(corrupt.y, task, **args, **kw, fixed_stop_start=False)
+    kept = restore(corrupt.y, task, **args, **kw)
     by_name = restore(corrupt.y, task, **args, arch=f"nasdip-{task}", **kw)
     assert kept.genotype == f"nasdip-{task}" and kept.run.in_channels == 32 and kept.search.stop_start == 0
     assert torch.equal(kept.tensor, by_name.tensor)
-    # the quick preset's fixed stop start: the kept network's stop waits for its cohort run's best
-    # step when it fits the noise level fast; a run too short to stop returns the same image
-    # (denoising only: the discrepancy stop needs a noise level)
-    held = restore(corrupt.y, task, **args, **kw)
+    # the fixed stop start: the kept network's stop waits for its cohort run's best step when it
+    # fits the noise level fast; a run too short to stop returns the same image (denoising only:
+    # the discrepancy stop needs a noise level)
+    held = restore(corrupt.y, task, **args, **kw, fixed_stop_start=True)
     es = held.settings.early_stopping
     if task == "denoise":
         assert held.genotype == f"nasdip-{task}" and 0 < held.search.stop_start <= kw["cohort_iterations"]

@@ -279,7 +279,7 @@ PRESETS: dict[str, SearchSettings] = {
     # the discrepancy principle (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(), selection="validated", fixed_stop_start=True, by_size=True,
+        early_stopping=EarlyStopping(), selection="validated", by_size=True,
     ),
 }
 
