@@ -283,3 +283,35 @@ def test_kept_fixed_network_restores_as_its_arch_does(small, monkeypatch, task):
     other = restore(corrupt.y, task, **args, **kw)
     assert other.genotype != fixed and other.run.in_channels == 3 and other.search.stop_start > 0
     monkeypatch.setattr(pipeline, "select_validated", real)
+
+
+def test_cohort_ranks_the_run_only_when_it_is_a_quarter_of_it():
+    from isnas_fast.search.validation import MIN_COHORT_SHARE, cohort_ranks_the_run
+
+    assert MIN_COHORT_SHARE == 0.25
+    assert cohort_ranks_the_run(300, 1200, "denoise")
+    assert cohort_ranks_the_run(300, 2400, "denoise")  # a long final run is capped at the task's paper count
+    assert not cohort_ranks_the_run(299, 1200, "denoise")
+    assert not cohort_ranks_the_run(300, 9500, "inpaint")
+    assert cohort_ranks_the_run(300, 1000, "inpaint")
+
+
+def test_short_cohort_keeps_nasdip_for_inpainting_without_training_it(small):
+    """The quick preset's cohort (300 steps) is too short to rank networks for 9500 inpainting
+    steps: the validated selection keeps NAS-DIP's network by name and trains no cohort,
+    restoring what ``restore(arch="nasdip-inpaint")`` restores."""
+    from isnas_fast import restore
+
+    corrupt = Inpaint(50).corrupt(small, seed=0)
+    settings = preset("quick", **{**TINY, "final_iterations": 100})  # 20 cohort steps < 25
+    s = search_picks(corrupt, settings, seed=0, device=torch.device("cpu"), quiet=True)
+    assert s.genotype == "nasdip-inpaint" and s.stop_start == 0
+    assert s.cohort[-1].genotype == BASELINES["nasdip-inpaint"] and s.cohort[-1].selected
+    assert all(m.train_seconds == 0.0 for m in s.cohort)
+    kw = dict(iterations=8, candidates=3, cohort_size=2, cohort_iterations=1, quiet=True, mask=corrupt.mask[0, 0])
+    searched = restore(corrupt.y, "inpaint", **kw)
+    fixed = restore(corrupt.y, "inpaint", arch="nasdip-inpaint", **kw)
+    assert searched.genotype == "nasdip-inpaint" and torch.equal(searched.tensor, fixed.tensor)
+    # a cohort long enough validates (its pick may be any member)
+    long_enough = search_picks(corrupt, preset("quick", **TINY), seed=0, device=torch.device("cpu"), quiet=True)
+    assert any(m.train_seconds > 0 for m in long_enough.cohort)

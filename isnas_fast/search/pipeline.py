@@ -24,8 +24,9 @@ from .candidates import candidate_list, restart_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
-from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_scores, holdout_mask, select_validated,
-                         selects_by_validation, snapshot_steps, validation_problem, with_fixed_network)
+from .validation import (HOLDOUT_FRACTION, cohort_ranks_the_run, fixed_genotype, heldout_scores, holdout_mask,
+                         select_validated, selects_by_validation, snapshot_steps, validates, validation_problem,
+                         with_fixed_network)
 from .settings import FAST_FIT_STEPS, TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
@@ -211,7 +212,10 @@ def search_picks(
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
     small = observation.cohort_problem(settings.small_side).to(device)
     stop_start = met_by = 0
-    if selects_by_validation(settings.selection, observation):
+    task = observation.task.name
+    cohort_steps = settings.cohort_iterations or TASK_ITERATIONS[task]
+    ranks = cohort_ranks_the_run(cohort_steps, settings.final_run(task).dip.iterations, task)
+    if selects_by_validation(settings.selection, observation) and ranks:
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
         pick = picks[metrics[0]]
@@ -221,7 +225,10 @@ def search_picks(
             # the kept NAS-DIP: its cohort run's best step, where the discrepancy stop fires early
             stop_start, met_by = best_at.get(fixed_genotype(observation.task.name), 0), FAST_FIT_STEPS
     elif settings.selection == "validated":
-        picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say)
+        why = (f"no pixel of the {task} task can be held out" if not validates(observation) else
+               f"the cohort's {cohort_steps} steps are too few to rank networks for the final run's "
+               f"{settings.final_run(task).dip.iterations}")
+        picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say, why=why)
     else:
         picks = _paper_picks(cohorts, observation, small, settings, seed=seed, device=device, quiet=quiet, say=say)
     timings["cohort"] = time.perf_counter() - t
@@ -265,17 +272,20 @@ def _join_fixed(cohorts: dict[str, list[CohortMember]], observation: Observation
 
 
 def _fixed_picks(cohorts: dict[str, list[CohortMember]], observation: Observation, settings: SearchSettings, *,
-                 seed: int, device: torch.device, say: Callable[[str], None]) -> dict[str, Genotype]:
-    """The validated selection where no pixel can be held out (super-resolution): the
-    task's NAS-DIP genotype joins every cohort, untrained members listed as scored,
-    and the pick is NAS-DIP's network by name (``"nasdip-sr"``), which the final
-    run feeds its own 32-channel code, as ``restore(arch="nasdip-sr")`` does.
-    What a searched SR network adds below the low-resolution pixels (a pattern the
-    downsampler cannot see) changes no measurement of the low-resolution image, so
-    no such measurement can justify replacing the fixed network (bench/README.md,
-    "Super-resolution")."""
+                 seed: int, device: torch.device, say: Callable[[str], None], why: str) -> dict[str, Genotype]:
+    """The validated selection where nothing can rank the cohort: the task's NAS-DIP
+    genotype joins every cohort, untrained members listed as scored, and the pick is
+    NAS-DIP's network by name (``"nasdip-sr"``), which the final run feeds its own
+    32-channel code, as ``restore(arch="nasdip-sr")`` does.  ``why`` (said) is the
+    reason.  Super-resolution has no pixel to hold out: what a searched SR network
+    adds below the low-resolution pixels (a pattern the downsampler cannot see)
+    changes no measurement of the low-resolution image, so no such measurement can
+    justify replacing the fixed network (bench/README.md, "Super-resolution").  A
+    cohort far shorter than the final run (the quick preset's 300 steps of a
+    9500-step inpainting) ranks networks by how fast they fit, not by what they
+    restore at the end (:func:`~isnas_fast.search.validation.cohort_ranks_the_run`)."""
     fixed = _join_fixed(cohorts, observation, settings, seed=seed, device=device)
-    say(f"no pixel of the {observation.task.name} task can be held out: the pick is NAS-DIP's genotype {fixed}")
+    say(f"{why}: the pick is NAS-DIP's genotype {fixed}")
     for members in cohorts.values():
         for m in members:
             m.selected = m.genotype == fixed

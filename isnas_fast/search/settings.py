@@ -126,7 +126,8 @@ class SearchSettings:
         "average) or validated (the task's NAS-DIP genotype joins the cohort, each member fits the image with "
         "a fifth of its pixels held out, and a member replaces NAS-DIP's genotype only with a clearly smaller "
         "error on them; kept, NAS-DIP's network is restored as --arch nasdip-<task> restores it; "
-        "super-resolution, with no pixel to hold out, keeps NAS-DIP's network)",
+        "super-resolution, with no pixel to hold out, and a cohort of under a quarter of the final run's steps, "
+        "as the quick preset's inpainting, keep NAS-DIP's network)",
         kind="choice", choices=("paper", "validated"))
     fixed_stop_start: bool = knob(
         False, f"when the validated selection keeps NAS-DIP's network and its final run reaches the noise "

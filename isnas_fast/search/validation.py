@@ -41,7 +41,8 @@ from .cohort import CohortMember
 
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "task_validates", "validates", "holdout_mask", "validation_problem",
            "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
-           "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE"]
+           "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE",
+           "MIN_COHORT_SHARE", "cohort_ranks_the_run"]
 
 #: Share of the known pixels held out of each cohort member's fit.
 HOLDOUT_FRACTION = 0.2
@@ -50,6 +51,9 @@ SNAPSHOT_EVERY = 10
 #: Standard errors of the paired held-out difference by which a searched member
 #: must beat the fixed network to be picked over it.
 MARGIN_SE = 2.0
+#: The least share of the final run's steps a cohort run must take for its held-out
+#: error to rank the members (:func:`cohort_ranks_the_run`).
+MIN_COHORT_SHARE = 0.25
 
 
 def task_validates(task: Task) -> bool:
@@ -167,6 +171,17 @@ def selects_by_validation(selection: str, observation: Observation) -> bool:
     """Whether a search with ``selection`` validates on ``observation``: the validated
     selection, on a task with pixels to hold out."""
     return selection == "validated" and validates(observation)
+
+
+def cohort_ranks_the_run(cohort_iterations: int, final_iterations: int, task: str) -> bool:
+    """Whether cohort runs of ``cohort_iterations`` steps are long enough for their held-out
+    errors to rank the networks for a final run of ``final_iterations`` steps (capped at the
+    task's paper count): at least :data:`MIN_COHORT_SHARE` of it.  A network that fits 300
+    steps of a 9500-step inpainting run fast is not the one that restores best at its end."""
+    from .settings import TASK_ITERATIONS  # settings imports the kernels; keep this module light
+
+    final = min(int(final_iterations), TASK_ITERATIONS.get(task, int(final_iterations)))
+    return cohort_iterations >= MIN_COHORT_SHARE * final
 
 
 def with_fixed_network(members: list[CohortMember], task: str, metric_value: float = float("nan")) -> bool:
