@@ -13,7 +13,7 @@ output (analysis only).  One JSON line per (image, seed) goes to ``--out``.
 
 A rule ("pick DIP-skip when its held-out error is below NAS-DIP's by more than
 m standard errors") is then judged against the final runs' PSNRs of the suite
-folders with ``--judge``:
+folders with the ``judge`` command:
 
     python bench/fixed_validation.py run SUITE_DIR --out rows.jsonl [--steps 300]
     python bench/fixed_validation.py judge rows.jsonl --nasdip SUITE_A --dipskip SUITE_B
