@@ -106,8 +106,9 @@ class EarlyStopping:
         own = {"discrepancy": ("window", "kappa"), "wmv": ("window", "patience", "rise"),
                "emv": ("window", "patience", "alpha", "rise"), "shift": ("window", "patience", "rise"),
                "heldout": ("window", "patience", "rise"), "at": ("window", "start")}
-        keys = own[self.method] + (("start",) if self.method == "discrepancy" and self.start else ()) \
-            + (("start_met_by",) if self.method == "discrepancy" and self.start and self.start_met_by else ())
+        keys = own[self.method]
+        if self.method == "discrepancy" and self.start:
+            keys += ("start", "start_met_by") if self.start_met_by else ("start",)
         return {k: getattr(self, k) for k in keys}
 
 

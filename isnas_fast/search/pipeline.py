@@ -24,9 +24,8 @@ from .candidates import candidate_list, restart_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
 from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
-from .validation import (HOLDOUT_FRACTION, cohort_ranks_the_run, fixed_genotype, heldout_scores, holdout_mask,
-                         select_validated, selects_by_validation, snapshot_steps, validates, validation_problem,
-                         with_fixed_network)
+from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_scores, holdout_mask, holds_kept_stop,
+                         select_validated, snapshot_steps, unranked_reason, validation_problem, with_fixed_network)
 from .settings import FAST_FIT_STEPS, TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
@@ -212,22 +211,17 @@ def search_picks(
     cohorts = {m: rank_cohort(genotypes, scores[:, j], k) for j, m in enumerate(metrics)}
     small = observation.cohort_problem(settings.small_side).to(device)
     stop_start = met_by = 0
-    task = observation.task.name
-    cohort_steps = settings.cohort_iterations or TASK_ITERATIONS[task]
-    ranks = cohort_ranks_the_run(cohort_steps, settings.final_run(task).dip.iterations, task)
-    if selects_by_validation(settings.selection, observation) and ranks:
+    why = unranked_reason(settings, observation.task) if settings.selection == "validated" else None
+    if settings.selection == "validated" and why is None:
         picks, best_at = _validated_picks(cohorts, observation, small, settings, seed=seed, device=device,
                                           quiet=quiet, say=say)
         pick = picks[metrics[0]]
         if not isinstance(pick, str):
-            stop_start = best_at.get(pick, 0)
-        elif settings.fixed_stop_start and observation.task.noise_level is not None:
+            stop_start = best_at[pick]
+        elif holds_kept_stop(settings, observation.task):
             # the kept NAS-DIP: its cohort run's best step, where the discrepancy stop fires early
-            stop_start, met_by = best_at.get(fixed_genotype(observation.task.name), 0), FAST_FIT_STEPS
+            stop_start, met_by = best_at[fixed_genotype(observation.task.name)], FAST_FIT_STEPS
     elif settings.selection == "validated":
-        why = (f"no pixel of the {task} task can be held out" if not validates(observation) else
-               f"the cohort's {cohort_steps} steps are too few to rank networks for the final run's "
-               f"{settings.final_run(task).dip.iterations}")
         picks = _fixed_picks(cohorts, observation, settings, seed=seed, device=device, say=say, why=why)
     else:
         picks = _paper_picks(cohorts, observation, small, settings, seed=seed, device=device, quiet=quiet, say=say)

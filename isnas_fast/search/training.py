@@ -113,7 +113,8 @@ def _train_heldout(members: Sequence[GroupMember], observation: Union[Observatio
     truths = _each(ground_truth, n)
     held = [validation_problem(o, holdout_mask(o, m.seed)) for o, m in zip(observations, members)]
     # the twin trains the network of the member's own task, not that of the held-out problem
-    twins = train_group([replace(m, task=m.task or o.task.name) for m, o in zip(members, observations)], held, replace(options, served=False, probes=(), snapshots=()), device=device,
+    own = [replace(m, task=m.task or o.task.name) for m, o in zip(members, observations)]
+    twins = train_group(own, held, replace(options, served=False, probes=(), snapshots=()), device=device,
                         quiet=quiet, desc=f"{desc}, held-out run")
     steps = [t.result.stopped_at or t.result.iterations_run for t in twins]
     out: list[Optional[TrainedMember]] = [None] * n

@@ -20,8 +20,9 @@ whose true errors differ by less than the noise of that estimate are a coin
 flip; the fixed network is then the safer choice.
 
 Denoising holds out pixels of the noisy image; inpainting holds out known
-pixels.  Super-resolution has no pixel the forward operator does not mix, so
-it keeps the paper's selection.
+pixels.  Super-resolution has no pixel the forward operator does not mix, and
+a cohort far shorter than the final run cannot rank networks for its end
+(:func:`unranked_reason`): the pick is then NAS-DIP's genotype.
 """
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ from ..genotype import Genotype
 from ..network import BASELINES
 from ..tasks import Denoise, Inpaint, Observation, Task
 from .cohort import CohortMember
+from .settings import TASK_ITERATIONS, SearchSettings
 
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "task_validates", "validates", "holdout_mask", "validation_problem",
            "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
            "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE",
-           "MIN_COHORT_SHARE", "cohort_ranks_the_run"]
+           "MIN_COHORT_SHARE", "cohort_ranks_the_run", "unranked_reason", "holds_kept_stop"]
 
 #: Share of the known pixels held out of each cohort member's fit.
 HOLDOUT_FRACTION = 0.2
@@ -178,10 +180,26 @@ def cohort_ranks_the_run(cohort_iterations: int, final_iterations: int, task: st
     errors to rank the networks for a final run of ``final_iterations`` steps (capped at the
     task's paper count): at least :data:`MIN_COHORT_SHARE` of it.  A network that fits 300
     steps of a 9500-step inpainting run fast is not the one that restores best at its end."""
-    from .settings import TASK_ITERATIONS  # settings imports the kernels; keep this module light
-
     final = min(int(final_iterations), TASK_ITERATIONS.get(task, int(final_iterations)))
     return cohort_iterations >= MIN_COHORT_SHARE * final
+
+
+def unranked_reason(settings: SearchSettings, task: Task) -> Optional[str]:
+    """Why the validated selection cannot rank the cohort of ``task`` under ``settings``
+    (the pick is then NAS-DIP's genotype), in words; None when it ranks it: the task has
+    pixels to hold out and the cohort runs long enough (:func:`cohort_ranks_the_run`)."""
+    if not task_validates(task):
+        return f"no pixel of the {task.name} task can be held out"
+    cohort, final = settings.cohort_run(task.name).dip.iterations, settings.final_run(task.name).dip.iterations
+    if not cohort_ranks_the_run(cohort, final, task.name):
+        return f"the cohort's {cohort} steps are too few to rank networks for the final run's {final}"
+    return None
+
+
+def holds_kept_stop(settings: SearchSettings, task: Task) -> bool:
+    """Whether a kept NAS-DIP's discrepancy stop waits for its cohort run's best step
+    (``fixed_stop_start``, on a task with a noise level)."""
+    return bool(settings.fixed_stop_start) and task.noise_level is not None
 
 
 def with_fixed_network(members: list[CohortMember], task: str, metric_value: float = float("nan")) -> bool:

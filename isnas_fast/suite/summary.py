@@ -28,7 +28,7 @@ from typing import Sequence
 
 from ..io import atomic_write_text
 from ..search import FAST_FIT_STEPS, LARGE_DENOISE, TASK_ITERATIONS, SearchSettings
-from ..search.validation import MARGIN_SE, cohort_ranks_the_run, task_validates
+from ..search.validation import MARGIN_SE, holds_kept_stop, unranked_reason
 from ..stats import mean_ci, paired_comparison
 from ..tasks import Task
 from .images import Skipped
@@ -75,21 +75,16 @@ class SummaryTables:
 
 def _selection_note(st: SearchSettings, task: Task) -> str:
     """The selection rule the search ran, in words."""
-    cohort_steps = st.cohort_iterations or TASK_ITERATIONS[task.name]
-    final_steps = st.final_run(task.name).dip.iterations
-    if st.selection == "validated" and task_validates(task) \
-            and not cohort_ranks_the_run(cohort_steps, final_steps, task.name):
-        return (f"validated: the cohort's {cohort_steps} steps are too few to rank networks for the final run's "
-                f"{final_steps}, so the pick is NAS-DIP's genotype")
-    if st.selection == "validated" and task_validates(task):
-        kept = (f", its final stop not before its cohort run's best step when it reaches the noise level by step "
-                f"{FAST_FIT_STEPS}" if st.fixed_stop_start and task.noise_level is not None else "")
-        return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
-                f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors, then restored as "
-                f"NAS-DIP's network by name{kept}; a searched pick's final stop not before its best step)")
-    if st.selection == "validated":
-        return "validated: no pixel of this task can be held out, so the pick is NAS-DIP's genotype"
-    return "paper (the output closest to the cohort's metric-weighted average)"
+    if st.selection != "validated":
+        return "paper (the output closest to the cohort's metric-weighted average)"
+    why = unranked_reason(st, task)
+    if why is not None:
+        return f"validated: {why}, so the pick is NAS-DIP's genotype"
+    kept = (f", its final stop not before its cohort run's best step when it reaches the noise level by step "
+            f"{FAST_FIT_STEPS}" if holds_kept_stop(st, task) else "")
+    return ("validated (NAS-DIP's genotype joins the cohort and is kept unless a member's error on a fifth "
+            f"of the pixels, held out, is lower by more than {MARGIN_SE:g} standard errors, then restored as "
+            f"NAS-DIP's network by name{kept}; a searched pick's final stop not before its best step)")
 
 
 def _mean(values: Sequence[float]) -> float:
