@@ -32,3 +32,18 @@ def test_one_cohort_table_per_metric(tmp_path, sample, capsys):
         assert entry["final"]["psnr"] > 0  # --final all: every pick restored, with ground truth
     assert report["genotype"] == report["metrics"]["psd_db_strip_mse"]["pick"]
     assert report["search"]["stage_sizes"]["cohort"]["output"] == [64, 64]
+
+
+def test_cohort_table_says_why_nothing_was_trained(tmp_path, sample, capsys):
+    """Super-resolution has no pixel to hold out: the validated selection ranks nothing, the
+    table says so and shows untrained members as "-", never nan."""
+    clean = tmp_path / "clean.png"
+    save_image(sample[..., :64, :64], clean)
+    assert main(["corrupt", str(clean), "--task", "sr", "-o", str(tmp_path / "low.png"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "low.png"), "--task", "sr", "-o", str(tmp_path / "r.png"), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "cohort of psd_db_strip_mse (pick: nasdip-sr); not trained: no pixel of the sr task can be held out" in err
+    assert "held-out PSNR" in err and "nan" not in err
+    rows = [line for line in err.splitlines() if line.startswith("  ") and line.rstrip().endswith(("-", "*"))]
+    assert len(rows) == 3 and sum(line.endswith("*") for line in rows) == 1

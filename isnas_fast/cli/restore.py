@@ -82,16 +82,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def print_cohorts(result: Any) -> None:
-    """One table per metric: the cohort, its metric values and selection scores, the pick marked."""
+    """One table per metric: the cohort, its metric values and selection scores, the pick marked.
+
+    The score is the held-out PSNR under the validated selection and the PSNR to the
+    cohort's average under the paper's; a member that was not trained shows "-", and
+    the table says why when the validated selection ranks nothing."""
+    from ..search.validation import unranked_reason
+
     search = result.search
     if search is None:
         return
+    validated = result.settings.selection == "validated"
+    why = unranked_reason(result.settings, result.task) if validated else None
+    column = "held-out PSNR" if validated else "PSNR to average"
     for m in search.metrics:
-        eprint(f"cohort of {m} (pick: {search.picks[m]})")
-        eprint(f"  {'genotype':30s} {'metric':>12s} {'PSNR to average':>16s}")
+        eprint(f"cohort of {m} (pick: {search.picks[m]})" + (f"; not trained: {why}" if why else ""))
+        eprint(f"  {'genotype':30s} {'metric':>12s} {column:>16s}")
         for c in search.cohorts[m]:
             mark = " *" if c.selected else ""
-            eprint(f"  {str(c.genotype):30s} {c.metric_value:12.5g} {c.selection_psnr:16.3f}{mark}")
+            score = f"{c.selection_psnr:16.3f}" if c.selection_psnr == c.selection_psnr else f"{'-':>16s}"
+            eprint(f"  {str(c.genotype):30s} {c.metric_value:12.5g} {score}{mark}")
 
 
 def _restore_one(args: argparse.Namespace, run: tuple, source: Any, out: Optional[Path], log: Any,
