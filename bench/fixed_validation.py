@@ -36,7 +36,7 @@ from isnas_fast.network import BASELINE_INPUT_CHANNELS
 from isnas_fast.search import PRESETS
 from isnas_fast.search.candidates import genotype_seed
 from isnas_fast.search.training import GroupMember, train_group
-from isnas_fast.search.validation import (_best_kept, fixed_genotype, heldout_scores, holdout_mask,
+from isnas_fast.search.validation import (best_heldout_output, fixed_genotype, heldout_scores, holdout_mask,
                                           paired_standard_error, snapshot_steps, validation_problem)
 from isnas_fast.tasks import Denoise
 
@@ -89,13 +89,13 @@ def run(args: argparse.Namespace) -> None:
         row = {"image": image, "seed": seed, "steps": args.steps, "seconds": round(time.perf_counter() - t0, 1)}
         for name, r in results.items():
             sc = scores[anchor if name == "nasdip-genotype" else name]
-            _, _, best_out = _best_kept(r, small, held)
+            _, _, best_out = best_heldout_output(r, small, held)
             oracle = max(_psnr(o, clean_small) for o in [*r.snapshots.values(), *r.raw_snapshots.values()])
             row[name] = {"error": sc.error, "at": sc.at, "se": sc.se_vs_fixed,
                          "psnr_at": round(_psnr(best_out, clean_small), 3), "psnr_oracle": round(oracle, 3)}
         # the paired standard error of DIP-skip against NAS-DIP by name, on their best kept outputs
-        row["se_dipskip_vs_nasdip"] = paired_standard_error(_best_kept(results["dip-skip"], small, held)[2],
-                                                            _best_kept(results["nasdip"], small, held)[2], small, held)
+        row["se_dipskip_vs_nasdip"] = paired_standard_error(best_heldout_output(results["dip-skip"], small, held)[2],
+                                                            best_heldout_output(results["nasdip"], small, held)[2], small, held)
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{image} seed {seed}: " + ", ".join(

@@ -44,7 +44,7 @@ from .settings import TASK_ITERATIONS, SearchSettings
 __all__ = ["HOLDOUT_FRACTION", "SNAPSHOT_EVERY", "task_validates", "validates", "holdout_mask", "validation_problem",
            "snapshot_steps", "heldout_error", "fixed_genotype", "selects_by_validation", "with_fixed_network",
            "select_validated", "heldout_scores", "paired_standard_error", "HeldOutScore", "MARGIN_SE",
-           "MIN_COHORT_SHARE", "cohort_ranks_the_run", "unranked_reason", "holds_kept_stop"]
+           "MIN_COHORT_SHARE", "best_heldout_output", "cohort_ranks_the_run", "unranked_reason", "holds_kept_stop"]
 
 #: Share of the known pixels held out of each cohort member's fit.
 HOLDOUT_FRACTION = 0.2
@@ -108,7 +108,10 @@ class HeldOutScore:
     se_vs_fixed: float = float("nan")
 
 
-def _best_kept(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int, Tensor]:
+def best_heldout_output(result: DIPResult, observation: Observation, held: Tensor) -> tuple[float, int, Tensor]:
+    """Of ``result``'s kept outputs (snapshots, raw and smoothed, and its final output), the
+    one of least mean squared error against ``observation.y`` on the ``held`` pixels
+    ((1, 1, H, W) mask): (that error, its iteration, the (1, C, H, W) output)."""
     n = float(held.sum()) * observation.y.shape[1]
     if n <= 0:
         raise InputError("no held-out pixels to validate on")
@@ -132,7 +135,7 @@ def heldout_error(result: DIPResult, observation: Observation, held: Tensor) -> 
     """The least mean squared error (float) of ``result``'s kept outputs against the
     corrupted ``observation.y`` on the ``held`` pixels, over its snapshots (raw and
     smoothed) and its final output; and the iteration where it was reached.  Lower is better."""
-    best, at, _ = _best_kept(result, observation, held)
+    best, at, _ = best_heldout_output(result, observation, held)
     return best, at
 
 
@@ -157,7 +160,7 @@ def heldout_scores(results: dict[Genotype, DIPResult], observation: Observation,
     """Each member's :class:`HeldOutScore` on the ``held`` pixels; with ``fixed``
     (one of ``results``' genotypes) each other member's standard error of its
     difference to the fixed network's best kept output."""
-    best = {g: _best_kept(r, observation, held) for g, r in results.items()}
+    best = {g: best_heldout_output(r, observation, held) for g, r in results.items()}
     anchor = best[fixed][2] if fixed in best else None
     return {g: HeldOutScore(e, at, float("nan") if anchor is None or g == fixed
                             else paired_standard_error(out, anchor, observation, held))

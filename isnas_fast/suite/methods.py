@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..api import baseline_input_channels, restore
 from ..device import resolve_device
-from ..dip import DIPResult
+from ..dip import DIPResult, EarlyStopping
 from ..genotype import Genotype
 from ..network import resolve_architecture
 from ..problem import prepare_problem, resolve_task
@@ -228,6 +228,12 @@ def batchable(inp: JobInput) -> bool:
     return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1)
 
 
+def _stop_options(used: Optional[EarlyStopping], default: Optional[EarlyStopping]) -> dict:
+    """The plan's options when the final run's stop differs from the settings' (the search's
+    stop start): the summary records the stop the run used."""
+    return {"early_stopping": used} if used != default else {}
+
+
 def plan_fixed(inp: JobInput) -> Plan:
     """The architectures a job trains at full size, decided before training any:
     for ``isnas`` the search's pick (its scoring and cohort stage run here),
@@ -239,8 +245,7 @@ def plan_fixed(inp: JobInput) -> Plan:
         search = search_picks(obs.to(device), settings, seed=inp.job.seed, device=device, quiet=inp.quiet)
         fields = {"search": {"candidates": search.num_scored, "metric": search.metric, "pick": str(search.genotype),
                              "cohort": [m.as_dict() for m in search.cohort]}}
-        final = search.final_settings(settings)
-        options = {"early_stopping": final.early_stopping} if final is not settings else {}
+        options = _stop_options(search.final_settings(settings).early_stopping, settings.early_stopping)
         return Plan([search.genotype], fields, dict(search.timings_s), options)
     if method == "nasdip":
         return Plan([f"nasdip-{inp.task}"])
@@ -339,8 +344,7 @@ def run_job(inp: JobInput) -> JobOutcome:
             assert res.search is not None
             search = {"candidates": res.search.num_scored, "metric": res.search.metric, "pick": str(res.genotype),
                       "cohort": [m.as_dict() for m in res.cohort]}
-            final = res.settings.early_stopping
-            options = {"early_stopping": final} if final != inp.settings.early_stopping else {}
+            options = _stop_options(res.settings.early_stopping, inp.settings.early_stopping)
             plan = Plan([res.genotype], {"search": search}, dict(res.timings_s), options)
             return finish_job(inp, plan, [_from_restore(res, res.genotype)], device=device)
         plan = plan_fixed(inp)
