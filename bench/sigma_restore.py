@@ -35,13 +35,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wrong", action="store_true", help="also sigma x 0.6 and x 1.4")
     ap.add_argument("--images", type=int, default=len(HELD_OUT))
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    ap.add_argument("--redo", default="", help="labels whose rows are run again (e.g. auto, after the estimator changed)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sigma-restore-cpu.json"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     sigmas = [int(s) for s in args.sigmas.split(",")]
     out_path = Path(args.out)
     done = json.loads(out_path.read_text())["rows"] if out_path.exists() else []
+    redo = set(filter(None, args.redo.split(",")))
+    done = [r for r in done if r["told"] not in redo]
     have = {(r["image"], r["sigma"], r["told"]) for r in done}
     rows = list(done)
     for name, t, l in HELD_OUT[: args.images]:
