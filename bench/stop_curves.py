@@ -1,0 +1,237 @@
+"""Curves of the discrepancy stop, kept per step so that any stop rule can be read off them.
+
+Per crop and sigma (``noise_estimation.py``'s crops, noisy at each sigma with
+the seed sigma and quantised to 8 bits), NAS-DIP's denoising architecture at
+width 16 runs the quick preset's 1200 steps, seed 0, without stopping.  At
+every step ``t`` from the discrepancy stop's first check on, the window mean
+``W(t)`` it returns (the last ``min(100, t // 2)`` raw outputs) is kept as
+
+* ``residual``: ``mean((W(t) - y)^2)``;
+* ``psnr``: PSNR of ``W(t)`` (clamped to [0, 1]) against the clean crop;
+* ``target``: the clipped noise variance around ``W(t)``
+  (:class:`~isnas_fast.dip.early_stopping.ClippedNoiseTable`) for the noise
+  levels ``sigma_true * f`` on the grid ``FACTORS`` and for the estimate,
+  wherever the residual is within reach of them.
+
+One ``.npz`` per run under ``--cache`` (resumable).  ``rules`` reads the
+cache and prints, for each stop rule, the restore with sigma estimated
+against the restore told the true sigma (what each returns is read off the
+curves: the discrepancy stop's first window whose residual reaches the
+target, or the least residual when none does, as the detector returns), and
+writes the per-run outcomes to ``--out``.  The rules:
+
+* ``told``: the discrepancy stop told the true sigma (the reference);
+* ``auto``: told the estimate (:func:`isnas_fast.noise.pca_sigma`), what
+  ``--sigma auto`` runs;
+* ``cliff``: told the estimate, but it also fires within ``CLIFF_MARGIN``
+  of the target once the residual's log-log slope over the last factor
+  ``CLIFF_SPAN`` of steps has grown ``CLIFF_RISE`` times above its least
+  so far: on flat crops the residual rests near the noise level while the
+  image is fitted, then falls steeply once the noise is; an estimate a few
+  per cent low waits for that fall's end.  Its three constants are the best
+  of a 60-point grid on the tuning curves;
+* ``oracle``: the best window mean along the run (ground truth).
+
+    .venv/bin/python bench/stop_curves.py run --set held_out [--size 128] [--sigmas 5,10] [--images N]
+    .venv/bin/python bench/stop_curves.py rules --cache DIR --out results/stop-curves-...json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_estimation import HELD_OUT, SIGMAS, TUNING, crop  # noqa: E402
+
+from isnas_fast.dip import fit_dip_group  # noqa: E402
+from isnas_fast.dip.early_stopping import ClippedNoiseTable  # noqa: E402
+from isnas_fast.dip.monitor import probe_name  # noqa: E402
+from isnas_fast.network import build_network, resolve_architecture  # noqa: E402
+from isnas_fast.noise import pca_sigma  # noqa: E402
+from isnas_fast.quality import psnr  # noqa: E402
+from isnas_fast.search import preset  # noqa: E402
+from isnas_fast.search.candidates import genotype_seed  # noqa: E402
+from isnas_fast.tasks import Denoise  # noqa: E402
+
+ARCH = "nasdip-denoise"
+CLIFF_MARGIN, CLIFF_RISE, CLIFF_SPAN = 0.20, 2.0, 1.2
+FACTORS = np.round(np.arange(0.70, 1.401, 0.02), 2)
+
+
+def crops(which: str) -> list[tuple[str, float, float]]:
+    return [(n, 1 / 3, 1 / 3) for n in TUNING] if which == "tuning" else list(HELD_OUT)
+
+
+def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 64) -> None:
+    clean = crop(name, top, left, size)
+    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
+    noisy = (noisy * 255).round() / 255
+    estimate = pca_sigma(noisy).sigma
+    obs = Denoise(sigma).observe(noisy)
+    q = preset("quick")
+    dip = q.final_run("denoise").dip
+    told = q.early_stopping
+    seed = genotype_seed(0, resolve_architecture(ARCH))
+    torch.manual_seed(seed)
+    net = build_network(ARCH, 32, int(clean.shape[1]), width=16, task="denoise")
+    steps = list(range(1, dip.iterations + 1))
+    run = fit_dip_group([net], obs, dip, seeds=[seed], ground_truth=clean, quiet=True, probes=[told],
+                        served=False, compile=False, snapshots=steps)[0]
+    raw = run.raw_snapshots
+    start = max(2, told.window // 2)
+    y = noisy.double()
+    sigmas = [float(sigma) * f for f in FACTORS] + [estimate]
+    tables = [ClippedNoiseTable(s / 255.0) for s in sigmas]
+    reach = (max(sigmas) / 255.0) ** 2
+    total = torch.zeros_like(y)
+    res, q_, tgt = [], [], np.full((len(steps) - start + 1, len(sigmas)), np.nan)
+    lo = 1  # the window holds raw outputs lo..t
+    for t in steps:  # the window mean of the last min(window, t // 2) raw outputs
+        total += raw[t].double()
+        w = max(1, min(told.window, t // 2))
+        while t - lo + 1 > w:
+            total -= raw[lo].double()
+            lo += 1
+        if t < start:
+            continue
+        mean = total / w
+        r = float((mean - y).square().mean())
+        res.append(r)
+        q_.append(float(psnr(mean.clamp(0, 1).float(), clean)[0]))
+        if r <= reach and (t - start) % 5 == 0:  # the target moves slowly: every 5 steps, interpolated
+            m = mean.clamp(0, 1)
+            tgt[t - start] = [float(tb.variance_at_mean(m).mean()) for tb in tables]
+    for j in range(tgt.shape[1]):
+        col, known = tgt[:, j], ~np.isnan(tgt[:, j])
+        if known.sum() >= 2:
+            idx = np.arange(len(col))
+            first = idx[known][0]
+            col[first:] = np.interp(idx[first:], idx[known], col[known])
+    probe = run.probes[probe_name(told)]
+    np.savez_compressed(path, image=name, sigma=sigma, estimate=estimate, start=start, factors=FACTORS,
+                        residual=np.array(res), psnr=np.array(q_), target=tgt,
+                        noisy_psnr=float(psnr(noisy, clean)[0]),
+                        probe=np.array([probe["iteration"], probe["psnr"]], dtype=float))
+    print(json.dumps({"image": name, "sigma": sigma, "estimate": round(estimate, 3), "told": probe}), flush=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    # images smaller than the crop are left out
+    todo = [c for c in crops(args.set) if min(crop(*c, size=args.size).shape[-2:]) >= args.size][: args.images]
+    jobs = [(c, int(s)) for c in todo for s in args.sigmas.split(",")]
+    for (name, top, left), s in (reversed(jobs) if args.reverse else jobs):
+        path = cache / f"{args.set}--{name.replace(':', '_')}--{s}.npz"
+        if not path.exists():
+            one(name, top, left, s, path, args.size)
+
+
+def _target(z: dict, sigma: float) -> np.ndarray:
+    """The clipped noise variance around each step's window mean at ``sigma`` (interpolated
+    between the kept grid's columns; -1 where the residual was out of reach)."""
+    f = float(np.clip(sigma / float(z["sigma"]), z["factors"][0], z["factors"][-1]))
+    grid, cols = z["factors"], z["target"][:, :-1]
+    j = int(np.clip(np.searchsorted(grid, f), 1, len(grid) - 1))
+    a = (f - grid[j - 1]) / (grid[j] - grid[j - 1])
+    return np.nan_to_num(cols[:, j - 1] * (1 - a) + cols[:, j] * a, nan=-1.0)
+
+
+def discrepancy(z: dict, sigma: float) -> int:
+    """Index (into the curves) of the window the discrepancy stop told ``sigma`` returns."""
+    hit = np.flatnonzero(z["residual"] <= _target(z, sigma))
+    return int(hit[0]) if hit.size else int(np.argmin(z["residual"]))
+
+
+def cliff(z: dict, sigma: float) -> int:
+    """Index of the window the ``cliff`` rule returns (see the module's docstring)."""
+    r, start, target = z["residual"], int(z["start"]), _target(z, sigma)
+    least = np.inf
+    for i in range(len(r)):
+        if r[i] <= target[i]:
+            return i
+        t = i + start
+        if t / CLIFF_SPAN < start:
+            continue
+        slope = (np.log(r[int(t / CLIFF_SPAN) - start]) - np.log(r[i])) / np.log(CLIFF_SPAN)
+        if r[i] <= target[i] * (1 + CLIFF_MARGIN) and least < np.inf and slope >= CLIFF_RISE * max(least, 1e-4):
+            return i
+        least = min(least, slope)
+    return int(np.argmin(r))
+
+
+def noisy_crop(which: str, name: str, sigma: int, size: int) -> torch.Tensor:
+    """The noisy crop a run of ``run`` trained on (8-bit quantised)."""
+    top, left = next((t, l) for n, t, l in crops(which) if n == name)
+    y = Denoise(sigma).corrupt(crop(name, top, left, size), seed=sigma).y
+    return (y * 255).round() / 255
+
+
+def rules(args: argparse.Namespace) -> None:
+    rows = []
+    for path in sorted(Path(args.cache).glob("*.npz")):
+        z = dict(np.load(path))
+        sigma, est, start, p = float(z["sigma"]), float(z["estimate"]), int(z["start"]), z["psnr"]
+        if args.size:  # the package's estimator as it is now, on the same noisy crop
+            est = pca_sigma(noisy_crop(path.name.split("--")[0], str(z["image"]), int(sigma), args.size)).sigma
+        picks = {"told": discrepancy(z, sigma), "auto": discrepancy(z, est), "cliff": cliff(z, est),
+                 "cliff_told": cliff(z, sigma), "oracle": int(np.argmax(p))}
+        rows.append({"set": path.name.split("--")[0], "image": str(z["image"]), "sigma": int(sigma),
+                     "estimate": round(est, 3), "noisy": round(float(z["noisy_psnr"]), 4),
+                     **{k: {"step": i + start, "psnr": round(float(p[i]), 4)} for k, i in picks.items()}})
+    by_sigma = sorted({r["sigma"] for r in rows})
+    out = {"rows": rows, "summary": {}}
+    print(f"{len(rows)} runs ({args.cache}); - told the true sigma, dB")
+    for rule in ("auto", "cliff", "oracle"):
+        d = np.array([r[rule]["psnr"] - r["told"]["psnr"] for r in rows])
+        worst = rows[int(np.argmin(d))]
+        summary = {"runs": len(d), "mean": round(float(d.mean()), 3), "within_0.3": round(float(np.mean(abs(d) <= 0.3)), 3),
+                   "within_0.3_or_better": round(float(np.mean(d >= -0.3)), 3), "worse_than_1": int(np.sum(d < -1)),
+                   "worst": round(float(d.min()), 3), "worst_run": f"{worst['image']}, sigma {worst['sigma']}",
+                   "by_sigma": {s: round(float(np.mean([x for x, r in zip(d, rows) if r["sigma"] == s])), 3)
+                                for s in by_sigma}}
+        out["summary"][rule] = summary
+        print(f"{rule:7s} mean {summary['mean']:+.2f}, within 0.3 dB {summary['within_0.3']:.0%} "
+              f"(or better {summary['within_0.3_or_better']:.0%}), worse than 1 dB {summary['worse_than_1']}, "
+              f"worst {summary['worst']:+.2f} ({summary['worst_run']}); by sigma "
+              + ", ".join(f"{s}: {v:+.2f}" for s, v in summary["by_sigma"].items()))
+    e = np.array([abs(r["estimate"] / r["sigma"] - 1) for r in rows])
+    out["summary"]["estimate_error"] = {"median": round(float(np.median(e)), 4), "worst": round(float(e.max()), 4)}
+    print(f"estimate's error |estimate / sigma - 1|: median {np.median(e):.1%}, worst {e.max():.1%}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--set", choices=("tuning", "held_out"), default="tuning")
+    r.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
+    r.add_argument("--images", type=int, default=None)
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--size", type=int, default=64, help="crop side (px)")
+    r.add_argument("--reverse", action="store_true", help="the runs in reverse order (a second process)")
+    r.add_argument("--cache", default="/tmp/stop-curves")
+    u = sub.add_parser("rules")
+    u.add_argument("--cache", default="/tmp/stop-curves")
+    u.add_argument("--size", type=int, default=0,
+                   help="estimate sigma again with the package's estimator on the runs' crops of this side "
+                        "(0: the estimate kept with the run)")
+    u.add_argument("--out", default=None, help="write the per-run outcomes and the summary here (JSON)")
+    args = ap.parse_args()
+    if args.cmd == "run":
+        run(args)
+    else:
+        rules(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
