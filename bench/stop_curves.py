@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from noise_estimation import HELD_OUT, SIGMAS, TUNING, crop  # noqa: E402
+from heldout_stop import crops  # noqa: E402
+from noise_estimation import SIGMAS, crop  # noqa: E402
 
 from isnas_fast.dip import fit_dip_group  # noqa: E402
 from isnas_fast.dip.early_stopping import ClippedNoiseTable  # noqa: E402
@@ -63,14 +64,15 @@ CLIFF_MARGIN, CLIFF_RISE, CLIFF_SPAN = 0.20, 2.0, 1.2
 FACTORS = np.round(np.arange(0.70, 1.401, 0.02), 2)
 
 
-def crops(which: str) -> list[tuple[str, float, float]]:
-    return [(n, 1 / 3, 1 / 3) for n in TUNING] if which == "tuning" else list(HELD_OUT)
+def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clean crop and its noisy copy at ``sigma`` (seeded with sigma, 8-bit quantised)."""
+    clean = crop(name, top, left, size)
+    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
+    return clean, (noisy * 255).round() / 255
 
 
 def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 64) -> None:
-    clean = crop(name, top, left, size)
-    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
-    noisy = (noisy * 255).round() / 255
+    clean, noisy = noisy_crop(name, top, left, sigma, size)
     estimate = pca_sigma(noisy).sigma
     obs = Denoise(sigma).observe(noisy)
     q = preset("quick")
@@ -166,20 +168,15 @@ def cliff(z: dict, sigma: float) -> int:
     return int(np.argmin(r))
 
 
-def noisy_crop(which: str, name: str, sigma: int, size: int) -> torch.Tensor:
-    """The noisy crop a run of ``run`` trained on (8-bit quantised)."""
-    top, left = next((t, l) for n, t, l in crops(which) if n == name)
-    y = Denoise(sigma).corrupt(crop(name, top, left, size), seed=sigma).y
-    return (y * 255).round() / 255
-
-
 def rules(args: argparse.Namespace) -> None:
     rows = []
     for path in sorted(Path(args.cache).glob("*.npz")):
         z = dict(np.load(path))
         sigma, est, start, p = float(z["sigma"]), float(z["estimate"]), int(z["start"]), z["psnr"]
         if args.size:  # the package's estimator as it is now, on the same noisy crop
-            est = pca_sigma(noisy_crop(path.name.split("--")[0], str(z["image"]), int(sigma), args.size)).sigma
+            name = str(z["image"])
+            top, left = next((t, l) for n, t, l in crops(path.name.split("--")[0]) if n == name)
+            est = pca_sigma(noisy_crop(name, top, left, int(sigma), args.size)[1]).sigma
         picks = {"told": discrepancy(z, sigma), "auto": discrepancy(z, est), "cliff": cliff(z, est),
                  "cliff_told": cliff(z, sigma), "oracle": int(np.argmax(p))}
         rows.append({"set": path.name.split("--")[0], "image": str(z["image"]), "sigma": int(sigma),
