@@ -336,6 +336,8 @@ def test_changed_image_under_the_same_name_is_refused(tmp_path, sample):
 
 
 def test_a_suite_written_before_a_knob_existed_resumes_at_its_default():
+    from dataclasses import replace
+
     from isnas_fast.search import preset
     from isnas_fast.suite.jobs import record_differences, settings_record
     from isnas_fast.tasks import Denoise
@@ -348,3 +350,11 @@ def test_a_suite_written_before_a_knob_existed_resumes_at_its_default():
     assert record_differences(old, three) == ["--restarts: 1 -> 3"]
     del old["search"]["by_size"]  # its field default (off) is not the quick preset's (on): a difference
     assert record_differences(old, new) == ["--by-size: False -> True"]
+    # a detector's parameter added since (the stop start's condition): taken at its default, so it resumes
+    old = json.loads(json.dumps(new))
+    del old["search"]["early_stopping"]["start_met_by"]
+    assert record_differences(old, new) == []
+    es = preset("quick").early_stopping
+    later = settings_record(Denoise(25), "quick",
+                            preset("quick", width=16, early_stopping=replace(es, start_met_by=100)))
+    assert record_differences(old, later) == ["start_met_by: 0 -> 100"]
