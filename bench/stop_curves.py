@@ -11,7 +11,8 @@ every step ``t`` from the discrepancy stop's first check on, the window mean
 * ``target``: the clipped noise variance around ``W(t)``
   (:class:`~isnas_fast.dip.early_stopping.ClippedNoiseTable`) for the noise
   levels ``sigma_true * f`` on the grid ``FACTORS`` and for the estimate,
-  wherever the residual is within reach of them.
+  wherever the residual is within reach of them;
+* ``whiteness``: :func:`whiteness` of ``W(t) - y``.
 
 One ``.npz`` per run under ``--cache`` (resumable).  ``rules`` reads the
 cache and prints, for each stop rule, the restore with sigma estimated
@@ -30,15 +31,30 @@ writes the per-run outcomes to ``--out``.  The rules:
   image is fitted, then falls steeply once the noise is; an estimate a few
   per cent low waits for that fall's end.  Its three constants are the best
   of a 60-point grid on the tuning curves;
+* ``bracket``: told the estimate, a stop that moves less with sigma: with
+  ``t_b`` the first step whose residual comes within ``BRACKET[0]`` of the
+  target (where the residual still falls steeply), the discrepancy stop
+  fires from ``BRACKET[1] * t_b`` on and at ``BRACKET[2] * t_b`` at the
+  latest; the plain stop when the residual is that near at the first check
+  already (``t_b`` unknown).  Its constants: the best of a grid on the
+  tuning curves (``rules --grid``).  ``bracket_told``: the same told the
+  true sigma;
+* ``white``: reads no sigma: the first window whose residual's lag-1
+  autocorrelation falls to ``WHITE`` (the residual whiteness principle: left
+  image structure correlates neighbouring residuals, fitted low-frequency
+  noise anti-correlates them); ``run`` keeps that and two other whiteness
+  statistics per step (:func:`whiteness`);
 * ``oracle``: the best window mean along the run (ground truth).
 
     .venv/bin/python bench/stop_curves.py run --set held_out [--size 128] [--sigmas 5,10] [--images N]
-    .venv/bin/python bench/stop_curves.py rules --cache DIR --out results/stop-curves-...json
+    .venv/bin/python bench/stop_curves.py rules --cache DIR [--grid] --out results/stop-curves-...json
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -61,6 +77,8 @@ from isnas_fast.tasks import Denoise  # noqa: E402
 
 ARCH = "nasdip-denoise"
 CLIFF_MARGIN, CLIFF_RISE, CLIFF_SPAN = 0.20, 2.0, 1.2
+BRACKET = (0.2, 1.5, 3.0)  # level, after, until: chosen on the tuning runs (``rules --grid``)
+WHITE = -0.02  # the lag-1 autocorrelation the ``white`` rule stops at: chosen on the tuning runs
 FACTORS = np.round(np.arange(0.70, 1.401, 0.02), 2)
 
 
@@ -69,6 +87,25 @@ def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tup
     clean = crop(name, top, left, size)
     noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
     return clean, (noisy * 255).round() / 255
+
+
+def whiteness(e: torch.Tensor) -> list[float]:
+    """How far a residual ``e`` (1, C, H, W) is from white noise: its normalised
+    autocorrelation at lags 1 and 2 (mean of the horizontal and vertical ones;
+    0 for white noise, above 0 where image structure is left in it, below 0
+    where the network has fitted the noise's low frequencies), and the share
+    of its power below a quarter of the sampling frequency (radially) over
+    that share for white noise (1 for white noise)."""
+    e = e - e.mean(dim=(-2, -1), keepdim=True)
+    energy = float(e.square().sum())
+    lags = [float((e[..., k:, :] * e[..., :-k, :]).sum() + (e[..., :, k:] * e[..., :, :-k]).sum()) / (2 * energy)
+            for k in (1, 2)]
+    power = torch.fft.fft2(e).abs().square().sum(dim=(0, 1))
+    fy = torch.fft.fftfreq(e.shape[-2], dtype=e.dtype)[:, None]
+    fx = torch.fft.fftfreq(e.shape[-1], dtype=e.dtype)[None, :]
+    low = (fy.square() + fx.square()) < 0.25 ** 2
+    share = float(power[low].sum() / power.sum()) / float(low.double().mean())
+    return lags + [share]
 
 
 def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 64) -> None:
@@ -91,7 +128,7 @@ def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 
     tables = [ClippedNoiseTable(s / 255.0) for s in sigmas]
     reach = (max(sigmas) / 255.0) ** 2
     total = torch.zeros_like(y)
-    res, q_, tgt = [], [], np.full((len(steps) - start + 1, len(sigmas)), np.nan)
+    res, q_, white, tgt = [], [], [], np.full((len(steps) - start + 1, len(sigmas)), np.nan)
     lo = 1  # the window holds raw outputs lo..t
     for t in steps:  # the window mean of the last min(window, t // 2) raw outputs
         total += raw[t].double()
@@ -105,6 +142,7 @@ def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 
         r = float((mean - y).square().mean())
         res.append(r)
         q_.append(float(psnr(mean.clamp(0, 1).float(), clean)[0]))
+        white.append(whiteness(mean - y))
         if r <= reach and (t - start) % 5 == 0:  # the target moves slowly: every 5 steps, interpolated
             m = mean.clamp(0, 1)
             tgt[t - start] = [float(tb.variance_at_mean(m).mean()) for tb in tables]
@@ -116,7 +154,7 @@ def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 
             col[first:] = np.interp(idx[first:], idx[known], col[known])
     probe = run.probes[probe_name(told)]
     np.savez_compressed(path, image=name, sigma=sigma, estimate=estimate, start=start, factors=FACTORS,
-                        residual=np.array(res), psnr=np.array(q_), target=tgt,
+                        residual=np.array(res), psnr=np.array(q_), target=tgt, whiteness=np.array(white),
                         noisy_psnr=float(psnr(noisy, clean)[0]),
                         probe=np.array([probe["iteration"], probe["psnr"]], dtype=float))
     print(json.dumps({"image": name, "sigma": sigma, "estimate": round(estimate, 3), "told": probe}), flush=True)
@@ -168,8 +206,54 @@ def cliff(z: dict, sigma: float) -> int:
     return int(np.argmin(r))
 
 
-def rules(args: argparse.Namespace) -> None:
+def white(z: dict, theta: float, stat: int = 0) -> int:
+    """Index of the first window whose residual's whiteness statistic ``stat`` (0: lag-1
+    autocorrelation, 1: lag 2, 2: low-frequency share) falls to ``theta``; reads no sigma."""
+    hit = np.flatnonzero(z["whiteness"][:, stat] <= theta)
+    return int(hit[0]) if hit.size else len(z["residual"]) - 1
+
+
+def bracket(z: dict, sigma: float, level: float = BRACKET[0], after: float = BRACKET[1],
+            until: float = BRACKET[2]) -> int:
+    """Index of the window the ``bracket`` rule returns, told ``sigma``: with ``t_b`` the first
+    step whose residual reaches ``1 + level`` times the target, the discrepancy stop fires
+    from step ``after * t_b`` on, and at ``until * t_b`` at the latest; the plain stop when
+    the residual is that near at the first check already."""
+    r, target, start = z["residual"], _target(z, sigma), int(z["start"])
+    near = np.flatnonzero(r <= target * (1 + level))
+    if not near.size:
+        return int(np.argmin(r))
+    if near[0] == 0:  # near the target at the first check already: t_b unknown, the plain stop
+        return discrepancy(z, sigma)
+    t_b = int(near[0]) + start
+    first, last = math.ceil(after * t_b) - start, math.floor(until * t_b) - start
+    for i in range(max(first, 0), len(r)):
+        if r[i] <= target[i] or i >= last:
+            return i
+    return int(np.argmin(r))
+
+
+def grid(runs: list[dict]) -> None:
+    """Print the bracket rule's outcome told the estimate for a grid of its constants (the
+    choice of :data:`BRACKET` on the tuning runs)."""
+    told = [discrepancy(z, float(z["sigma"])) for z in runs]
     rows = []
+    for level, after, until in itertools.product((0.05, 0.1, 0.2, 0.3, 0.5), (1.0, 1.2, 1.3, 1.5, 1.7, 2.0),
+                                                 (1.5, 2.0, 3.0, 4.0, 99.0)):
+        if until < after:
+            continue
+        d = np.array([z["psnr"][bracket(z, float(z["estimate"]), level, after, until)] - z["psnr"][i]
+                      for z, i in zip(runs, told)])
+        rows.append((float(np.mean(d >= -0.3)), -int(np.sum(d < -1)), float(d.mean()), float(d.min()),
+                     f"level {level}, after {after}, until {until}"))
+    rows.sort(reverse=True)
+    for ok, bad, mean, worst, name in rows[:15]:
+        print(f"  {name:34s} within 0.3 dB or better {ok:.0%}, worse than 1 dB {-bad}, mean {mean:+.2f}, "
+              f"worst {worst:+.2f}")
+
+
+def rules(args: argparse.Namespace) -> None:
+    rows, runs = [], []
     for path in sorted(Path(args.cache).glob("*.npz")):
         z = dict(np.load(path))
         sigma, est, start, p = float(z["sigma"]), float(z["estimate"]), int(z["start"]), z["psnr"]
@@ -178,15 +262,28 @@ def rules(args: argparse.Namespace) -> None:
             top, left = next((t, l) for n, t, l in crops(path.name.split("--")[0]) if n == name)
             est = pca_sigma(noisy_crop(name, top, left, int(sigma), args.size)[1]).sigma
         picks = {"told": discrepancy(z, sigma), "auto": discrepancy(z, est), "cliff": cliff(z, est),
-                 "cliff_told": cliff(z, sigma), "oracle": int(np.argmax(p))}
+                 "cliff_told": cliff(z, sigma), "bracket": bracket(z, est), "bracket_told": bracket(z, sigma),
+                 "oracle": int(np.argmax(p))}
+        if "whiteness" in z:
+            picks["white"] = white(z, WHITE)
+        z["estimate"] = est
+        runs.append(z)
+        if int(z["probe"][0]) != picks["told"] + start:  # the target is kept every 5 steps: a step either way
+            print(f"note: {path.name}: the stop told the true sigma, read off the curves, at step "
+                  f"{picks['told'] + start}; the run's own detector at {int(z['probe'][0])}")
         rows.append({"set": path.name.split("--")[0], "image": str(z["image"]), "sigma": int(sigma),
                      "estimate": round(est, 3), "noisy": round(float(z["noisy_psnr"]), 4),
                      **{k: {"step": i + start, "psnr": round(float(p[i]), 4)} for k, i in picks.items()}})
     by_sigma = sorted({r["sigma"] for r in rows})
     out = {"rows": rows, "summary": {}}
     print(f"{len(rows)} runs ({args.cache}); - told the true sigma, dB")
-    for rule in ("auto", "cliff", "oracle"):
-        d = np.array([r[rule]["psnr"] - r["told"]["psnr"] for r in rows])
+    for rule, ref in (("auto", "told"), ("cliff", "told"), ("bracket", "told"), ("bracket_told", "told"),
+                      ("bracket", "bracket_told"), ("white", "told"), ("oracle", "told")):
+        if rule not in rows[0]:
+            continue
+        d = np.array([r[rule]["psnr"] - r[ref]["psnr"] for r in rows])
+        if ref != "told":
+            rule = f"{rule} - {ref}"
         worst = rows[int(np.argmin(d))]
         summary = {"runs": len(d), "mean": round(float(d.mean()), 3), "within_0.3": round(float(np.mean(abs(d) <= 0.3)), 3),
                    "within_0.3_or_better": round(float(np.mean(d >= -0.3)), 3), "worse_than_1": int(np.sum(d < -1)),
@@ -194,13 +291,16 @@ def rules(args: argparse.Namespace) -> None:
                    "by_sigma": {s: round(float(np.mean([x for x, r in zip(d, rows) if r["sigma"] == s])), 3)
                                 for s in by_sigma}}
         out["summary"][rule] = summary
-        print(f"{rule:7s} mean {summary['mean']:+.2f}, within 0.3 dB {summary['within_0.3']:.0%} "
+        print(f"{rule:14s} mean {summary['mean']:+.2f}, within 0.3 dB {summary['within_0.3']:.0%} "
               f"(or better {summary['within_0.3_or_better']:.0%}), worse than 1 dB {summary['worse_than_1']}, "
               f"worst {summary['worst']:+.2f} ({summary['worst_run']}); by sigma "
               + ", ".join(f"{s}: {v:+.2f}" for s, v in summary["by_sigma"].items()))
     e = np.array([abs(r["estimate"] / r["sigma"] - 1) for r in rows])
     out["summary"]["estimate_error"] = {"median": round(float(np.median(e)), 4), "worst": round(float(e.max()), 4)}
     print(f"estimate's error |estimate / sigma - 1|: median {np.median(e):.1%}, worst {e.max():.1%}")
+    if args.grid:
+        print("the bracket's constants told the estimate, - told the true sigma (best 15):")
+        grid(runs)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
@@ -221,6 +321,7 @@ def main() -> int:
     u.add_argument("--size", type=int, default=0,
                    help="estimate sigma again with the package's estimator on the runs' crops of this side "
                         "(0: the estimate kept with the run)")
+    u.add_argument("--grid", action="store_true", help="also print a grid of the bracket's constants")
     u.add_argument("--out", default=None, help="write the per-run outcomes and the summary here (JSON)")
     args = ap.parse_args()
     if args.cmd == "run":
