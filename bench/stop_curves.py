@@ -206,10 +206,10 @@ def cliff(z: dict, sigma: float) -> int:
     return int(np.argmin(r))
 
 
-def white(z: dict, theta: float, stat: int = 0) -> int:
-    """Index of the first window whose residual's whiteness statistic ``stat`` (0: lag-1
-    autocorrelation, 1: lag 2, 2: low-frequency share) falls to ``theta``; reads no sigma."""
-    hit = np.flatnonzero(z["whiteness"][:, stat] <= theta)
+def white(z: dict, theta: float) -> int:
+    """Index of the first window whose residual's lag-1 autocorrelation falls to ``theta``;
+    reads no sigma."""
+    hit = np.flatnonzero(z["whiteness"][:, 0] <= theta)
     return int(hit[0]) if hit.size else len(z["residual"]) - 1
 
 

@@ -168,10 +168,10 @@ def record_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     if isinstance(old.get("search"), Mapping):
         a.update({f"search.{f.name}": _plain(f.default) for f in fields(SearchSettings)
                   if f.default is not MISSING and f"search.{f.name}" not in a})
-        for knob, value in old["search"].items():  # a detector's parameter added since, likewise
-            if isinstance(value, Mapping) and "method" in value:
-                a.update({f"search.{knob}.{f.name}": f.default for f in fields(EarlyStopping)
-                          if f.default is not MISSING and f"search.{knob}.{f.name}" not in a})
+        for k in KNOBS:  # a detector's parameter added since, likewise
+            if k.kind == "early_stopping" and isinstance(old["search"].get(k.name), Mapping):
+                a.update({f"search.{k.name}.{f.name}": f.default for f in fields(EarlyStopping)
+                          if f.default is not MISSING and f"search.{k.name}.{f.name}" not in a})
     flags = {f"search.{k.name}": k.flag for k in KNOBS}
     return [f"{flags.get(k, k.split('.')[-1])}: {a.get(k)} -> {b.get(k)}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
