@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from noise_estimation import HELD_OUT, TUNING, crop  # noqa: E402
+from noise_estimation import HELD_OUT, TUNING, crop, noisy_copy  # noqa: E402
 
 from isnas_fast.dip import fit_dip_group  # noqa: E402
 from isnas_fast.dip.monitor import probe_name  # noqa: E402
@@ -68,8 +68,7 @@ def crops(which: str) -> list[tuple[str, float, float]]:
 
 def one(name: str, top: float, left: float, sigma: int) -> dict:
     clean = crop(name, top, left)
-    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
-    noisy = (noisy * 255).round() / 255
+    noisy = noisy_copy(clean, sigma)
     obs = Denoise(sigma).observe(noisy)
     q = preset("quick")
     dip = q.final_run("denoise").dip

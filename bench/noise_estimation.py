@@ -40,13 +40,44 @@ HELD_OUT = [("cat", 0.1, 0.5), ("cell", 0.5, 0.5), ("microaneurysms", 0.2, 0.2),
             ("paper:monar_256", 0.3, 0.4), ("paper:woman_rgb", 0.2, 0.3), ("brick", 0.8, 0.8)]
 
 
+def noisy_copy(clean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``clean`` (1, C, H, W) in [0, 1] with Gaussian noise of ``sigma`` (0..255) drawn with the seed
+    ``sigma``, clipped and quantised to 8 bits as a file would hold it."""
+    y = Denoise(sigma).corrupt(clean, seed=int(sigma)).y
+    return (y * 255).round() / 255
+
+
+def _matplotlib(name: str) -> torch.Tensor:
+    """One of matplotlib's sample data as (1, C, H, W) in [0, 1]: a picture (RGB), the
+    16-bit MRI slice ``s1045.ima.gz`` or an elevation map (``*.npz``, scaled to its range)."""
+    import matplotlib.cbook as cbook
+    if name.endswith(".npz"):
+        z = cbook.get_sample_data(name)
+        a = np.asarray(z["elevation"], dtype=np.float64)
+        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+    elif name.endswith(".ima.gz"):
+        with cbook.get_sample_data(name) as f:
+            a = np.frombuffer(f.read(), np.uint16).reshape(256, 256).astype(np.float64)
+        a = a / float(a.max())
+    else:
+        from PIL import Image
+        with Image.open(cbook.get_sample_data(name, asfileobj=False)) as im:
+            a = np.asarray(im.convert("RGB")).astype(np.float64) / 255.0
+    if a.ndim == 2:
+        a = a[..., None]
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
 def crop(name: str, top: float, left: float, size: int = 64) -> torch.Tensor:
     if name.startswith("paper:"):
         root = Path(__file__).resolve().parents[1] / "isnas_fast" / "data" / "paper"
         x = load_image(next(root.glob(name[6:] + ".*")))
+    elif name.startswith("mpl:"):
+        x = _matplotlib(name[4:])
     else:
         import skimage.data
-        a = np.asarray(skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skimage.data, name)())
+        a = skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skimage.data, name)()
+        a = np.asarray(a[0] if isinstance(a, tuple) else a)  # stereo_motorcycle: its left view
         a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else max(1.0, float(a.max())))
         if a.ndim == 2:
             a = a[..., None]
@@ -66,8 +97,7 @@ def main() -> int:
         rows = []
         for name, x in crops:
             for s in SIGMAS:
-                y = Denoise(s).corrupt(x, seed=s).y
-                y = (y * 255).round() / 255
+                y = noisy_copy(x, s)
                 pca = pca_sigma(y).sigma
                 plain = pca_sigma(y, max_iterations=0).sigma
                 large = pca_sigma(y, patch=8).sigma

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from noise_estimation import TUNING, crop  # noqa: E402
+from noise_estimation import TUNING, crop, noisy_copy  # noqa: E402
 
 from isnas_fast.dip import EarlyStopping, fit_dip  # noqa: E402
 from isnas_fast.dip.monitor import probe_name  # noqa: E402
@@ -45,8 +45,7 @@ MARGINS = (1.0, 1.03, 1.06, 1.1, 1.15, 1.2, 1.3)
 
 def one(name: str, sigma: int) -> dict:
     clean = crop(name, 1 / 3, 1 / 3)
-    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
-    noisy = (noisy * 255).round() / 255
+    noisy = noisy_copy(clean, sigma)
     est = pca_sigma(noisy).sigma
     obs = Denoise(est).observe(noisy)
     probes = [EarlyStopping(method="discrepancy", kappa=f * f) for f in MARGINS]

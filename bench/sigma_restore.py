@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from noise_estimation import HELD_OUT, SIGMAS, crop  # noqa: E402
+from noise_estimation import HELD_OUT, SIGMAS, crop, noisy_copy  # noqa: E402
 
 import isnas_fast  # noqa: E402
 from isnas_fast.quality import psnr  # noqa: E402
-from isnas_fast.tasks import Denoise  # noqa: E402
 
 
 def main() -> int:
@@ -51,8 +50,7 @@ def main() -> int:
     for name, t, l in HELD_OUT[: args.images]:
         clean = crop(name, t, l)
         for s in sigmas:
-            noisy = Denoise(s).corrupt(clean, seed=s).y
-            noisy = (noisy * 255).round() / 255
+            noisy = noisy_copy(clean, s)
             told = {"true": float(s), "auto": None}
             if args.wrong:
                 told.update({"x0.6": 0.6 * s, "x1.4": 1.4 * s})
