@@ -44,9 +44,13 @@ writes the per-run outcomes to ``--out``.  The rules:
   image structure correlates neighbouring residuals, fitted low-frequency
   noise anti-correlates them); ``run`` keeps that and two other whiteness
   statistics per step (:func:`whiteness`);
+* ``near_white``: told the estimate; within ``1 +- NEAR_WHITE[1]`` of the target
+  only a white residual (lag-1 autocorrelation at most ``NEAR_WHITE[0]``) stops
+  the run, below that band any (built as a detector and tested on the ``fresh``
+  crops before it could become ``--sigma auto``'s stop from 128 px on);
 * ``oracle``: the best window mean along the run (ground truth).
 
-    .venv/bin/python bench/stop_curves.py run --set held_out [--size 128] [--sigmas 5,10] [--images N]
+    .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh [--size 128] [--sigmas 5,10] [--images N]
     .venv/bin/python bench/stop_curves.py rules --cache DIR [--grid] --out results/stop-curves-...json
 """
 from __future__ import annotations
@@ -62,8 +66,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_stop import crops  # noqa: E402
-from noise_estimation import SIGMAS, crop  # noqa: E402
+from heldout_stop import crops as _crops  # noqa: E402
+from noise_estimation import SIGMAS, crop, noisy_copy  # noqa: E402
 
 from isnas_fast.dip import fit_dip_group  # noqa: E402
 from isnas_fast.dip.early_stopping import ClippedNoiseTable  # noqa: E402
@@ -79,14 +83,29 @@ ARCH = "nasdip-denoise"
 CLIFF_MARGIN, CLIFF_RISE, CLIFF_SPAN = 0.20, 2.0, 1.2
 BRACKET = (0.2, 1.5, 3.0)  # level, after, until: chosen on the tuning runs (``rules --grid``)
 WHITE = -0.02  # the lag-1 autocorrelation the ``white`` rule stops at: chosen on the tuning runs
+NEAR_WHITE = (-0.02, 0.15)  # the ``near_white`` rule's lag-1 level and band: chosen on the held-out 128 px runs
 FACTORS = np.round(np.arange(0.70, 1.401, 0.02), 2)
+
+
+#: (source, crop top fraction, crop left fraction) of 128 px crops fixed before any run on them:
+#: sources in none of noise_estimation.py's lists, and new regions of four of its tuning sources
+#: (retina, gravel, page, moon), none of them in the 128 px tuning runs.
+FRESH = [("mpl:grace_hopper.jpg", 0.1, 0.4), ("mpl:grace_hopper.jpg", 0.95, 0.1),
+         ("mpl:Minduka_Present_Blue_Pack.png", 0.0, 0.0), ("mpl:s1045.ima.gz", 0.5, 0.5),
+         ("mpl:jacksboro_fault_dem.npz", 0.3, 0.6), ("stereo_motorcycle", 0.3, 0.3),
+         ("stereo_motorcycle", 0.8, 0.85), ("checkerboard", 0.4, 0.4), ("retina", 0.75, 0.55),
+         ("gravel", 0.9, 0.05), ("page", 0.5, 0.9), ("moon", 0.85, 0.15)]
+
+
+def crops(which: str) -> list[tuple[str, float, float]]:
+    """The crops of a set: ``tuning`` and ``held_out`` as heldout_stop.py's, or :data:`FRESH`."""
+    return list(FRESH) if which == "fresh" else _crops(which)
 
 
 def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The clean crop and its noisy copy at ``sigma`` (seeded with sigma, 8-bit quantised)."""
     clean = crop(name, top, left, size)
-    noisy = Denoise(sigma).corrupt(clean, seed=sigma).y
-    return clean, (noisy * 255).round() / 255
+    return clean, noisy_copy(clean, sigma)
 
 
 def whiteness(e: torch.Tensor) -> list[float]:
@@ -153,7 +172,7 @@ def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 
             first = idx[known][0]
             col[first:] = np.interp(idx[first:], idx[known], col[known])
     probe = run.probes[probe_name(told)]
-    np.savez_compressed(path, image=name, sigma=sigma, estimate=estimate, start=start, factors=FACTORS,
+    np.savez_compressed(path, image=name, top=top, left=left, sigma=sigma, estimate=estimate, start=start, factors=FACTORS,
                         residual=np.array(res), psnr=np.array(q_), target=tgt, whiteness=np.array(white),
                         noisy_psnr=float(psnr(noisy, clean)[0]),
                         probe=np.array([probe["iteration"], probe["psnr"]], dtype=float))
@@ -168,7 +187,7 @@ def run(args: argparse.Namespace) -> None:
     todo = [c for c in crops(args.set) if min(crop(*c, size=args.size).shape[-2:]) >= args.size][: args.images]
     jobs = [(c, int(s)) for c in todo for s in args.sigmas.split(",")]
     for (name, top, left), s in (reversed(jobs) if args.reverse else jobs):
-        path = cache / f"{args.set}--{name.replace(':', '_')}--{s}.npz"
+        path = cache / f"{args.set}--{name.replace(':', '_')}--{top}-{left}--{s}.npz"
         if not path.exists():
             one(name, top, left, s, path, args.size)
 
@@ -211,6 +230,15 @@ def white(z: dict, theta: float) -> int:
     reads no sigma."""
     hit = np.flatnonzero(z["whiteness"][:, 0] <= theta)
     return int(hit[0]) if hit.size else len(z["residual"]) - 1
+
+
+def near_white(z: dict, sigma: float, theta: float = NEAR_WHITE[0], near: float = NEAR_WHITE[1]) -> int:
+    """Index of the window the ``near_white`` rule returns, told ``sigma``: the first whose
+    residual is within ``1 + near`` of the target and either white (lag-1 autocorrelation at
+    most ``theta``) or below ``1 - near`` of it; the least residual when none is."""
+    r, target, lag1 = z["residual"], _target(z, sigma), z["whiteness"][:, 0]
+    hit = np.flatnonzero((target > 0) & (r <= target * (1 + near)) & ((lag1 <= theta) | (r <= target * (1 - near))))
+    return int(hit[0]) if hit.size else int(np.argmin(r))
 
 
 def bracket(z: dict, sigma: float, level: float = BRACKET[0], after: float = BRACKET[1],
@@ -259,26 +287,29 @@ def rules(args: argparse.Namespace) -> None:
         sigma, est, start, p = float(z["sigma"]), float(z["estimate"]), int(z["start"]), z["psnr"]
         if args.size:  # the package's estimator as it is now, on the same noisy crop
             name = str(z["image"])
-            top, left = next((t, l) for n, t, l in crops(path.name.split("--")[0]) if n == name)
+            top, left = ((float(z["top"]), float(z["left"])) if "top" in z else
+                         next((t, l) for n, t, l in crops(path.name.split("--")[0]) if n == name))
             est = pca_sigma(noisy_crop(name, top, left, int(sigma), args.size)[1]).sigma
         picks = {"told": discrepancy(z, sigma), "auto": discrepancy(z, est), "cliff": cliff(z, est),
                  "cliff_told": cliff(z, sigma), "bracket": bracket(z, est), "bracket_told": bracket(z, sigma),
                  "oracle": int(np.argmax(p))}
         if "whiteness" in z:
             picks["white"] = white(z, WHITE)
+            picks["near_white"] = near_white(z, est)
         z["estimate"] = est
         runs.append(z)
         if int(z["probe"][0]) != picks["told"] + start:  # the target is kept every 5 steps: a step either way
             print(f"note: {path.name}: the stop told the true sigma, read off the curves, at step "
                   f"{picks['told'] + start}; the run's own detector at {int(z['probe'][0])}")
-        rows.append({"set": path.name.split("--")[0], "image": str(z["image"]), "sigma": int(sigma),
+        rows.append({"set": path.name.split("--")[0], "image": str(z["image"]),
+                     **({"crop": [float(z["top"]), float(z["left"])]} if "top" in z else {}), "sigma": int(sigma),
                      "estimate": round(est, 3), "noisy": round(float(z["noisy_psnr"]), 4),
                      **{k: {"step": i + start, "psnr": round(float(p[i]), 4)} for k, i in picks.items()}})
     by_sigma = sorted({r["sigma"] for r in rows})
     out = {"rows": rows, "summary": {}}
     print(f"{len(rows)} runs ({args.cache}); - told the true sigma, dB")
     for rule, ref in (("auto", "told"), ("cliff", "told"), ("bracket", "told"), ("bracket_told", "told"),
-                      ("bracket", "bracket_told"), ("white", "told"), ("oracle", "told")):
+                      ("bracket", "bracket_told"), ("white", "told"), ("near_white", "told"), ("oracle", "told")):
         if rule not in rows[0]:
             continue
         d = np.array([r[rule]["psnr"] - r[ref]["psnr"] for r in rows])
@@ -309,7 +340,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--set", choices=("tuning", "held_out"), default="tuning")
+    r.add_argument("--set", choices=("tuning", "held_out", "fresh"), default="tuning")
     r.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
     r.add_argument("--images", type=int, default=None)
     r.add_argument("--threads", type=int, default=2)
