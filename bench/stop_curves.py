@@ -186,8 +186,10 @@ def run(args: argparse.Namespace) -> None:
     # images smaller than the crop are left out
     todo = [c for c in crops(args.set) if min(crop(*c, size=args.size).shape[-2:]) >= args.size][: args.images]
     jobs = [(c, int(s)) for c in todo for s in args.sigmas.split(",")]
+    names = [n for n, _, _ in todo]
     for (name, top, left), s in (reversed(jobs) if args.reverse else jobs):
-        path = cache / f"{args.set}--{name.replace(':', '_')}--{top}-{left}--{s}.npz"
+        tag = name.replace(":", "_") + (f"@{top:g}-{left:g}" if names.count(name) > 1 else "")  # two crops of one source
+        path = cache / f"{args.set}--{tag}--{s}.npz"
         if not path.exists():
             one(name, top, left, s, path, args.size)
 
