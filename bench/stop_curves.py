@@ -12,7 +12,8 @@ every step ``t`` from the discrepancy stop's first check on, the window mean
   (:class:`~isnas_fast.dip.early_stopping.ClippedNoiseTable`) for the noise
   levels ``sigma_true * f`` on the grid ``FACTORS`` and for the estimate,
   wherever the residual is within reach of them;
-* ``whiteness``: :func:`whiteness` of ``W(t) - y``.
+* ``whiteness``: :func:`lag1` of ``W(t) - y``, as a column (caches written
+  with two more statistics after it read the same).
 
 One ``.npz`` per run under ``--cache`` (resumable).  ``rules`` reads the
 cache and prints, for each stop rule, the restore with sigma estimated
@@ -42,8 +43,7 @@ writes the per-run outcomes to ``--out``.  The rules:
 * ``white``: reads no sigma: the first window whose residual's lag-1
   autocorrelation falls to ``WHITE`` (the residual whiteness principle: left
   image structure correlates neighbouring residuals, fitted low-frequency
-  noise anti-correlates them); ``run`` keeps that and two other whiteness
-  statistics per step (:func:`whiteness`);
+  noise anti-correlates them);
 * ``near_white``: told the estimate; within ``1 +- NEAR_WHITE[1]`` of the target
   only a white residual (lag-1 autocorrelation at most ``NEAR_WHITE[0]``) stops
   the run, below that band any (built as a detector and tested on the ``fresh``
@@ -108,23 +108,13 @@ def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tup
     return clean, noisy_copy(clean, sigma)
 
 
-def whiteness(e: torch.Tensor) -> list[float]:
-    """How far a residual ``e`` (1, C, H, W) is from white noise: its normalised
-    autocorrelation at lags 1 and 2 (mean of the horizontal and vertical ones;
-    0 for white noise, above 0 where image structure is left in it, below 0
-    where the network has fitted the noise's low frequencies), and the share
-    of its power below a quarter of the sampling frequency (radially) over
-    that share for white noise (1 for white noise)."""
+def lag1(e: torch.Tensor) -> float:
+    """The normalised lag-1 autocorrelation of a residual ``e`` (1, C, H, W), the mean of the
+    horizontal and vertical ones: 0 for white noise, above 0 where image structure is left
+    in it, below 0 where the network has fitted the noise's low frequencies."""
     e = e - e.mean(dim=(-2, -1), keepdim=True)
-    energy = float(e.square().sum())
-    lags = [float((e[..., k:, :] * e[..., :-k, :]).sum() + (e[..., :, k:] * e[..., :, :-k]).sum()) / (2 * energy)
-            for k in (1, 2)]
-    power = torch.fft.fft2(e).abs().square().sum(dim=(0, 1))
-    fy = torch.fft.fftfreq(e.shape[-2], dtype=e.dtype)[:, None]
-    fx = torch.fft.fftfreq(e.shape[-1], dtype=e.dtype)[None, :]
-    low = (fy.square() + fx.square()) < 0.25 ** 2
-    share = float(power[low].sum() / power.sum()) / float(low.double().mean())
-    return lags + [share]
+    pairs = (e[..., 1:, :] * e[..., :-1, :]).sum() + (e[..., :, 1:] * e[..., :, :-1]).sum()
+    return float(pairs) / (2 * float(e.square().sum()))
 
 
 def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 64) -> None:
@@ -161,7 +151,7 @@ def one(name: str, top: float, left: float, sigma: int, path: Path, size: int = 
         r = float((mean - y).square().mean())
         res.append(r)
         q_.append(float(psnr(mean.clamp(0, 1).float(), clean)[0]))
-        white.append(whiteness(mean - y))
+        white.append([lag1(mean - y)])
         if r <= reach and (t - start) % 5 == 0:  # the target moves slowly: every 5 steps, interpolated
             m = mean.clamp(0, 1)
             tgt[t - start] = [float(tb.variance_at_mean(m).mean()) for tb in tables]
