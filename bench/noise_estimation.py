@@ -74,6 +74,11 @@ def crop(name: str, top: float, left: float, size: int = 64) -> torch.Tensor:
         x = load_image(next(root.glob(name[6:] + ".*")))
     elif name.startswith("mpl:"):
         x = _matplotlib(name[4:])
+    elif name.startswith("pywt:"):
+        import pywt.data
+        a = np.asarray(getattr(pywt.data, name[5:])(), dtype=np.float64)
+        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
     else:
         import skimage.data
         a = skimage.data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(skimage.data, name)()

@@ -50,8 +50,8 @@ writes the per-run outcomes to ``--out``.  The rules:
   crops before it could become ``--sigma auto``'s stop from 128 px on);
 * ``oracle``: the best window mean along the run (ground truth).
 
-    .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh [--size 128] [--sigmas 5,10] [--images N]
-    .venv/bin/python bench/stop_curves.py rules --cache DIR [--grid] --out results/stop-curves-...json
+    .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh|fresh2 [--size 128] [--sigmas 5,10] [--images N]
+    .venv/bin/python bench/stop_curves.py rules --cache DIR [--size 128] [--grid] --out results/stop-curves-...json
 """
 from __future__ import annotations
 
@@ -96,10 +96,20 @@ FRESH = [("mpl:grace_hopper.jpg", 0.1, 0.4), ("mpl:grace_hopper.jpg", 0.95, 0.1)
          ("stereo_motorcycle", 0.8, 0.85), ("checkerboard", 0.4, 0.4), ("retina", 0.75, 0.55),
          ("gravel", 0.9, 0.05), ("page", 0.5, 0.9), ("moon", 0.85, 0.15)]
 
+#: A second set of 128 px crops fixed before any run on them, to test what was designed after the
+#: ``fresh`` runs had been read: two new sources (PyWavelets' ``aero`` and ``ascent``), matplotlib's
+#: ``logo2.png``, and new regions of five sources seen only in other crops.
+FRESH2 = [("pywt:aero", 0.3, 0.6), ("pywt:aero", 0.8, 0.1), ("pywt:ascent", 0.5, 0.2),
+          ("pywt:ascent", 0.1, 0.8), ("mpl:logo2.png", 0.5, 0.3), ("mpl:grace_hopper.jpg", 0.5, 0.8),
+          ("mpl:s1045.ima.gz", 0.1, 0.2), ("mpl:jacksboro_fault_dem.npz", 0.8, 0.1),
+          ("hubble_deep_field", 0.9, 0.9), ("immunohistochemistry", 0.05, 0.9)]
+
 
 def crops(which: str) -> list[tuple[str, float, float]]:
-    """The crops of a set: ``tuning`` and ``held_out`` as heldout_stop.py's, or :data:`FRESH`."""
-    return list(FRESH) if which == "fresh" else _crops(which)
+    """The crops of a set: ``tuning`` and ``held_out`` as heldout_stop.py's, :data:`FRESH` or :data:`FRESH2`."""
+    if which in ("fresh", "fresh2"):
+        return list(FRESH if which == "fresh" else FRESH2)
+    return _crops(which)
 
 
 def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,7 +342,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--set", choices=("tuning", "held_out", "fresh"), default="tuning")
+    r.add_argument("--set", choices=("tuning", "held_out", "fresh", "fresh2"), default="tuning")
     r.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
     r.add_argument("--images", type=int, default=None)
     r.add_argument("--threads", type=int, default=2)
