@@ -47,14 +47,18 @@ def noisy_copy(clean: torch.Tensor, sigma: float) -> torch.Tensor:
     return (y * 255).round() / 255
 
 
+def _unit_range(a: np.ndarray) -> np.ndarray:
+    """``a`` scaled to [0, 1] by its own range (elevation maps, float sample arrays)."""
+    return (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+
+
 def _matplotlib(name: str) -> torch.Tensor:
     """One of matplotlib's sample data as (1, C, H, W) in [0, 1]: a picture (RGB), the
     16-bit MRI slice ``s1045.ima.gz`` or an elevation map (``*.npz``, scaled to its range)."""
     import matplotlib.cbook as cbook
     if name.endswith(".npz"):
         z = cbook.get_sample_data(name)
-        a = np.asarray(z["elevation"], dtype=np.float64)
-        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+        a = _unit_range(np.asarray(z["elevation"], dtype=np.float64))
     elif name.endswith(".ima.gz"):
         with cbook.get_sample_data(name) as f:
             a = np.frombuffer(f.read(), np.uint16).reshape(256, 256).astype(np.float64)
@@ -76,8 +80,7 @@ def crop(name: str, top: float, left: float, size: int = 64) -> torch.Tensor:
         x = _matplotlib(name[4:])
     elif name.startswith("pywt:"):
         import pywt.data
-        a = np.asarray(getattr(pywt.data, name[5:])(), dtype=np.float64)
-        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+        a = _unit_range(np.asarray(getattr(pywt.data, name[5:])(), dtype=np.float64))
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
     else:
         import skimage.data

@@ -112,11 +112,12 @@ FRESH3 = [("paper:f16_512_rgb", 0.1, 0.1), ("paper:woman_rgb", 0.8, 0.7), ("pape
           ("immunohistochemistry", 0.6, 0.4), ("pywt:ascent", 0.9, 0.5), ("mpl:s1045.ima.gz", 0.8, 0.8)]
 
 
+FRESH_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3": FRESH3}
+
+
 def crops(which: str) -> list[tuple[str, float, float]]:
-    """The crops of a set: ``tuning`` and ``held_out`` as heldout_stop.py's, :data:`FRESH`, :data:`FRESH2` or :data:`FRESH3`."""
-    if which in ("fresh", "fresh2", "fresh3"):
-        return list({"fresh": FRESH, "fresh2": FRESH2, "fresh3": FRESH3}[which])
-    return _crops(which)
+    """The crops of a set: ``tuning`` and ``held_out`` as heldout_stop.py's, or one of :data:`FRESH_SETS`."""
+    return list(FRESH_SETS[which]) if which in FRESH_SETS else _crops(which)
 
 
 def noisy_crop(name: str, top: float, left: float, sigma: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,7 +350,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--set", choices=("tuning", "held_out", "fresh", "fresh2", "fresh3"), default="tuning")
+    r.add_argument("--set", choices=("tuning", "held_out", *FRESH_SETS), default="tuning")
     r.add_argument("--sigmas", default=",".join(map(str, SIGMAS)))
     r.add_argument("--images", type=int, default=None)
     r.add_argument("--threads", type=int, default=2)

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .dip.early_stopping import ClippedNoiseTable, clipped_observation_moments
+from .dip.early_stopping import clipped_observation_moments
 from .errors import InputError
 
 __all__ = ["NoiseEstimate", "estimate_noise", "pca_sigma", "default_patch", "mad_sigma", "NOISE_METHODS"]
@@ -161,7 +161,8 @@ def _chen_variance(rows: np.ndarray, widen: bool = False) -> float:
 def _clipped_share_table(sigma: float, pixels: int, grid: int = 2049, passes: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """The share of the noise variance clipping leaves, Var(clip(x + n, 0, 1)) / sigma^2, against
     the clipped mean E[clip(x + n, 0, 1)] over x in [0, 1] (n ~ N(0, sigma^2)), corrected for
-    reading it at a patch's own mean of ``pixels`` noisy values rather than at E[...].
+    reading it at a patch's own mean of ``pixels`` noisy values rather than at E[...]
+    (``pixels`` 0: not corrected).
 
     Near 0 and 1 the share rises steeply with the mean and the table ends at x = 0 and 1, so the
     share read at a noisy mean is too high on average (by about 7 % of the share for a mean of
@@ -175,9 +176,11 @@ def _clipped_share_table(sigma: float, pixels: int, grid: int = 2049, passes: in
     xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64)
     mean, var = (t.numpy() for t in clipped_observation_moments(xs, sigma))
     share = var / sigma ** 2
+    if pixels <= 0:
+        return mean, share
     nodes, weights = np.polynomial.hermite_e.hermegauss(40)
     weights = weights / weights.sum()
-    noisy = np.clip(mean[:, None] + np.sqrt(var[:, None] / max(int(pixels), 1)) * nodes[None], mean[0], mean[-1])
+    noisy = np.clip(mean[:, None] + np.sqrt(var[:, None] / int(pixels)) * nodes[None], mean[0], mean[-1])
     table = share.copy()
     for _ in range(passes):
         table = table + share - (np.interp(noisy, mean, table) * weights).sum(axis=1)
@@ -192,12 +195,8 @@ def _clipped_fraction(channel_means: np.ndarray, sigma: float, pixels: int = 0) 
     (:func:`_clipped_share_table`); 0: read at the means as they are."""
     if sigma <= 0:
         return np.ones(channel_means.shape[0])
-    if pixels > 0:
-        mean, share = _clipped_share_table(sigma, pixels)
-        return np.interp(np.clip(channel_means, mean[0], mean[-1]), mean, share).mean(axis=1)
-    table = ClippedNoiseTable(sigma)
-    var = table.variance_at_mean(torch.from_numpy(np.clip(channel_means, 0.0, 1.0)).to(torch.float64))
-    return var.numpy().mean(axis=1) / sigma ** 2
+    mean, share = _clipped_share_table(sigma, pixels)
+    return np.interp(np.clip(channel_means, mean[0], mean[-1]), mean, share).mean(axis=1)
 
 
 def _difference_energy(rows: np.ndarray, channels: int, p: int) -> np.ndarray:

@@ -120,7 +120,7 @@ def test_widening_to_the_noise_bulk_removes_the_equal_counts_rules_low_reading()
     from isnas_fast.noise import _chen_variance, _patches
     rule, widened = [], []
     for seed in range(6):
-        x = (0.5 + torch.from_numpy(np.random.default_rng(seed).normal(0, 25 / 255, (3, 64, 64)))).numpy()
+        x = 0.5 + np.random.default_rng(seed).normal(0, 25 / 255, (3, 64, 64))
         rows, _ = _patches(x, 8, 20000)
         rule.append(np.sqrt(_chen_variance(rows)) * 255 / 25 - 1)
         widened.append(np.sqrt(_chen_variance(rows, widen=True)) * 255 / 25 - 1)
