@@ -23,8 +23,11 @@ both in 0..255 units like :class:`~isnas_fast.tasks.Denoise`'s ``sigma``:
     for a flat patch, :func:`~isnas_fast.dip.early_stopping.clipped_observation_moments`,
     corrected for the noise of a mean over a few dozen values, which
     otherwise reads the share too high near 0 and 1),
-    both the texture test and the estimate use it, and the estimate is
-    divided by the kept patches' mean share;
+    both the texture test and the estimate use it: each channel of the kept
+    patches is divided by the square root of its mean share before the PCA
+    (a colour image's channels sit at different levels, so clipping leaves
+    them unequal noise, and the equal-counts rule would otherwise read the
+    weakest channel);
   - the noise bulk: the noise eigenvalues of a sample covariance spread
     around sigma^2 (Marchenko-Pastur), skewed to the right, so the authors'
     equal-counts rule stops inside the spread and reads sigma low; the set
@@ -187,16 +190,16 @@ def _clipped_share_table(sigma: float, pixels: int, grid: int = 2049, passes: in
     return mean, np.clip(table, 1e-3, None)
 
 
-def _clipped_fraction(channel_means: np.ndarray, sigma: float, pixels: int = 0) -> np.ndarray:
-    """Var(clip(x + n, 0, 1)) / sigma^2 averaged over each patch's channels, for flat
-    patches whose clipped channel means are ``channel_means`` (N, C) (n ~ N(0, sigma^2)):
-    the share of the noise variance clipping leaves.  ``pixels``: the values per channel each
-    mean is taken over (a p x p patch: p^2), to correct for the means' own noise
-    (:func:`_clipped_share_table`); 0: read at the means as they are."""
+def _clipped_channel_share(channel_means: np.ndarray, sigma: float, pixels: int = 0) -> np.ndarray:
+    """Var(clip(x + n, 0, 1)) / sigma^2 for each channel of flat patches whose clipped channel
+    means are ``channel_means`` (N, C) (n ~ N(0, sigma^2)): the share of the noise variance
+    clipping leaves, (N, C).  ``pixels``: the values per channel each mean is taken over (a
+    p x p patch: p^2), to correct for the means' own noise (:func:`_clipped_share_table`);
+    0: read at the means as they are."""
     if sigma <= 0:
-        return np.ones(channel_means.shape[0])
+        return np.ones_like(channel_means)
     mean, share = _clipped_share_table(sigma, pixels)
-    return np.interp(np.clip(channel_means, mean[0], mean[-1]), mean, share).mean(axis=1)
+    return np.interp(np.clip(channel_means, mean[0], mean[-1]), mean, share)
 
 
 def _difference_energy(rows: np.ndarray, channels: int, p: int) -> np.ndarray:
@@ -235,15 +238,22 @@ def pca_sigma(image: Any, *, patch: Optional[int] = None, max_patches: int = 200
     minimum = max(int(min_patches), 4 * rows.shape[1])
     sigma = math.sqrt(_chen_variance(rows))
     used = rows.shape[0]
+    pixels = int(patch) ** 2
     for _ in range(max_iterations):
-        shrink = _clipped_fraction(channel_means, sigma, int(patch) ** 2)
+        channel_share = _clipped_channel_share(channel_means, sigma, pixels)
+        shrink = channel_share.mean(axis=1)
         # weak texture: a patch of noise alone has difference energy shrink * sigma^2
         ratio = energy / np.maximum(shrink * sigma ** 2, 1e-12)
         keep = ratio <= texture_ratio
         if int(keep.sum()) < minimum:
             keep = np.zeros_like(keep)
             keep[np.argsort(ratio, kind="stable")[:min(minimum, ratio.size)]] = True
-        new = math.sqrt(_chen_variance(rows[keep], widen=True) / max(float(shrink[keep].mean()), 0.05))
+        # each channel's values scaled by its kept patches' mean share: clipped colour noise is
+        # weaker in a channel near black or white, and unequal channel variances would otherwise
+        # put the equal-counts rule on the weakest channel's eigenvalues
+        scale = 1.0 / np.sqrt(np.maximum(channel_share[keep].mean(axis=0), 0.05))
+        kept = (rows[keep].reshape(-1, c, pixels) * scale[None, :, None]).reshape(int(keep.sum()), -1)
+        new = math.sqrt(_chen_variance(kept, widen=True))
         used = int(keep.sum())
         settled = abs(new - sigma) <= 1e-3 * max(sigma, 1e-6)
         sigma = new

@@ -137,15 +137,15 @@ def test_clipped_share_read_at_a_patchs_noisy_mean_is_unbiased():
     """Monte Carlo of flat patches on black and white, clipped: the share of the noise variance
     that clipping leaves, read off the table at each patch's own mean, averages to the patches'
     actual share; read at the mean uncorrected it is about 10 % too high for 25 values."""
-    from isnas_fast.noise import _clipped_fraction
+    from isnas_fast.noise import _clipped_channel_share
     rng = np.random.default_rng(0)
     for level, sigma, n in ((0.0, 25, 25), (1.0, 50, 25), (0.0, 10, 64)):
         s = sigma / 255
         y = np.clip(level + rng.normal(0, s, (20000, n)), 0, 1)
         actual = y.var(axis=1, ddof=1).mean() / s ** 2
         means = y.mean(axis=1, keepdims=True)
-        corrected = _clipped_fraction(means, s, n).mean()
-        uncorrected = _clipped_fraction(means, s).mean()
+        corrected = _clipped_channel_share(means, s, n).mean()
+        uncorrected = _clipped_channel_share(means, s).mean()
         assert abs(corrected / actual - 1) < 0.015, (level, sigma, corrected, actual)
         assert uncorrected / actual - 1 > 0.05, (level, sigma, uncorrected, actual)
 
@@ -158,3 +158,15 @@ def test_flat_black_or_white_reads_sigma(channels, level):
         est = [pca_sigma(_noisy(torch.full((1, channels, 96, 96), level), sigma, seed=s)).sigma / sigma - 1
                for s in range(3)]
         assert abs(np.mean(est)) < 0.04, (sigma, est)
+
+
+@pytest.mark.parametrize("levels", [(0.9, 0.3, 0.05), (1.0, 0.5, 0.0)])
+def test_colour_flat_with_channels_at_different_levels_reads_sigma(levels):
+    """Clipping leaves each channel of a colour image its own share of the noise (little near black
+    or white, all of it at mid-grey); the estimate still reads sigma within 3 % (mean of 3 seeds,
+    96 px).  A pooled correction reads these 4-28 % low: the equal-counts rule lands on the
+    weakest channel's eigenvalues."""
+    base = torch.tensor(levels, dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 96, 96)
+    for sigma in (25, 50, 75):
+        est = [pca_sigma(_noisy(base, sigma, seed=s)).sigma / sigma - 1 for s in range(3)]
+        assert abs(np.mean(est)) < 0.03, (sigma, est)
