@@ -50,7 +50,7 @@ writes the per-run outcomes to ``--out``.  The rules:
   crops before it could become ``--sigma auto``'s stop from 128 px on);
 * ``oracle``: the best window mean along the run (ground truth).
 
-    .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh|fresh2|fresh3 [--size 128] [--sigmas 5,10] [--images N]
+    .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh|fresh2|fresh3|fresh4 [--size 128] [--sigmas 5,10] [--images N]
     .venv/bin/python bench/stop_curves.py rules --cache DIR [--size 128] [--grid] --out results/stop-curves-...json
 """
 from __future__ import annotations
@@ -112,7 +112,16 @@ FRESH3 = [("paper:f16_512_rgb", 0.1, 0.1), ("paper:woman_rgb", 0.8, 0.7), ("pape
           ("immunohistochemistry", 0.6, 0.4), ("pywt:ascent", 0.9, 0.5), ("mpl:s1045.ima.gz", 0.8, 0.8)]
 
 
-FRESH_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3": FRESH3}
+#: A confirmation set, fixed with the estimator as it is: twelve distinct sources, none of them
+#: in any tuning set (the estimator's or the stop's), each at a crop position not used before.
+FRESH4 = [("hubble_deep_field", 0.55, 0.3), ("paper:f16_512_rgb", 0.9, 0.9), ("paper:monar_256", 0.0, 1.0),
+          ("paper:woman_rgb", 0.05, 0.95), ("mpl:grace_hopper.jpg", 0.9, 0.55),
+          ("mpl:Minduka_Present_Blue_Pack.png", 0.7, 0.6), ("mpl:s1045.ima.gz", 0.0, 0.9),
+          ("mpl:jacksboro_fault_dem.npz", 0.0, 0.0), ("stereo_motorcycle", 0.1, 0.9), ("pywt:aero", 0.05, 0.05),
+          ("pywt:ascent", 0.3, 0.5), ("cell", 0.1, 0.1)]
+
+
+FRESH_SETS = {"fresh": FRESH, "fresh2": FRESH2, "fresh3": FRESH3, "fresh4": FRESH4}
 
 
 def crops(which: str) -> list[tuple[str, float, float]]:
