@@ -260,7 +260,7 @@ def pca_sigma(image: Any, *, patch: Optional[int] = None, max_patches: int = 200
         if settled:
             break
     detail = (f"PCA of {used} {patch}x{patch} patches (Chen, Zhu and Heng, ICCV 2015), "
-              f"weak-texture patches, corrected for clipping and for the eigenvalues' spread")
+              f"weak-texture patches, corrected for each channel's clipping and for the eigenvalues' spread")
     return NoiseEstimate(sigma * 255.0, "pca", used, detail)
 
 
