@@ -252,9 +252,9 @@ def pca_sigma(image: Any, *, patch: Optional[int] = None, max_patches: int = 200
         # weaker in a channel near black or white, and unequal channel variances would otherwise
         # put the equal-counts rule on the weakest channel's eigenvalues
         scale = 1.0 / np.sqrt(np.maximum(channel_share[keep].mean(axis=0), 0.05))
-        kept = (rows[keep].reshape(-1, c, pixels) * scale[None, :, None]).reshape(int(keep.sum()), -1)
-        new = math.sqrt(_chen_variance(kept, widen=True))
-        used = int(keep.sum())
+        kept = rows[keep].reshape(-1, c, pixels) * scale[:, None]
+        used = kept.shape[0]
+        new = math.sqrt(_chen_variance(kept.reshape(used, -1), widen=True))
         settled = abs(new - sigma) <= 1e-3 * max(sigma, 1e-6)
         sigma = new
         if settled:
