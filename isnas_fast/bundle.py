@@ -18,7 +18,9 @@ returned: its network is the run's
 over the steps the estimate averages, each member on one of its noisy
 inputs; the manifest's ``members`` says how many), evaluated on the stored
 code without autocast, BatchNorm in training mode (batch statistics of the
-one image).  The manifest's ``reproduction`` section says so and records how
+one image), then, for a denoising run that has one, read through its
+clipped-noise readout (the manifest's ``readout_points``: the table's
+length; format version 3).  The manifest's ``reproduction`` section says so and records how
 far the served image is from the returned one (0 for one run; an ensemble
 of several runs, ``ensemble`` > 1, returns their weighted mean, which one
 exported network does not compute).  Format version 1 bundles, whose
@@ -45,6 +47,8 @@ from .io import atomic_write_folder, check_output_folder, load_image
 from .io.files import json_text
 from .network import build_network, resolve_architecture
 from .dip.averaging import AveragedNetwork
+from .dip.readout import MAX_POINTS as MAX_READOUT_POINTS
+from .dip.readout import check_readout
 from .quality import psnr
 from .tasks import task_class
 from .trained import Restoration, TrainedRun
@@ -53,9 +57,9 @@ __all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report
            "FORMAT_VERSION", "RunSource"]
 
 FORMAT_NAME = "isnas-fast-run"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Format versions load_run reads (1: a plain network, the last step's weights).
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = (1, 2, 3)
 #: Most members of an averaged network a bundle may describe.
 MAX_MEMBERS = 64
 _WEIGHTS, _Z, _REPORT, _MANIFEST = "weights.pt", "z.pt", "report.json", "manifest.json"
@@ -254,6 +258,7 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         "sizes": {"z": list(z.shape), "output": [1, run.out_channels, *z.shape[2:]]},
         "crop": list(run.crop) if run.crop is not None else None,
         "members": len(run.network.members) if isinstance(run.network, AveragedNetwork) else None,
+        "readout_points": _readout_points(run.network),
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
         "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
                          else _reproduction(run, report, final, restored, ground_truth)),
@@ -448,6 +453,13 @@ class _Spec:
     z_shape: tuple[int, ...]
     files: dict
     members: Optional[int] = None
+    readout_points: Optional[int] = None
+
+
+def _readout_points(network: Any) -> Optional[int]:
+    """The length of an averaged network's readout table, or None when it has none."""
+    readout = getattr(network, "readout", None) if isinstance(network, AveragedNetwork) else None
+    return None if readout is None else int(readout.shape[0])
 
 
 def _check_task(d: Path, task: Any) -> tuple[str, dict]:
@@ -536,8 +548,13 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
         if members * z_shape[2] * z_shape[3] > MAX_PIXELS:
             raise _damaged(d, f"{members} members' input noises of {z_shape[3]}x{z_shape[2]} exceed "
                               f"{MAX_PIXELS} pixels")
+    readout_points = None
+    if version >= 3 and manifest.get("readout_points") is not None:
+        if members is None or task != "denoise":
+            raise _damaged(d, "manifest field 'readout_points' applies only to a denoising run's averaged network")
+        readout_points = _int_field(manifest, "readout_points", d, 2, MAX_READOUT_POINTS)
     return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
-                 task_params=params, z_shape=z_shape, files=files, members=members)
+                 task_params=params, z_shape=z_shape, files=files, members=members, readout_points=readout_points)
 
 
 def _crop_field(d: Path, crop: Any, z_shape: tuple[int, ...]) -> Optional[tuple[int, int, int, int]]:
@@ -567,6 +584,8 @@ def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], to
     state = {f"members.{j}.{name}": v for j in range(k) for name, v in one.items()}
     state["offsets"] = ((k, *spec.z_shape[1:]), torch.float32)
     state["coefficients"] = ((k,), torch.float32)
+    if spec.readout_points is not None:
+        state["readout"] = ((spec.readout_points,), torch.float32)
     return state
 
 
@@ -682,6 +701,10 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
         _check_torch_zip(d, _Z, fh, size, 11)
         z = _load_torch(d, _Z, fh)
     _check_state(d, state, expected, spec.genotype)
+    if spec.readout_points is not None:
+        why = check_readout(state["readout"])
+        if why is not None:
+            raise _damaged(d, f"{_WEIGHTS}: {why}")
     if not isinstance(z, Tensor) or tuple(z.shape) != spec.z_shape or z.dtype != torch.float32:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise _damaged(d, f"{_Z} holds {shape}, expected a float32 tensor of shape {spec.z_shape}")
@@ -690,7 +713,7 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
     try:
         net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task)
         if spec.members is not None:
-            net = AveragedNetwork.like(net, spec.members, spec.z_shape)
+            net = AveragedNetwork.like(net, spec.members, spec.z_shape, spec.readout_points)
         net.load_state_dict(state, strict=True)
     except (InputError, RuntimeError) as exc:
         why = " ".join(str(exc).split())

@@ -84,7 +84,7 @@ def test_restart_seeds_start_with_the_one_start_seed():
 
 def test_train_finals_with_restarts_merges_the_single_starts(small):
     obs = Denoise(25).corrupt(small, seed=0)
-    settings = replace(preset("quick", final_iterations=12), early_stopping=None)
+    settings = replace(preset("quick", final_iterations=12), early_stopping=None, clip_readout=False)
     (one,) = train_finals([ARCH], obs, settings, seed=1, quiet=True)
     (three,) = train_finals([ARCH], obs, replace(settings, restarts=3), seed=1, quiet=True, ground_truth=small)
     assert [r["seed"] for r in three.dip.restarts] == [restart_seed(1, ARCH, r) for r in range(3)]

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network import batch_statistics_only
+from .readout import apply_readout
 
 __all__ = ["AveragedNetwork", "BlockAverages", "Member", "network_output", "BLOCKS", "block_length",
            "ema_span"]
@@ -65,22 +66,33 @@ def network_output(network: nn.Module, z: Tensor) -> Tensor:
 
 
 class AveragedNetwork(nn.Module):
-    """``forward(z) = Σ_j c_j members[j](z + offsets[j])``: the network a DIP run returns.
+    """``forward(z) = r(Σ_j c_j members[j](z + offsets[j]))``: the network a DIP run returns.
 
     ``members``: K networks of one architecture (block-averaged weights);
     ``offsets``: (K, C_in, H, W) float32, the input noise of each member
     (so the code z stays the run's code); ``coefficients``: (K,) float32
-    summing to 1.  ``in_channels`` mirrors the members'.  BatchNorm in the
-    members keeps its training mode (batch statistics of the one image).
+    summing to 1.  ``readout``: None (``r`` the identity) or a (n,) float32
+    table that ``r`` reads by linear interpolation
+    (:func:`~isnas_fast.dip.readout.apply_readout`; a denoising run's
+    clipped-noise readout).  ``in_channels`` mirrors the members'.
+    BatchNorm in the members keeps its training mode (batch statistics of
+    the one image).
     """
 
-    def __init__(self, members: Sequence[nn.Module], offsets: Tensor, coefficients: Tensor):
+    def __init__(self, members: Sequence[nn.Module], offsets: Tensor, coefficients: Tensor,
+                 readout: Optional[Tensor] = None):
         super().__init__()
         if not members or offsets.shape[0] != len(members) or coefficients.shape != (len(members),):
             raise ValueError("AveragedNetwork needs K members, K offsets and K coefficients")
         self.members = nn.ModuleList(members)
         self.register_buffer("offsets", offsets.detach().float().contiguous())
         self.register_buffer("coefficients", coefficients.detach().float().contiguous())
+        if readout is not None:
+            if readout.ndim != 1 or readout.shape[0] < 2:
+                raise ValueError("an AveragedNetwork's readout is a (n,) table, n >= 2")
+            self.register_buffer("readout", readout.detach().float().contiguous().to(self.offsets.device))
+        else:
+            self.readout = None
         self.in_channels = getattr(members[0], "in_channels", offsets.shape[1])
 
     def forward(self, z: Tensor) -> Tensor:
@@ -89,14 +101,19 @@ class AveragedNetwork(nn.Module):
             o = net(z + self.offsets[j : j + 1]) * self.coefficients[j]
             out = o if out is None else out + o
         assert out is not None
+        if self.readout is not None:
+            out = apply_readout(out, self.readout)
         return out
 
     @classmethod
-    def like(cls, network: nn.Module, members: int, z_shape: Sequence[int]) -> "AveragedNetwork":
-        """An ensemble of ``members`` copies of ``network`` with zero offsets for a code of ``z_shape``
-        and uniform coefficients: the skeleton a saved state dict is loaded into."""
+    def like(cls, network: nn.Module, members: int, z_shape: Sequence[int],
+             readout_points: Optional[int] = None) -> "AveragedNetwork":
+        """An ensemble of ``members`` copies of ``network`` with zero offsets for a code of ``z_shape``,
+        uniform coefficients and, with ``readout_points``, a readout of that many zeros: the skeleton a
+        saved state dict is loaded into."""
+        readout = None if readout_points is None else torch.zeros(readout_points)
         return cls([copy.deepcopy(network) for _ in range(members)],
-                   torch.zeros((members, *tuple(z_shape)[1:])), torch.full((members,), 1.0 / members))
+                   torch.zeros((members, *tuple(z_shape)[1:])), torch.full((members,), 1.0 / members), readout)
 
 
 @dataclass
@@ -174,9 +191,10 @@ class BlockAverages:
         return members, [c / total for c in coefs]
 
 
-def build_averaged(network: nn.Module, z: Tensor, members: list[Member], coefs: list[float]) -> AveragedNetwork:
+def build_averaged(network: nn.Module, z: Tensor, members: list[Member], coefs: list[float],
+                   readout: Optional[Tensor] = None) -> AveragedNetwork:
     """The :class:`AveragedNetwork` of ``members`` (block sums) with coefficients ``coefs``:
-    copies of ``network`` holding each block's mean weights."""
+    copies of ``network`` holding each block's mean weights, and ``readout`` (None: none)."""
     nets = []
     for m in members:
         net = copy.deepcopy(network)
@@ -186,4 +204,4 @@ def build_averaged(network: nn.Module, z: Tensor, members: list[Member], coefs: 
         nets.append(net)
     offsets = torch.cat([m.input - z for m in members]).float()
     coefficients = torch.tensor(coefs, dtype=torch.float32, device=offsets.device)
-    return AveragedNetwork(nets, offsets, coefficients).to(z.device)
+    return AveragedNetwork(nets, offsets, coefficients, readout).to(z.device)

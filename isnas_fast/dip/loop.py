@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..network import batch_statistics_only
 from ..tasks import Observation
 from .monitor import DIPResult, Monitor
+from .readout import clipped_noise_readout
 from .plan import StepPlan, plan_step
 from .settings import DIPSettings, EarlyStopping, RunOptions, precision_context
 from .steps import build_step
@@ -131,12 +132,21 @@ def fit_group(
         codes = _input_codes(networks, observations, seeds, zs, options.dip.input_scale, device)
         monitors = [Monitor(options.dip.ema, truths[k], options.early_stopping, desc, observation=observations[k],
                             probes=options.probes, snapshots=options.snapshots,
-                            network=networks[k] if options.served else None) for k in range(n)]
+                            network=networks[k] if options.served else None,
+                            readout=_readout(observations[k], options)) for k in range(n)]
         seconds, compile_seconds = _run_steps(plan, networks, observations, codes, seeds, monitors, options.dip,
                                               quiet=quiet, desc=desc, callback=callback)
         return [m.result(net, z, seconds, compiled=plan.compiled, compile_seconds=compile_seconds,
                          precision=plan.precision, cuda_graph=plan.cuda_graph)
                 for m, net, z in zip(monitors, networks, codes)]
+
+
+def _readout(observation: Observation, options: RunOptions) -> Optional[Tensor]:
+    """The clipped-noise readout of a served run that asks for it and fits a noise level, else None."""
+    sigma = observation.task.noise_level
+    if not (options.clip_readout and options.served and sigma):
+        return None
+    return clipped_noise_readout(float(sigma) / 255.0).to(observation.y.device)
 
 
 def _plan(device: torch.device, n: int, options: RunOptions) -> tuple[StepPlan, bool]:

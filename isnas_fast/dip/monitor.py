@@ -135,15 +135,18 @@ class Monitor:
     member's network; its weights are block-averaged over the steps the
     returned estimate averages (:class:`~isnas_fast.dip.averaging.BlockAverages`,
     fed by :meth:`before_step`) and the result's network is the
-    :class:`~isnas_fast.dip.averaging.AveragedNetwork` they make.  Probes
-    record output averages only.
+    :class:`~isnas_fast.dip.averaging.AveragedNetwork` they make, with
+    ``readout`` (a (n,) table, :mod:`~isnas_fast.dip.readout`) applied to its
+    output when given.  Probes record output averages only.
     """
 
     def __init__(self, ema: float, ground_truth: Optional[Tensor] = None,
                  early_stopping: Optional[EarlyStopping] = None, name: str = "DIP", *,
                  observation: Optional[Observation] = None, probes: Sequence[EarlyStopping] = (),
-                 snapshots: Sequence[int] = (), network: Optional[nn.Module] = None):
+                 snapshots: Sequence[int] = (), network: Optional[nn.Module] = None,
+                 readout: Optional[Tensor] = None):
         self.ema = ema
+        self.readout = readout
         self.snapshot_at = set(snapshots)
         self.snapshots: dict[int, Tensor] = {}
         self.raw_snapshots: dict[int, Tensor] = {}
@@ -247,10 +250,12 @@ class Monitor:
                 (members, coefs), what = self.best_blocks, self.best_what
             else:
                 (members, coefs), what = self._ema_blocks(self.ema, self.iterations)
-            network = build_averaged(network, z, members, coefs)
+            network = build_averaged(network, z, members, coefs, self.readout)
             out = network_output(network, z).clamp(0, 1)
             what = ("sum_j c_j f_{w_j}(z + n_j) over blocks j of consecutive steps (w_j: the block's mean "
                     "weights, n_j: one of its input noises, c_j: its share), weighted as " + what)
+            if self.readout is not None:
+                what += ", then read through the clipped-noise readout (the bias of clip(x + n) removed)"
             if self.gt is not None and det is not None:
                 psnr_at_stop = float(self.psnr(out, self.gt)[0])
         return DIPResult(

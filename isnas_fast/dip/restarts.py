@@ -43,7 +43,8 @@ def merge_networks(networks: Sequence[nn.Module], codes: Sequence[Tensor]) -> Av
 
     ``networks``: K networks of one architecture (each an AveragedNetwork, or a
     plain network taken as one of a single member); ``codes``: their input
-    codes, (1, C_in, H, W) each, on one device.
+    codes, (1, C_in, H, W) each, on one device.  A readout (the same for
+    every run of one image) applies once, to the mean.
     """
     if not networks or len(networks) != len(codes):
         raise ValueError("merge_networks needs one code per network")
@@ -55,7 +56,7 @@ def merge_networks(networks: Sequence[nn.Module], codes: Sequence[Tensor]) -> Av
         members.extend(avg.members)
         offsets.append(avg.offsets + (z - z0).float())
         coefficients.append(avg.coefficients / k)
-    return AveragedNetwork(members, torch.cat(offsets), torch.cat(coefficients))
+    return AveragedNetwork(members, torch.cat(offsets), torch.cat(coefficients), _as_averaged(networks[0], z0).readout)
 
 
 def merge_restarts(results: Sequence[DIPResult], seeds: Sequence[int],

@@ -131,6 +131,8 @@ class RunOptions:
     intra-op thread -- each shard of members on its own thread, also a group
     of one or a shard left alone -- so a member computes what a one-thread
     run alone computes; None leaves the threads to the plan.
+    ``clip_readout``: a served denoising run with a noise level reads its
+    output through the clipped-noise readout (:mod:`~isnas_fast.dip.readout`).
     """
 
     dip: DIPSettings
@@ -144,6 +146,7 @@ class RunOptions:
     snapshots: tuple[int, ...] = ()
     together: bool = True
     member_threads: Optional[int] = None
+    clip_readout: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.dip, DIPSettings):

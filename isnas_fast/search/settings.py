@@ -133,6 +133,9 @@ class SearchSettings:
         False, f"when the validated selection keeps NAS-DIP's network and its final run reaches the noise "
         f"level by step {FAST_FIT_STEPS} (a flat image fitted fast), it does not stop before the step of "
         f"NAS-DIP's least held-out error in the cohort", kind="switch")
+    clip_readout: bool = knob(
+        False, "denoising: read the final run's output through the clipped-noise readout, which removes the "
+        "bias clip(x + n) puts on dark and bright regions (the network fits E[y], not x)", kind="switch")
     final: str = knob(
         "first", "which picks are restored at full size: first (the first metric's) or all (every metric's "
         "distinct pick; the result is the first metric's, the report has every pick's run)", kind="choice",
@@ -252,10 +255,10 @@ class SearchSettings:
 
     def final_run(self, task: str) -> RunOptions:
         """How a full-size run trains for ``task`` (a task name): ``final_iterations`` (the
-        task's paper count when None), ``early_stopping`` and the speed options; served."""
+        task's paper count when None), ``early_stopping``, ``clip_readout`` and the speed options; served."""
         return RunOptions(DIPSettings(self.final_iterations or TASK_ITERATIONS[task]),
                           early_stopping=self.early_stopping, compile=self.compile, cuda_graph=self.cuda_graph,
-                          precision=self.precision)
+                          precision=self.precision, clip_readout=self.clip_readout)
 
 
 def _knob_of(f) -> Knob:
@@ -276,11 +279,12 @@ PRESETS: dict[str, SearchSettings] = {
     # CPU-friendly: a narrow network, 32 of the 522 genotypes, a cohort of 4
     # trained 300 steps at 64 px; the final run keeps the task's full step
     # count (the metric predicts quality only at those counts; a large denoise
-    # gets LARGE_DENOISE's wider network and longer budget) and stops by
-    # the discrepancy principle (bench/README.md: the measurements behind each choice).
+    # gets LARGE_DENOISE's wider network and longer budget), stops by
+    # the discrepancy principle and reads a denoised output through the
+    # clipped-noise readout (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(), selection="validated", by_size=True,
+        early_stopping=EarlyStopping(), selection="validated", by_size=True, clip_readout=True,
     ),
 }
 

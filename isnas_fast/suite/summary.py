@@ -240,7 +240,9 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         "# Suite summary",
         f"- task: {tk.name} ({params}); preset {context.preset}; width {st.width} (DIP skip: 128); "
         f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}{sized_note(st, tk)}"
-        + (f"; {st.restarts} random starts per full-size run, the mean of their images" if st.restarts > 1 else ""),
+        + (f"; {st.restarts} random starts per full-size run, the mean of their images" if st.restarts > 1 else "")
+        + ("; every DIP output read through the clipped-noise readout" if st.clip_readout and tk.name == "denoise"
+           else ""),
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
