@@ -70,6 +70,8 @@ REPRODUCES = ("the image the run returned: sum_j c_j f_{w_j}(z + n_j), the run's
               "block's share -- without autocast, BatchNorm using the batch statistics of the one image")
 REPRODUCES_PLAIN = ("f(z): the network's output on its stored input code z, without input noise, BatchNorm "
                     "using the batch statistics of the one image")
+READ_THROUGH = (", then read through the clipped-noise readout stored with the weights (a table read by linear "
+                "interpolation: the bias clip(x + n) puts on dark and bright regions removed)")
 RESTORED = ("restore's returned image: the same network's output (with ensemble > 1, the weighted mean of "
             "several runs' images, which one exported network does not compute)")
 
@@ -118,8 +120,10 @@ def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restor
                   ground_truth: Any) -> dict:
     """The manifest's ``reproduction`` section; ``final`` (f(z)) is computed here when needed and not given."""
     averaged = isinstance(run.network, AveragedNetwork)
-    rec: dict[str, Any] = {"exported_output": REPRODUCES if averaged else REPRODUCES_PLAIN,
-                           "restored_image": RESTORED}
+    served = REPRODUCES if averaged else REPRODUCES_PLAIN
+    if _readout_points(run.network) is not None:
+        served += READ_THROUGH
+    rec: dict[str, Any] = {"exported_output": served, "restored_image": RESTORED}
     if run.dip is not None and run.dip.averaged_over:
         rec["averaged_over"] = run.dip.averaged_over
     if report.get("psnr") is not None:

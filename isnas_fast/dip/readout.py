@@ -76,11 +76,11 @@ def readout_reference(m: Tensor, sigma: float, error_share: float = ERROR_SHARE)
     return (m + lam * (x - m)).clamp(0.0, 1.0)
 
 
-def clipped_noise_readout(sigma: float, points: int = POINTS) -> Tensor:
+def clipped_noise_readout(sigma: float, points: int = POINTS, error_share: float = ERROR_SHARE) -> Tensor:
     """The readout at noise level ``sigma`` (in [0, 1] units) tabulated on ``points`` equally spaced
     estimates in [0, 1]: (points,) float32 in [0, 1]."""
     grid = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
-    return readout_reference(grid, sigma).float().contiguous()
+    return readout_reference(grid, sigma, error_share).float().contiguous()
 
 
 def apply_readout(x: Tensor, table: Tensor) -> Tensor:
