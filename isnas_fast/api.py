@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -129,8 +129,7 @@ def restore(
     a = resolve_architecture(arch) if arch is not None else None
     in_ch = baseline_input_channels(arch, obs.channels) if arch is not None else None
     layout = plan_restore(obs, settings, device=dev, architecture=a, in_channels=in_ch, tile=tile)
-    say(f"final run planned: {layout.describe()}"
-        + (f"; {settings.restarts} random starts, one after another" if settings.restarts > 1 else ""))
+    settings = _planned(settings, layout, tk, obs, dev, say)
     stage = _final_stage(obs, settings, layout, a, in_ch, seed=seed, gt=gt, device=dev, quiet=quiet, log=say)
     timings.update(stage.timings)
     chosen, cohort, run, search, out = stage.chosen, stage.cohort, stage.run, stage.search, stage.output
@@ -146,6 +145,24 @@ def restore(
         ground_truth=gt.cpu() if gt is not None else None,
         noise=noise.as_dict() if noise is not None else None,
     )
+
+
+def _planned(settings: SearchSettings, layout: ResourcePlan, tk: Task, obs: Observation, device: torch.device,
+             say: Callable[[str], None]) -> SearchSettings:
+    """Say the final run's plan (and its partner's, with a blend); ``settings`` without a
+    blend when ``layout`` restores in tiles (each tile trains one network)."""
+    partner = settings.partner(tk.name, obs.output_size)
+    if layout.plan is not None and partner is not None:
+        say(f"restoring in tiles: each tile trains one network, not blended with {settings.blend}")
+        settings, partner = replace(settings, blend="none"), None
+    then = ""
+    if partner is not None:
+        other = plan_restore(obs, settings, device=device, architecture=partner,
+                             in_channels=baseline_input_channels(partner, obs.channels))
+        then = f"; then {partner}, its image blended with the pick's: {other.estimate.describe()}"
+    say(f"final run planned: {layout.describe()}"
+        + (f"; {settings.restarts} random starts, one after another" if settings.restarts > 1 else "") + then)
+    return settings
 
 
 def _sized(settings: SearchSettings, tk: Task, obs: Observation, say: Callable[[str], None]) -> SearchSettings:

@@ -20,7 +20,11 @@ inputs; the manifest's ``members`` says how many), evaluated on the stored
 code without autocast, BatchNorm in training mode (batch statistics of the
 one image), then, for a denoising run that has one, read through its
 clipped-noise readout (the manifest's ``readout_points``: the table's
-length; format version 3).  The manifest's ``reproduction`` section says so and records how
+length; format version 3).  A blended run (``blend``; format version 4)
+holds two averaged networks side by side, the run's own on ``z`` and its
+partner's (the manifest's ``partner``: architecture, width, channels,
+members) on its own code, stored with the weights as ``code_1``, and
+serves their weighted mean (``weights``).  The manifest's ``reproduction`` section says so and records how
 far the served image is from the returned one (0 for one run; an ensemble
 of several runs, ``ensemble`` > 1, returns their weighted mean, which one
 exported network does not compute).  Format version 1 bundles, whose
@@ -34,7 +38,7 @@ import json
 import os
 import stat
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -47,6 +51,7 @@ from .io import atomic_write_folder, check_output_folder, load_image
 from .io.files import json_text
 from .network import build_network, resolve_architecture
 from .dip.averaging import AveragedNetwork
+from .dip.blend import BlendedNetwork
 from .dip.readout import MAX_POINTS as MAX_READOUT_POINTS
 from .dip.readout import check_readout
 from .quality import psnr
@@ -57,9 +62,9 @@ __all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report
            "FORMAT_VERSION", "RunSource"]
 
 FORMAT_NAME = "isnas-fast-run"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Format versions load_run reads (1: a plain network, the last step's weights).
-READ_VERSIONS = (1, 2, 3)
+READ_VERSIONS = (1, 2, 3, 4)
 #: Most members of an averaged network a bundle may describe.
 MAX_MEMBERS = 64
 _WEIGHTS, _Z, _REPORT, _MANIFEST = "weights.pt", "z.pt", "report.json", "manifest.json"
@@ -72,6 +77,8 @@ REPRODUCES_PLAIN = ("f(z): the network's output on its stored input code z, with
                     "using the batch statistics of the one image")
 READ_THROUGH = (", then read through the clipped-noise readout stored with the weights (a table read by linear "
                 "interpolation: the bias clip(x + n) puts on dark and bright regions removed)")
+BLENDED = ("; blended: the weighted mean (the stored weights) of that image and the partner run's, computed the "
+           "same way by the partner's averaged network on its own stored code")
 RESTORED = ("restore's returned image: the same network's output (with ensemble > 1, the weighted mean of "
             "several runs' images, which one exported network does not compute)")
 
@@ -119,10 +126,12 @@ def _report_of(source: RunSource, run: TrainedRun) -> dict:
 def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restored: Optional[Tensor],
                   ground_truth: Any) -> dict:
     """The manifest's ``reproduction`` section; ``final`` (f(z)) is computed here when needed and not given."""
-    averaged = isinstance(run.network, AveragedNetwork)
-    served = REPRODUCES if averaged else REPRODUCES_PLAIN
-    if _readout_points(run.network) is not None:
+    first = _own_network(run.network)
+    served = REPRODUCES if isinstance(first, AveragedNetwork) else REPRODUCES_PLAIN
+    if _readout_points(first) is not None:
         served += READ_THROUGH
+    if isinstance(run.network, BlendedNetwork):
+        served += BLENDED
     rec: dict[str, Any] = {"exported_output": served, "restored_image": RESTORED}
     if run.dip is not None and run.dip.averaged_over:
         rec["averaged_over"] = run.dip.averaged_over
@@ -251,6 +260,7 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
     final = run.output()
     state = {k: v.detach().cpu().contiguous().clone() for k, v in run.network.state_dict().items()}
     reloaded = isinstance(run, LoadedRun) and run.manifest.get("reproduction")
+    first = _own_network(run.network)
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -261,8 +271,9 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         "task": {"name": run.task, "params": run.task_params},
         "sizes": {"z": list(z.shape), "output": [1, run.out_channels, *z.shape[2:]]},
         "crop": list(run.crop) if run.crop is not None else None,
-        "members": len(run.network.members) if isinstance(run.network, AveragedNetwork) else None,
-        "readout_points": _readout_points(run.network),
+        "members": len(first.members) if isinstance(first, AveragedNetwork) else None,
+        "readout_points": _readout_points(first),
+        "partner": _partner_entry(run),
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
         "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
                          else _reproduction(run, report, final, restored, ground_truth)),
@@ -279,6 +290,25 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         manifest["files"][name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
     contents[_MANIFEST] = json_text(manifest).encode("utf-8")
     return atomic_write_folder(target, contents, replace=overwrite, what="run bundle")
+
+
+def _own_network(network: Any) -> Any:
+    """The run's own network: a blend's first part, else the network itself."""
+    return network.parts[0] if isinstance(network, BlendedNetwork) else network
+
+
+def _partner_entry(run: TrainedRun) -> Optional[dict]:
+    """The manifest's ``partner`` of a blended run (None for any other)."""
+    net = run.network
+    if not isinstance(net, BlendedNetwork):
+        return None
+    other = net.parts[1]
+    if run.partner is None or len(net.parts) != 2 or not isinstance(other, AveragedNetwork) \
+            or not isinstance(net.parts[0], AveragedNetwork):
+        raise InputError("a run bundle holds a blend of two runs' averaged networks, with the partner's run")
+    p = run.partner
+    return {"genotype": p.genotype, "width": p.width, "in_channels": p.in_channels,
+            "members": len(other.members), "readout_points": _readout_points(other)}
 
 
 # --------------------------------------------------------------------------
@@ -458,6 +488,7 @@ class _Spec:
     files: dict
     members: Optional[int] = None
     readout_points: Optional[int] = None
+    partner: Optional["_Spec"] = None
 
 
 def _readout_points(network: Any) -> Optional[int]:
@@ -557,8 +588,42 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
         if members is None or task != "denoise":
             raise _damaged(d, "manifest field 'readout_points' applies only to a denoising run's averaged network")
         readout_points = _int_field(manifest, "readout_points", d, 2, MAX_READOUT_POINTS)
+    partner = None
+    if version >= 4 and manifest.get("partner") is not None:
+        if members is None:
+            raise _damaged(d, "manifest field 'partner' needs the run's own averaged network ('members')")
+        partner = _check_partner(d, manifest["partner"], task, out_ch, z_shape, members)
     return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
-                 task_params=params, z_shape=z_shape, files=files, members=members, readout_points=readout_points)
+                 task_params=params, z_shape=z_shape, files=files, members=members, readout_points=readout_points,
+                 partner=partner)
+
+
+def _check_partner(d: Path, entry: Any, task: str, out_ch: int, z_shape: tuple[int, ...], members: int) -> _Spec:
+    """The checked ``partner`` of a blended run's manifest: an averaged network of its own
+    architecture, width, channels and members, on a code of the run's size."""
+    if not isinstance(entry, dict):
+        raise _damaged(d, f"manifest field 'partner' must be an object, got {_short(entry)}")
+    genotype = entry.get("genotype")
+    if not isinstance(genotype, str) or len(genotype) > _MAX_GENOTYPE_CHARS:
+        raise _damaged(d, f"manifest field partner.genotype must be text, got {_short(genotype)}")
+    try:
+        arch = resolve_architecture(genotype)
+    except InputError as exc:
+        raise _damaged(d, f"bad partner genotype: {exc}") from None
+    fields = {f"partner.{k}": v for k, v in entry.items() if isinstance(k, str)}
+    width = _int_field(fields, "partner.width", d, 16, MAX_WIDTH, 16)
+    in_ch = _int_field(fields, "partner.in_channels", d, 1, MAX_IN_CHANNELS)
+    k = _int_field(fields, "partner.members", d, 1, MAX_MEMBERS)
+    if (members + k) * z_shape[2] * z_shape[3] > MAX_PIXELS:
+        raise _damaged(d, f"{members + k} members' input noises of {z_shape[3]}x{z_shape[2]} exceed "
+                          f"{MAX_PIXELS} pixels")
+    readout_points = None
+    if entry.get("readout_points") is not None:
+        if task != "denoise":
+            raise _damaged(d, "manifest field partner.readout_points applies only to a denoising run")
+        readout_points = _int_field(fields, "partner.readout_points", d, 2, MAX_READOUT_POINTS)
+    return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
+                 task_params={}, z_shape=(1, in_ch, *z_shape[2:]), files={}, members=k, readout_points=readout_points)
 
 
 def _crop_field(d: Path, crop: Any, z_shape: tuple[int, ...]) -> Optional[tuple[int, int, int, int]]:
@@ -576,6 +641,13 @@ def _crop_field(d: Path, crop: Any, z_shape: tuple[int, ...]) -> Optional[tuple[
 
 def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of the state_dict of the manifest's network, built on the meta device (no memory)."""
+    if spec.partner is not None:
+        own = _expected_state(d, replace(spec, partner=None))
+        other = _expected_state(d, spec.partner)
+        state = {**{f"parts.0.{k}": v for k, v in own.items()}, **{f"parts.1.{k}": v for k, v in other.items()}}
+        state["code_1"] = (spec.partner.z_shape, torch.float32)
+        state["weights"] = ((2,), torch.float32)
+        return state
     try:
         net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task,
                             device="meta")
@@ -660,6 +732,23 @@ def _check_state(d: Path, state: Any, expected: dict, genotype: str) -> None:
                               "not a plain tensor as save_run writes")
 
 
+def _check_values(d: Path, state: dict, spec: _Spec) -> None:
+    """Refuse readout tables and blend weights whose values a served network cannot use."""
+    prefix = "parts.0." if spec.partner is not None else ""
+    tables = [prefix + "readout"] if spec.readout_points is not None else []
+    if spec.partner is not None and spec.partner.readout_points is not None:
+        tables.append("parts.1.readout")
+    for name in tables:
+        why = check_readout(state[name])
+        if why is not None:
+            raise _damaged(d, f"{_WEIGHTS}: {why}")
+    if spec.partner is not None:
+        w = state["weights"]
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-5:
+            raise _damaged(d, f"{_WEIGHTS}: the blend's weights must be finite, non-negative and sum to 1, "
+                              f"got {[round(float(v), 6) for v in w]}")
+
+
 def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
     """Load a run bundle written by :func:`save_run`; safe on bundles from anyone.
 
@@ -705,26 +794,38 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
         _check_torch_zip(d, _Z, fh, size, 11)
         z = _load_torch(d, _Z, fh)
     _check_state(d, state, expected, spec.genotype)
-    if spec.readout_points is not None:
-        why = check_readout(state["readout"])
-        if why is not None:
-            raise _damaged(d, f"{_WEIGHTS}: {why}")
+    _check_values(d, state, spec)
     if not isinstance(z, Tensor) or tuple(z.shape) != spec.z_shape or z.dtype != torch.float32:
         shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise _damaged(d, f"{_Z} holds {shape}, expected a float32 tensor of shape {spec.z_shape}")
     if not _plain_tensor(z):
         raise _damaged(d, f"{_Z} holds a view (strided, offset or sharing a larger storage), not a plain tensor")
     try:
-        net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task)
-        if spec.members is not None:
-            net = AveragedNetwork.like(net, spec.members, spec.z_shape, spec.readout_points)
+        net = _skeleton(spec)
+        if spec.partner is not None:
+            net = BlendedNetwork([net, _skeleton(spec.partner)], [torch.zeros(spec.partner.z_shape)])
         net.load_state_dict(state, strict=True)
     except (InputError, RuntimeError) as exc:
         why = " ".join(str(exc).split())
         raise _damaged(d, f"{_WEIGHTS} does not fit the {spec.genotype} network: {why[:300]}") from None
+    crop = _crop_field(d, manifest.get("crop"), spec.z_shape)
+    partner = None
+    if spec.partner is not None:
+        p = spec.partner
+        partner = TrainedRun(network=net.parts[1], z=net.code_1.clone(), genotype=p.genotype, width=p.width,
+                             in_channels=p.in_channels, out_channels=p.out_channels, task=spec.task,
+                             task_params=spec.task_params, crop=crop)
     return LoadedRun(
         network=net.train(), z=z, genotype=spec.genotype, width=spec.width, in_channels=spec.in_channels,
         out_channels=spec.out_channels, task=spec.task, task_params=spec.task_params,
         report=report if isinstance(report, dict) else {}, manifest=manifest, directory=d,
-        crop=_crop_field(d, manifest.get("crop"), spec.z_shape),
+        crop=crop, partner=partner,
     )
+
+
+def _skeleton(spec: _Spec) -> torch.nn.Module:
+    """The manifest's network (a plain one, or an averaged one of its members), ready for its weights."""
+    net = build_network(spec.arch, spec.in_channels, spec.out_channels, spec.width, task=spec.task)
+    if spec.members is not None:
+        net = AveragedNetwork.like(net, spec.members, spec.z_shape, spec.readout_points)
+    return net

@@ -146,13 +146,21 @@ class RestoreResult:
         }
         # What a bundle or an exported model of this run computes (the run's averaged network).
         members = getattr(self.run.network, "members", None)
+        parts = getattr(self.run.network, "parts", None)
+        if parts is not None:
+            sizes = [len(getattr(p, "members", [p])) for p in parts]
+            served = f"the weighted mean of {len(parts)} averaged networks of {' and '.join(map(str, sizes))} member(s)"
+        else:
+            served = f"averaged network of {len(members)} member(s)" if members is not None else "one network"
         rep["served"] = {
-            "network": f"averaged network of {len(members)} member(s)" if members is not None else "one network",
+            "network": served,
             "averaged_over": d.averaged_over or None,
             "is_the_returned_image": self.search is None or self.search.ensemble is None,
         }
         if d.restarts:
             rep["restarts"] = [dict(r) for r in d.restarts]
+        if d.blended:
+            rep["blended"] = [dict(r) for r in d.blended]
         if self.task.name == "denoise":
             rep["noise"] = ({"estimated": True, **self.noise} if self.noise is not None
                             else {"estimated": False, "sigma": self.task.params()["sigma"], "method": "given"})

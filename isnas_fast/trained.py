@@ -44,6 +44,10 @@ class TrainedRun:
     width)`` of the user's image in the network's output (output px) when
     the input was padded to the sizes the network needs, else None;
     :meth:`output` and the exported models return that region only.
+    ``partner``: for a blend (``network`` a
+    :class:`~isnas_fast.dip.blend.BlendedNetwork` whose first part is this
+    run's own and second the partner's), the partner's run (its
+    architecture, width, channels and code); else None.
     """
 
     network: nn.Module
@@ -56,6 +60,7 @@ class TrainedRun:
     task_params: dict = field(default_factory=dict)
     dip: Optional[DIPResult] = None
     crop: Optional[tuple[int, int, int, int]] = None
+    partner: Optional["TrainedRun"] = None
 
     def output(self) -> Tensor:
         """The network's output on its code ``z`` -- for a DIP run, the image it returned --

@@ -74,7 +74,7 @@ def test_round_trip_reproduces_final_output(result, bundle):
 
 def test_manifest_contents(bundle, result):
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["format"] == "isnas-fast-run" and m["format_version"] == 3
+    assert m["format"] == "isnas-fast-run" and m["format_version"] == 4
     assert m["members"] == len(result.dip.network.members)
     assert m["sizes"] == {"z": [1, 3, 64, 64], "output": [1, 3, 64, 64]}
     assert set(m["files"]) == {"weights.pt", "z.pt", "report.json"}

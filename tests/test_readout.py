@@ -140,7 +140,7 @@ def test_bundle_and_onnx_serve_the_read_image(runs, tmp_path):
                      task="denoise", task_params={"sigma": 25.0}, dip=read)
     path = save_run(run, tmp_path / "run", ground_truth=clean)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == 3 and manifest["readout_points"] == read.network.readout.shape[0]
+    assert manifest["format_version"] == 4 and manifest["readout_points"] == read.network.readout.shape[0]
     loaded = load_run(path)
     assert torch.equal(loaded.network.readout, read.network.readout)
     assert float((loaded.output() - read.output.cpu()).abs().max()) <= 1e-6

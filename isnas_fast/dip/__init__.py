@@ -16,12 +16,15 @@ Rooms, each with one job:
 * :mod:`~isnas_fast.dip.compiling` -- ``torch.compile`` settings per device.
 * :mod:`~isnas_fast.dip.restarts` -- several random starts of one
   architecture merged into one served network.
+* :mod:`~isnas_fast.dip.blend` -- runs of different architectures served
+  as the mean of their images.
 """
 from __future__ import annotations
 
 from .loop import fit_dip, fit_dip_group, fit_group, make_input_code
 from .monitor import DIPResult
 from .restarts import MAX_RESTARTS, merge_restarts
+from .blend import BlendedNetwork, blend_results
 from .plan import StepPlan, check_step_options, graph_group_step, plan_step, should_compile
 from .settings import (ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, RunOptions, precision_context,
                        resolve_precision)
@@ -29,6 +32,8 @@ from .settings import (ES_METHODS, PRECISIONS, DIPSettings, EarlyStopping, RunOp
 __all__ = [
     "MAX_RESTARTS",
     "merge_restarts",
+    "BlendedNetwork",
+    "blend_results",
     "DIPSettings",
     "EarlyStopping",
     "RunOptions",

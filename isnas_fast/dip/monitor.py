@@ -54,7 +54,8 @@ class DIPResult:
     ``restarts``: with several random starts averaged
     (:func:`~isnas_fast.dip.restarts.merge_restarts`), one entry per run;
     the other fields then describe the first run, ``output`` and ``network``
-    the mean of all.
+    the mean of all.  ``blended``: likewise, with runs of different
+    architectures averaged (:func:`~isnas_fast.dip.blend.blend_results`).
     """
 
     output: Tensor
@@ -80,6 +81,7 @@ class DIPResult:
     output_average: Optional[Tensor] = None
     averaged_over: str = ""
     restarts: list[dict] = field(default_factory=list)
+    blended: list[dict] = field(default_factory=list)
 
 
 def probe_name(settings: EarlyStopping) -> str:

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..dip import DIPResult, check_step_options, merge_restarts
+from ..dip import DIPResult, blend_results, check_step_options, merge_restarts
 from ..genotype import Genotype
 from ..network import baseline_input_channels, resolve_architecture
 from ..tasks import Observation
@@ -26,11 +26,11 @@ from .scoring import score_candidates, search_input_channels
 from .selection import selection_weights
 from .validation import (HOLDOUT_FRACTION, fixed_genotype, heldout_scores, holdout_mask, holds_kept_stop,
                          select_validated, snapshot_steps, unranked_reason, validation_problem, with_fixed_network)
-from .settings import FAST_FIT_STEPS, TASK_ITERATIONS, SearchSettings
+from .settings import BLEND_WEIGHT, FAST_FIT_STEPS, TASK_ITERATIONS, SearchSettings
 from .training import GroupMember, train_group
 
 __all__ = ["SearchResult", "Ensemble", "run_search", "search_picks", "restored_genotypes", "complete_search",
-           "train_final", "train_finals", "ensemble_average"]
+           "train_final", "train_finals", "ensemble_average", "blend_runs"]
 
 
 
@@ -337,10 +337,31 @@ def restored_genotypes(search: SearchResult, settings: SearchSettings) -> list[G
     return list(dict.fromkeys(restored))
 
 
+def blend_runs(run: TrainedRun, partner: TrainedRun, settings: SearchSettings, ground_truth: Tensor | None,
+               observation: Observation, names: Optional[Sequence[str]] = None) -> TrainedRun:
+    """``run`` blended with ``partner`` (``blend``): one run whose network is their
+    :class:`~isnas_fast.dip.BlendedNetwork` on ``run``'s code, ``partner`` weighted
+    :data:`~isnas_fast.search.settings.BLEND_WEIGHT`, whose result is the weighted mean of
+    the two images.  ``names``: the two runs' names in the report (default their genotypes)."""
+    assert run.dip is not None and partner.dip is not None
+    gt = None if ground_truth is None else ground_truth.to(run.dip.output.device)
+
+    def measure(out: Tensor) -> float:
+        task = observation.task
+        return float(task.psnr(observation.crop_output(out), observation.crop_output(gt))[0])
+    dip = blend_results([run.dip, partner.dip], list(names or (run.genotype, partner.genotype)),
+                        [1.0 - BLEND_WEIGHT, BLEND_WEIGHT], measure if gt is not None else None)
+    return replace(run, network=dip.network, dip=dip, partner=partner)
+
+
 def complete_search(search: SearchResult, settings: SearchSettings, runs: Sequence[TrainedRun],
-                    seconds: float) -> SearchResult:
-    """``search`` with its final stage: ``runs`` of :func:`restored_genotypes`, in order."""
+                    seconds: float, blended: Optional[TrainedRun] = None) -> SearchResult:
+    """``search`` with its final stage: ``runs`` of :func:`restored_genotypes`, in order;
+    ``blended``: the pick's run blended with its partner's (:func:`blend_runs`), which
+    becomes ``final``."""
     finals = {str(g): r for g, r in zip(restored_genotypes(search, settings), runs)}
+    if blended is not None:
+        finals[str(search.genotype)] = blended
     members = _ensemble_members(search, settings)
     ensemble = None
     if len(members) > 1:
@@ -378,4 +399,12 @@ def run_search(
     runs = train_finals(restored, observation, search.final_settings(settings), seed=seed,
                         ground_truth=ground_truth, device=device,
                         quiet=quiet)
-    return complete_search(search, settings, runs, time.perf_counter() - t)
+    partner = settings.partner(observation.task.name, observation.output_size)
+    blended = None
+    if partner is not None:
+        say(f"blending with {partner}: training it for {iters} steps")
+        # the partner as ``restore(arch=partner)`` runs it: its own code, stop and starts
+        other = train_final(partner, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
+                            quiet=quiet, desc=f"restore ({partner})")
+        blended = blend_runs(runs[0], other, settings, ground_truth, observation, (str(search.genotype), partner))
+    return complete_search(search, settings, runs, time.perf_counter() - t, blended)

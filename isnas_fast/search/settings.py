@@ -25,6 +25,8 @@ __all__ = [
     "TASK_ITERATIONS",
     "LARGE_DENOISE",
     "DIP_SKIP_WIDTH",
+    "BLENDS",
+    "BLEND_WEIGHT",
     "FAST_FIT_STEPS",
     "DEFAULT_METRIC",
     "SearchSettings",
@@ -42,6 +44,12 @@ TASK_ITERATIONS = {"denoise": 1200, "inpaint": 9500, "sr": 4500}
 DEFAULT_METRIC = "psd_db_strip_mse"
 #: The original DIP "skip" network has a fixed width (docs/design.md §3.3).
 DIP_SKIP_WIDTH = 128
+#: What ``blend`` may name: no partner, or DIP-skip.
+BLENDS = ("none", "dip-skip")
+#: The partner's weight in a blend (the final run's image weighs the rest): chosen on the tuning
+#: crops as the largest mean gain among 1/2, 0.6, 2/3 and 3/4 that kept every crop within 0.5 dB
+#: of NAS-DIP (bench/README.md, "Blending NAS-DIP with DIP-skip").
+BLEND_WEIGHT = 1.0 / 3.0
 #: A final run whose residual reaches the noise level by this step fitted the image fast
 #: (a flat image): ``fixed_stop_start`` holds its stop to the cohort's best step only then.
 FAST_FIT_STEPS = 100
@@ -147,6 +155,11 @@ class SearchSettings:
         1, f"train each full-size network R times from different random starts (weights and input code) "
         f"and return the mean of their images, served as one network; R times the final run's time "
         f"(1 to {MAX_RESTARTS})", metavar="R")
+    blend: str = knob(
+        "none", f"denoising an image under {_LARGE}: dip-skip also trains DIP-skip (width {DIP_SKIP_WIDTH}, its own "
+        f"code, stop and starts, as --arch dip-skip runs it) and returns the final run's image and DIP-skip's "
+        f"averaged with weights 2/3 and 1/3, served as one network (not with --ensemble above 1, which "
+        f"averages cohort members instead); none: the final run alone", kind="choice", choices=BLENDS)
     final_iterations: Optional[int] = knob(
         None, f"DIP steps of the final run (the paper's counts: {_PAPER_COUNTS})", api="iterations",
         flag="--iterations", metavar="N",
@@ -195,6 +208,16 @@ class SearchSettings:
         name): DIP-skip's fixed :data:`DIP_SKIP_WIDTH`, else :attr:`network_width`."""
         return DIP_SKIP_WIDTH if resolve_architecture(architecture) == "dip-skip" else self.network_width
 
+    def partner(self, task: str, output_size: tuple[int, int]) -> Optional[str]:
+        """The fixed network whose image the final run's is blended with (``blend``) for an
+        image of ``task`` whose network output is ``output_size`` (H, W) px, or None: a
+        denoise under :data:`LARGE_DENOISE`'s size only (where it was measured), and not
+        with an ensemble (``ensemble`` > 1), which averages cohort members instead."""
+        h, w = (int(v) for v in output_size)
+        if self.blend == "none" or task != "denoise" or h * w >= LARGE_DENOISE.pixels or self.ensemble > 1:
+            return None
+        return self.blend
+
     def for_image(self, task: str, output_size: tuple[int, int]) -> "SearchSettings":
         """These settings for one image whose network output is ``output_size`` (H, W) px:
         with ``by_size``, a denoise of :data:`LARGE_DENOISE`'s size or more gets its final
@@ -231,6 +254,8 @@ class SearchSettings:
         if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) \
                 or not 1 <= self.restarts <= MAX_RESTARTS:
             raise InputError(f"restarts must be an integer from 1 to {MAX_RESTARTS}, got {self.restarts!r}")
+        if self.blend not in BLENDS:
+            raise InputError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
         if self.score_batch < 1:
             raise InputError(f"score batch must be >= 1, got {self.score_batch}")
         resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run
@@ -281,10 +306,11 @@ PRESETS: dict[str, SearchSettings] = {
     # count (the metric predicts quality only at those counts; a large denoise
     # gets LARGE_DENOISE's wider network and longer budget), stops by
     # the discrepancy principle and reads a denoised output through the
-    # clipped-noise readout (bench/README.md: the measurements behind each choice).
+    # clipped-noise readout; a denoise under LARGE_DENOISE's size is blended with
+    # DIP-skip's image (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
-        early_stopping=EarlyStopping(), selection="validated", by_size=True, clip_readout=True,
+        early_stopping=EarlyStopping(), selection="validated", by_size=True, clip_readout=True, blend="dip-skip",
     ),
 }
 

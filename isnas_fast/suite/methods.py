@@ -129,7 +129,7 @@ class RunRecord:
     output; ``seconds``: training wall time (a share of the group's when
     trained together); ``trained_with``: how many runs trained in its group
     (1: alone); ``restarts``: each random start's entry when several were
-    averaged.
+    averaged; ``blended``: each blended run's entry (the pick's and its partner's).
     """
 
     output: Tensor
@@ -151,6 +151,7 @@ class RunRecord:
     psnr_y_channel: bool = False
     restarts: Optional[list] = None
     trained_with: int = 1
+    blended: Optional[list] = None
 
 
 def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
@@ -166,7 +167,8 @@ def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float, bool], 
         width=width, in_channels=in_channels, iterations_run=dip.iterations_run, stopped_at=dip.stopped_at,
         early_stopped=dip.early_stopped, psnr_at_stop=dip.psnr_at_stop,
         curve=_rounded(dip.psnr_curve), curve_raw=_rounded(dip.psnr_raw_curve), seconds=seconds,
-        precision=dip.precision, compiled=dip.compiled, restarts=[dict(r) for r in dip.restarts] or None)
+        precision=dip.precision, compiled=dip.compiled, restarts=[dict(r) for r in dip.restarts] or None,
+        blended=[dict(r) for r in dip.blended] or None)
 
 
 def _from_restore(res: RestoreResult, architecture: Architecture) -> RunRecord:
@@ -217,15 +219,16 @@ def random_index(image: str, seed: int, pool_size: int) -> int:
 
 def batchable(inp: JobInput) -> bool:
     """Whether the job's full-size runs can be trained beside other jobs' (an ``isnas``
-    job with ``final="all"`` or an ensemble restores several runs and goes alone, as does
-    every job with restarts; a
+    job with ``final="all"``, an ensemble or a blend restores several runs and goes alone, as
+    does every job with restarts; a
     reference trains nothing and goes alone)."""
     if inp.job.reference:
         return False
     settings = inp.settings
     if settings.restarts > 1:
         return False
-    return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1)
+    return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1
+                                         and settings.blend == "none")
 
 
 def _stop_options(used: Optional[EarlyStopping], default: Optional[EarlyStopping]) -> dict:
@@ -303,6 +306,8 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
     }
     if rec.restarts:
         row["restarts"] = rec.restarts
+    if rec.blended:
+        row["blended"] = rec.blended
     curves = {} if rec.curve is None else {"psnr": rec.curve, "psnr_raw": rec.curve_raw,
                                            "stopped_at": rec.stopped_at, "psnr_at_stop": rec.psnr_at_stop}
     return JobOutcome(row, rec.output, curves)

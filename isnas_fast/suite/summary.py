@@ -242,7 +242,9 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         f"final steps {st.final_iterations or TASK_ITERATIONS[tk.name]}{sized_note(st, tk)}"
         + (f"; {st.restarts} random starts per full-size run, the mean of their images" if st.restarts > 1 else "")
         + ("; every DIP output read through the clipped-noise readout" if st.clip_readout and tk.name == "denoise"
-           else ""),
+           else "")
+        + (f"; isnas blends its image with {st.blend}'s (weights 2/3 and 1/3) below {LARGE_DENOISE.size_text}"
+           if st.blend != "none" and tk.name == "denoise" else ""),
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
