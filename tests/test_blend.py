@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -150,6 +152,13 @@ def test_onnx_export_serves_the_blend(blended_restore, tmp_path):
     # float32 ONNX Runtime against float32 PyTorch: the same ops, another kernel order
     assert torch.isfinite(served).all()
     assert float((served - res.tensor).abs().max()) <= 1e-5
+
+
+def test_the_quick_preset_blends_with_dip_skip_as_shipped():
+    # a fresh interpreter: the test session runs the quick preset without its blend (conftest.py)
+    code = "from isnas_fast.search import preset; print(preset('quick').blend, preset('paper').blend)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["dip-skip", "none"]
 
 
 def test_the_partner_is_kept_to_small_denoises_without_an_ensemble():
