@@ -552,15 +552,7 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
         if name not in files:
             raise _damaged(d, f"{_MANIFEST} has no checksum for {name}")
 
-    genotype = manifest.get("genotype")
-    if not isinstance(genotype, str) or len(genotype) > _MAX_GENOTYPE_CHARS:
-        raise _damaged(d, f"manifest field 'genotype' must be text, got {_short(genotype)}")
-    try:
-        arch = resolve_architecture(genotype)
-    except InputError as exc:
-        raise _damaged(d, f"bad genotype: {exc}") from None
-    width = _int_field(manifest, "width", d, 16, MAX_WIDTH, 16)
-    in_ch = _int_field(manifest, "in_channels", d, 1, MAX_IN_CHANNELS)
+    genotype, arch, width, in_ch = _network_fields(d, manifest, "")
     out_ch = manifest.get("out_channels")
     if not _is_int(out_ch) or out_ch not in OUT_CHANNELS:
         raise _damaged(d, f"manifest field 'out_channels' must be 1 or 3 (a grey or RGB image), got {_short(out_ch)}")
@@ -598,21 +590,29 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
                  partner=partner)
 
 
+def _network_fields(d: Path, fields: dict, prefix: str) -> tuple[str, Any, int, int]:
+    """The genotype (text), its architecture, the width and the input channels that
+    ``fields`` name under ``prefix`` + ``genotype`` / ``width`` / ``in_channels``, checked."""
+    key = prefix + "genotype"
+    genotype = fields.get(key)
+    if not isinstance(genotype, str) or len(genotype) > _MAX_GENOTYPE_CHARS:
+        raise _damaged(d, f"manifest field {key!r} must be text, got {_short(genotype)}")
+    try:
+        arch = resolve_architecture(genotype)
+    except InputError as exc:
+        raise _damaged(d, f"bad {prefix}genotype: {exc}") from None
+    width = _int_field(fields, prefix + "width", d, 16, MAX_WIDTH, 16)
+    in_ch = _int_field(fields, prefix + "in_channels", d, 1, MAX_IN_CHANNELS)
+    return genotype, arch, width, in_ch
+
+
 def _check_partner(d: Path, entry: Any, task: str, out_ch: int, z_shape: tuple[int, ...], members: int) -> _Spec:
     """The checked ``partner`` of a blended run's manifest: an averaged network of its own
     architecture, width, channels and members, on a code of the run's size."""
     if not isinstance(entry, dict):
         raise _damaged(d, f"manifest field 'partner' must be an object, got {_short(entry)}")
-    genotype = entry.get("genotype")
-    if not isinstance(genotype, str) or len(genotype) > _MAX_GENOTYPE_CHARS:
-        raise _damaged(d, f"manifest field partner.genotype must be text, got {_short(genotype)}")
-    try:
-        arch = resolve_architecture(genotype)
-    except InputError as exc:
-        raise _damaged(d, f"bad partner genotype: {exc}") from None
     fields = {f"partner.{k}": v for k, v in entry.items() if isinstance(k, str)}
-    width = _int_field(fields, "partner.width", d, 16, MAX_WIDTH, 16)
-    in_ch = _int_field(fields, "partner.in_channels", d, 1, MAX_IN_CHANNELS)
+    genotype, arch, width, in_ch = _network_fields(d, fields, "partner.")
     k = _int_field(fields, "partner.members", d, 1, MAX_MEMBERS)
     if (members + k) * z_shape[2] * z_shape[3] > MAX_PIXELS:
         raise _damaged(d, f"{members + k} members' input noises of {z_shape[3]}x{z_shape[2]} exceed "
