@@ -337,7 +337,7 @@ def restored_genotypes(search: SearchResult, settings: SearchSettings) -> list[G
     return list(dict.fromkeys(restored))
 
 
-def blend_runs(run: TrainedRun, partner: TrainedRun, settings: SearchSettings, ground_truth: Tensor | None,
+def blend_runs(run: TrainedRun, partner: TrainedRun, ground_truth: Tensor | None,
                observation: Observation, names: Optional[Sequence[str]] = None) -> TrainedRun:
     """``run`` blended with ``partner`` (``blend``): one run whose network is their
     :class:`~isnas_fast.dip.BlendedNetwork` on ``run``'s code, ``partner`` weighted
@@ -406,5 +406,5 @@ def run_search(
         # the partner as ``restore(arch=partner)`` runs it: its own code, stop and starts
         other = train_final(partner, observation, settings, seed=seed, ground_truth=ground_truth, device=device,
                             quiet=quiet, desc=f"restore ({partner})")
-        blended = blend_runs(runs[0], other, settings, ground_truth, observation, (str(search.genotype), partner))
+        blended = blend_runs(runs[0], other, ground_truth, observation, (str(search.genotype), partner))
     return complete_search(search, settings, runs, time.perf_counter() - t, blended)
