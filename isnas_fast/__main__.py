@@ -1,4 +1,4 @@
 """``python -m isnas_fast``: the command-line tool."""
-from .cli import main
+from .cli import console
 
-raise SystemExit(main())
+console()

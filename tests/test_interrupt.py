@@ -151,3 +151,36 @@ def test_two_interrupts_read_in_one_go_both_count():
     waited = time.monotonic() - t0
     assert proc.returncode == EXIT_INTERRUPTED and waited < 20, (proc.returncode, waited)
     assert "prog: interrupted" in proc.stderr and "finished" not in proc.stderr
+
+
+def test_an_interrupted_command_exits_130_without_finalisation():
+    # After the unwinding, the process ends at once: what was printed is
+    # flushed, and the interpreter's teardown (atexit handlers here; torch.compile's
+    # half-built state in a real run) never runs.
+    code = textwrap.dedent("""
+        import atexit, sys
+        from isnas_fast.cli.interrupt import exit_interrupted
+        atexit.register(lambda: print("finalised", file=sys.stderr, flush=True))
+        print("unwound", end="")
+        sys.stderr.write("said so")
+        exit_interrupted()
+        print("after", file=sys.stderr)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, proc.stderr
+    assert proc.stdout == "unwound" and proc.stderr == "said so"
+
+
+@pytest.mark.parametrize("status", [0, 2, EXIT_INTERRUPTED])
+def test_the_console_entry_point_exits_with_mains_status(status: int):
+    # Only an interrupted command skips the interpreter's teardown.
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        import isnas_fast.cli as cli
+        atexit.register(lambda: print("finalised", file=sys.stderr, flush=True))
+        cli.main = lambda argv=None: {status}
+        cli.console()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == status, proc.stderr
+    assert ("finalised" in proc.stderr) == (status != EXIT_INTERRUPTED), proc.stderr

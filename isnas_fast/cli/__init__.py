@@ -19,9 +19,9 @@ from ..errors import InputError
 from ..io.images import MAX_PIXELS_ENV, set_max_pixels
 from . import deploy, restore, study, suite
 from .common import EXIT_INPUT, PROG, common_parser, eprint
-from .interrupt import EXIT_INTERRUPTED, stop_on_interrupt
+from .interrupt import EXIT_INTERRUPTED, exit_interrupted, stop_on_interrupt
 
-__all__ = ["main", "build_parser", "PROG"]
+__all__ = ["main", "console", "build_parser", "PROG"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,5 +74,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 os.environ[MAX_PIXELS_ENV] = limit_before
 
 
+def console() -> None:
+    """The ``isnas-fast`` program: :func:`main`, then exit with its status.  An
+    interrupted command ends without interpreter finalisation
+    (:func:`~isnas_fast.cli.interrupt.exit_interrupted`)."""
+    status = main()
+    if status == EXIT_INTERRUPTED:
+        exit_interrupted()
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

@@ -10,6 +10,11 @@ thread, woken by the signal itself (``signal.set_wakeup_fd``, independent of
 the main thread), gives the ordinary unwinding ``grace`` seconds; if the
 process is still alive then, or at a second Ctrl-C, it says so and exits at
 once with status 130.
+
+After an interrupt has unwound, :func:`exit_interrupted` ends the process
+without the interpreter's finalisation: ``torch.compile``'s machinery,
+interrupted mid-compile, can abort (SIGABRT) while the interpreter tears it
+down, which would turn a clean Ctrl-C into a crash report.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import threading
 import time
 from typing import Iterator
 
-__all__ = ["EXIT_INTERRUPTED", "GRACE_SECONDS", "stop_on_interrupt"]
+__all__ = ["EXIT_INTERRUPTED", "GRACE_SECONDS", "exit_interrupted", "stop_on_interrupt"]
 
 #: The shell's status for a process ended by SIGINT.
 EXIT_INTERRUPTED = 130
@@ -36,6 +41,19 @@ def _hard_exit(prog: str) -> None:
         sys.stderr.flush()
     finally:
         os._exit(EXIT_INTERRUPTED)
+
+
+def exit_interrupted() -> None:
+    """End the process now with status 130, after flushing stdout and stderr, and
+    without interpreter finalisation (``finally`` blocks and context exits have
+    already run as the interrupt unwound; atexit handlers and module teardown do
+    not).  For the command-line entry point only, never inside a library call."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
