@@ -3,6 +3,7 @@ computation, its table against the direct computation, and end to end: a denoisi
 reads through it returns, saves and exports the same image, closer to a saturated image."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -102,13 +103,13 @@ def _binary_image() -> torch.Tensor:
     return ((yy - 31.5) ** 2 + (xx - 30.0) ** 2 > 20.0 ** 2).float().expand(1, 3, 64, 64).contiguous()
 
 
-def _fit(clean, readout: bool, seeds=(0,)):
+def _fit(clean, readout: bool, seeds=(0,), iterations: int = 400):
     obs = Denoise(25).corrupt(clean, seed=0)
     nets = []
     for s in seeds:
         with seeded(s):
             nets.append(build_network(ARCH, 3, 3, 16, task="denoise"))
-    options = RunOptions(DIPSettings(400), early_stopping=EarlyStopping(), clip_readout=readout)
+    options = RunOptions(DIPSettings(iterations), early_stopping=EarlyStopping(), clip_readout=readout)
     return fit_group(nets, obs, options, seeds=list(seeds), quiet=True)
 
 
@@ -136,7 +137,17 @@ def test_a_run_with_the_readout_returns_its_raw_estimate_read_through_the_table(
 
 def test_bundle_and_onnx_serve_the_read_image(runs, tmp_path):
     clean, _, read = runs
-    run = TrainedRun(network=read.network, z=read.z, genotype=ARCH, width=16, in_channels=3, out_channels=3,
+    # The run's first two members, reweighted, with its readout: the exported graph
+    # holds every member, and two show the readout served as well as sixteen.
+    net = read.network
+    assert len(net.members) > 2
+    two = AveragedNetwork(list(net.members)[:2], net.offsets[:2], net.coefficients[:2] / net.coefficients[:2].sum(),
+                          readout=net.readout)
+    with torch.no_grad():
+        output = network_output(two, read.z).clamp(0, 1)
+    assert float((output - read.output).abs().max()) > 0  # another network than the run's
+    read = dataclasses.replace(read, network=two, output=output)
+    run = TrainedRun(network=two, z=read.z, genotype=ARCH, width=16, in_channels=3, out_channels=3,
                      task="denoise", task_params={"sigma": 25.0}, dip=read)
     path = save_run(run, tmp_path / "run", ground_truth=clean)
     manifest = json.loads((path / "manifest.json").read_text())
@@ -191,7 +202,7 @@ def test_a_bundle_with_a_bad_readout_is_refused(runs, tmp_path):
 
 def test_restarts_merge_reads_the_mean_once():
     clean = _binary_image()
-    a, b = _fit(clean, True, seeds=(0, 1))
+    a, b = _fit(clean, True, seeds=(0, 1), iterations=120)
     merged = merge_networks([a.network, b.network], [a.z, b.z])
     assert torch.equal(merged.readout, a.network.readout)
     raw = [AveragedNetwork(list(r.network.members), r.network.offsets, r.network.coefficients) for r in (a, b)]
