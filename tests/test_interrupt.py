@@ -125,7 +125,8 @@ def test_ctrl_c_while_the_cpu_compiles_stops_restore(tmp_path: Path, sample):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert rc == EXIT_INTERRUPTED and waited < 10, (rc, waited)
+    rest = proc.stderr.read()
+    assert rc == EXIT_INTERRUPTED and waited < 10, (rc, waited, rest[-3000:])
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
