@@ -36,6 +36,9 @@ GRACE_SECONDS = 3.0
 
 
 def _hard_exit(prog: str) -> None:
+    # Called from the watcher thread while the main thread runs: it touches
+    # stderr only (stdout's buffer lock may be held by the main thread, where
+    # exit_interrupted's flush could wait for ever).
     try:
         sys.stderr.write(f"\n{prog}: interrupted\n")
         sys.stderr.flush()
