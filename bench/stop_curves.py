@@ -70,7 +70,8 @@ from heldout_stop import crops as _crops  # noqa: E402
 from noise_estimation import SIGMAS, crop, noisy_copy  # noqa: E402
 
 from isnas_fast.dip import fit_dip_group  # noqa: E402
-from isnas_fast.dip.early_stopping import ClippedNoiseTable  # noqa: E402
+from isnas_fast.dip.early_stopping import (OBSERVED_BOX, OBSERVED_MARGIN, ClippedNoiseTable,  # noqa: E402
+                                           local_mean_noise_variance)
 from isnas_fast.dip.monitor import probe_name  # noqa: E402
 from isnas_fast.network import build_network, resolve_architecture  # noqa: E402
 from isnas_fast.noise import pca_sigma  # noqa: E402
@@ -222,12 +223,20 @@ def run(args: argparse.Namespace) -> None:
 
 def _target(z: dict, sigma: float) -> np.ndarray:
     """The clipped noise variance around each step's window mean at ``sigma`` (interpolated
-    between the kept grid's columns; -1 where the residual was out of reach)."""
+    between the kept grid's columns; -1 where the residual was out of reach), and, where the
+    noisy crop is known (``noisy``, set by ``rules --size``), never above the detector's reading
+    off the noisy image (:func:`~isnas_fast.dip.early_stopping.local_mean_noise_variance`)."""
     f = float(np.clip(sigma / float(z["sigma"]), z["factors"][0], z["factors"][-1]))
     grid, cols = z["factors"], z["target"][:, :-1]
     j = int(np.clip(np.searchsorted(grid, f), 1, len(grid) - 1))
     a = (f - grid[j - 1]) / (grid[j] - grid[j - 1])
-    return np.nan_to_num(cols[:, j - 1] * (1 - a) + cols[:, j] * a, nan=-1.0)
+    target = np.nan_to_num(cols[:, j - 1] * (1 - a) + cols[:, j] * a, nan=-1.0)
+    if "noisy" in z:
+        if ("read", sigma) not in z:  # the rules ask again for the same sigma
+            z["read", sigma] = local_mean_noise_variance(z["noisy"], ClippedNoiseTable(sigma / 255.0), OBSERVED_BOX)
+        read = z["read", sigma]
+        target = np.where(target > 0, np.minimum(target, (1 + OBSERVED_MARGIN) * read), target)
+    return target
 
 
 def discrepancy(z: dict, sigma: float) -> int:
@@ -317,7 +326,8 @@ def rules(args: argparse.Namespace) -> None:
             name = str(z["image"])
             top, left = ((float(z["top"]), float(z["left"])) if "top" in z else
                          next((t, l) for n, t, l in crops(path.name.split("--")[0]) if n == name))
-            est = pca_sigma(noisy_crop(name, top, left, int(sigma), args.size)[1]).sigma
+            z["noisy"] = noisy_crop(name, top, left, int(sigma), args.size)[1]
+            est = pca_sigma(z["noisy"]).sigma
         picks = {"told": discrepancy(z, sigma), "auto": discrepancy(z, est), "cliff": cliff(z, est),
                  "cliff_told": cliff(z, sigma), "bracket": bracket(z, est), "bracket_told": bracket(z, sigma),
                  "oracle": int(np.argmax(p))}

@@ -157,6 +157,57 @@ def test_discrepancy_stops_when_the_window_residual_reaches_the_noise_level():
     assert _run(quiet, outs) is None and quiet.best_iteration == 120
 
 
+def test_local_mean_noise_variance_reads_clipped_and_unclipped_flat_images():
+    from isnas_fast.dip.early_stopping import ClippedNoiseTable, clipped_observation_moments, local_mean_noise_variance
+
+    from isnas_fast.dip.early_stopping import _local_level_variance
+
+    s = 25 / 255
+    table = ClippedNoiseTable(s)
+    for level, rel in ((0.0, 0.08), (0.03, 0.03), (0.5, 0.001), (1.0, 0.08)):
+        clean = torch.full((1, 3, 64, 64), level)
+        y = Denoise(25).corrupt(clean, seed=7).y
+        want = float(clipped_observation_moments(torch.tensor([level], dtype=torch.float64), s)[1])
+        got = local_mean_noise_variance(y, table)
+        assert got == pytest.approx(want, rel=rel), level
+        if level in (0.0, 1.0):  # the box mean's noise alone reads a clipped level high; the bootstrap takes half or more of it off
+            plain = _local_level_variance(y.double(), table, 5)[0]
+            assert plain - want > 1.5 * (got - want) > 0
+    # two levels side by side: the box mixes them only along the edge, one column in 32
+    clean = torch.zeros(1, 1, 64, 64)
+    clean[..., 32:] = 0.5
+    y = Denoise(25).corrupt(clean, seed=8).y
+    at = clipped_observation_moments(torch.tensor([0.0, 0.5], dtype=torch.float64), s)[1]
+    got = local_mean_noise_variance(y, table)
+    assert float(at.mean()) * 0.98 < got < float(at.mean()) * 1.06
+
+
+def test_discrepancy_on_a_saturated_image_waits_until_the_window_mean_reaches_the_clipped_level():
+    """A black image: the clipped observation has mean ``sigma / sqrt(2 pi)`` and a third of
+    the noise's variance.  Outputs that come down to that mean from above (no noise fitted):
+    the variance around a window mean still above it is larger, and alone it lets the
+    residual (variance plus the mean's error squared) reach it while the error is large; the
+    noisy image's own local level holds the stop until the error is small."""
+    from isnas_fast.dip.early_stopping import ClippedNoiseTable, DiscrepancyDetector, clipped_observation_moments
+
+    s = 25 / 255
+    clean = torch.zeros(1, 3, 32, 32)
+    obs = Denoise(25).corrupt(clean, seed=9)
+    m0, v0 = (float(v) for v in clipped_observation_moments(torch.zeros(1, dtype=torch.float64), s))
+    outs = [torch.full_like(clean, m0 + 0.6 * s * max(0.0, 1 - t / 150)) for t in range(1, 201)]
+    d = DiscrepancyDetector(EarlyStopping(window=5, method="discrepancy"), obs)
+    fired = _run(d, outs)
+    assert fired is not None
+    error = float(d.best_output.mean()) - m0
+    assert 0 <= error < 0.2 * s and fired > 100
+    # the variance around the window mean alone: fired with three times the error or more
+    table, y = ClippedNoiseTable(s), obs.y.double()
+    alone = next(t for t in range(2, 201)
+                 if float((outs[t - 1].double() - y).square().mean()) <= float(table.variance_at_mean(outs[t - 1]).mean()))
+    assert alone < fired and float(outs[alone - 1].mean()) - m0 > 2 * error
+    assert v0 < s * s / 2
+
+
 def test_discrepancy_start_holds_only_when_the_noise_level_is_reached_by_start_met_by():
     """Outputs reach the noise level at step ``first`` (the previous test's stream): a
     start holds the stop back to it; with ``start_met_by`` only when ``first`` is at most
