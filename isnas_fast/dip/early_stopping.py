@@ -254,8 +254,8 @@ class ClippedNoiseTable:
 
     def __init__(self, sigma: float, grid: int = 4097, device: torch.device | str | None = None):
         self.sigma = float(sigma)
-        xs = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=device)
-        self.means, self.variances = clipped_observation_moments(xs, sigma)
+        self.levels = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=device)
+        self.means, self.variances = clipped_observation_moments(self.levels, sigma)
         self.range = (float(self.means[0]), float(self.means[-1]))  # read once, not synced per call
 
     def variance_at_mean(self, estimate: Tensor) -> Tensor:
@@ -264,7 +264,7 @@ class ClippedNoiseTable:
 
     def level_at_mean(self, estimate: Tensor) -> Tensor:
         """The ``x`` in [0, 1] whose ``E[y]`` is ``estimate`` (linear interpolation; float64)."""
-        return self._at_mean(torch.linspace(0.0, 1.0, len(self.means), dtype=torch.float64), estimate)
+        return self._at_mean(self.levels, estimate)
 
     def _at_mean(self, values: Tensor, estimate: Tensor) -> Tensor:
         means, values = self.means.to(estimate.device), values.to(estimate.device)
