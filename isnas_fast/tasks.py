@@ -51,6 +51,7 @@ __all__ = [
     "make_task",
     "lanczos2_kernel",
     "lanczos2_downsample",
+    "bicubic_upsample",
     "SR_FACTORS",
     "TASK_NAMES",
     "TASK_PARAMETERS",
@@ -133,6 +134,17 @@ def lanczos2_downsample(x: Tensor, factor: int) -> Tensor:
     pad = (weight.shape[-1] - f) // 2
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     return F.conv2d(padded, weight, stride=f, groups=channels)
+
+
+def bicubic_upsample(y: Tensor, factor: int) -> Tensor:
+    """Bicubic upsampling of ``y`` (B, C, h, w) by ``factor`` to (B, C, factor·h, factor·w)
+    (torch's bicubic, a = −0.75, pixel centres aligned as ``align_corners=False``; no
+    antialiasing, which only matters when shrinking), clamped to [0, 1]."""
+    f = _check_factor(factor)
+    if y.ndim != 4:
+        raise InputError(f"expected a (B, C, H, W) tensor, got shape {tuple(y.shape)}")
+    h, w = y.shape[-2:]
+    return F.interpolate(y, size=(h * f, w * f), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
 
 
 # --------------------------------------------------------------------------

@@ -33,10 +33,10 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
+from ..tasks import bicubic_upsample
 
 __all__ = ["REFERENCES", "REFERENCE_LABEL", "bm3d", "bicubic", "biharmonic", "run_reference", "reference_for",
            "check_reference", "available", "package_versions", "rerun_command"]
@@ -142,15 +142,12 @@ def bm3d(observed: Tensor, sigma: float) -> Tensor:
 
 def bicubic(observed: Tensor, factor: int) -> Tensor:
     """Bicubic upsampling of the low-resolution ``observed`` (1, C, h, w) by ``factor``
-    to (1, C, factor·h, factor·w) (torch's bicubic, a = −0.75, pixel centres
-    aligned as ``align_corners=False``; no antialiasing, which only matters
-    when shrinking), clamped to [0, 1]."""
+    (:func:`~isnas_fast.tasks.bicubic_upsample`): (1, C, factor·h, factor·w) in [0, 1]."""
     x = _check(observed, "the low-resolution image")
     f = int(factor)
     if f < 1:
         raise InputError(f"bicubic needs a factor >= 1, got {factor!r}")
-    h, w = x.shape[-2:]
-    return F.interpolate(x, size=(h * f, w * f), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+    return bicubic_upsample(x, f)
 
 
 def biharmonic(observed: Tensor, mask: Tensor) -> Tensor:
