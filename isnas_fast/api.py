@@ -150,18 +150,22 @@ def restore(
 def _planned(settings: SearchSettings, layout: ResourcePlan, tk: Task, obs: Observation, device: torch.device,
              say: Callable[[str], None]) -> SearchSettings:
     """Say the final run's plan (and its partner's, with a blend); ``settings`` without a
-    blend when ``layout`` restores in tiles (each tile trains one network)."""
+    blend or an anchor when ``layout`` restores in tiles (each tile trains one network once)."""
     partner = settings.partner(tk.name, obs.output_size)
     if layout.plan is not None and partner is not None:
         say(f"restoring in tiles: each tile trains one network, not blended with {settings.blend}")
         settings, partner = replace(settings, blend="none"), None
+    if layout.plan is not None and settings.anchor_for(tk.name):
+        say(f"restoring in tiles: each tile trains one network from one start, not shrunk toward {settings.anchor}")
+        settings = replace(settings, anchor="none")
     then = ""
     if partner is not None:
         other = plan_restore(obs, settings, device=device, architecture=partner,
                              in_channels=baseline_input_channels(partner, obs.channels))
         then = f"; then {partner}, its image blended with the pick's: {other.estimate.describe()}"
+    starts = settings.starts_for(tk.name)
     say(f"final run planned: {layout.describe()}"
-        + (f"; {settings.restarts} random starts, one after another" if settings.restarts > 1 else "") + then)
+        + (f"; {starts} random starts, one after another" if starts > 1 else "") + then)
     return settings
 
 

@@ -50,6 +50,7 @@ from .errors import InputError
 from .io import atomic_write_folder, check_output_folder, load_image
 from .io.files import json_text
 from .network import build_network, resolve_architecture
+from .dip.anchor import AnchoredNetwork
 from .dip.averaging import AveragedNetwork
 from .dip.blend import BlendedNetwork
 from .dip.readout import MAX_POINTS as MAX_READOUT_POINTS
@@ -62,9 +63,11 @@ __all__ = ["LoadedRun", "save_run", "load_run", "as_trained_run", "export_report
            "FORMAT_VERSION", "RunSource"]
 
 FORMAT_NAME = "isnas-fast-run"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Format versions load_run reads (1: a plain network, the last step's weights).
-READ_VERSIONS = (1, 2, 3, 4)
+READ_VERSIONS = (1, 2, 3, 4, 5)
+#: What a manifest's ``anchor`` may name (format version 5).
+ANCHOR_NAMES = ("bicubic",)
 #: Most members of an averaged network a bundle may describe.
 MAX_MEMBERS = 64
 _WEIGHTS, _Z, _REPORT, _MANIFEST = "weights.pt", "z.pt", "report.json", "manifest.json"
@@ -79,6 +82,8 @@ READ_THROUGH = (", then read through the clipped-noise readout stored with the w
                 "interpolation: the bias clip(x + n) puts on dark and bright regions removed)")
 BLENDED = ("; blended: the weighted mean (the stored weights) of that image and the partner run's, computed the "
            "same way by the partner's averaged network on its own stored code")
+ANCHORED = ("; anchored: the stored anchor image (bicubic upsampling of the low-resolution input) plus the "
+            "stored weight times that image's difference from it")
 RESTORED = ("restore's returned image: the same network's output (with ensemble > 1, the weighted mean of "
             "several runs' images, which one exported network does not compute)")
 
@@ -132,6 +137,8 @@ def _reproduction(run: TrainedRun, report: dict, final: Optional[Tensor], restor
         served += READ_THROUGH
     if isinstance(run.network, BlendedNetwork):
         served += BLENDED
+    if isinstance(run.network, AnchoredNetwork):
+        served += ANCHORED
     rec: dict[str, Any] = {"exported_output": served, "restored_image": RESTORED}
     if run.dip is not None and run.dip.averaged_over:
         rec["averaged_over"] = run.dip.averaged_over
@@ -274,6 +281,7 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
         "members": len(first.members) if isinstance(first, AveragedNetwork) else None,
         "readout_points": _readout_points(first),
         "partner": _partner_entry(run),
+        "anchor": _anchor_entry(run),
         "weights_format": "torch.save state_dict (load with torch.load(weights_only=True))",
         "reproduction": (dict(run.manifest["reproduction"]) if reloaded and ground_truth is None
                          else _reproduction(run, report, final, restored, ground_truth)),
@@ -293,8 +301,23 @@ def save_run(source: RunSource, directory: Union[str, os.PathLike], *, overwrite
 
 
 def _own_network(network: Any) -> Any:
-    """The run's own network: a blend's first part, else the network itself."""
+    """The run's own network: a blend's first part, an anchored run's merged starts, else the
+    network itself."""
+    if isinstance(network, AnchoredNetwork):
+        return network.network
     return network.parts[0] if isinstance(network, BlendedNetwork) else network
+
+
+def _anchor_entry(run: TrainedRun) -> Optional[dict]:
+    """The manifest's ``anchor`` of an anchored run (None for any other)."""
+    net = run.network
+    if not isinstance(net, AnchoredNetwork):
+        return None
+    name = net.name
+    if run.task != "sr" or not isinstance(net.network, AveragedNetwork) or name not in ANCHOR_NAMES:
+        raise InputError("a run bundle holds an anchored super-resolution run: the starts' averaged network "
+                         "shrunk toward bicubic upsampling")
+    return {"name": name, "weight": round(float(net.weight), 6)}
 
 
 def _partner_entry(run: TrainedRun) -> Optional[dict]:
@@ -489,6 +512,7 @@ class _Spec:
     members: Optional[int] = None
     readout_points: Optional[int] = None
     partner: Optional["_Spec"] = None
+    anchor: Optional[str] = None
 
 
 def _readout_points(network: Any) -> Optional[int]:
@@ -585,9 +609,17 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
         if members is None:
             raise _damaged(d, "manifest field 'partner' needs the run's own averaged network ('members')")
         partner = _check_partner(d, manifest["partner"], task, out_ch, z_shape, members)
+    anchor = None
+    if version >= 5 and manifest.get("anchor") is not None:
+        entry = manifest["anchor"]
+        anchor = entry.get("name") if isinstance(entry, dict) else None
+        if anchor not in ANCHOR_NAMES:
+            raise _damaged(d, f"manifest field 'anchor' must name one of {', '.join(ANCHOR_NAMES)}, got {_short(entry)}")
+        if task != "sr" or members is None or partner is not None:
+            raise _damaged(d, "manifest field 'anchor' applies only to a super-resolution run's averaged network")
     return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
                  task_params=params, z_shape=z_shape, files=files, members=members, readout_points=readout_points,
-                 partner=partner)
+                 partner=partner, anchor=anchor)
 
 
 def _network_fields(d: Path, fields: dict, prefix: str) -> tuple[str, Any, int, int]:
@@ -641,6 +673,12 @@ def _crop_field(d: Path, crop: Any, z_shape: tuple[int, ...]) -> Optional[tuple[
 
 def _expected_state(d: Path, spec: _Spec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name -> (shape, dtype) of the state_dict of the manifest's network, built on the meta device (no memory)."""
+    if spec.anchor is not None:
+        own = _expected_state(d, replace(spec, anchor=None))
+        state = {f"network.{k}": v for k, v in own.items()}
+        state["anchor"] = ((1, spec.out_channels, *spec.z_shape[2:]), torch.float32)
+        state["weight"] = ((), torch.float32)
+        return state
     if spec.partner is not None:
         own = _expected_state(d, replace(spec, partner=None))
         other = _expected_state(d, spec.partner)
@@ -734,7 +772,7 @@ def _check_state(d: Path, state: Any, expected: dict, genotype: str) -> None:
 
 def _check_values(d: Path, state: dict, spec: _Spec) -> None:
     """Refuse readout tables and blend weights whose values a served network cannot use."""
-    prefix = "parts.0." if spec.partner is not None else ""
+    prefix = "parts.0." if spec.partner is not None else "network." if spec.anchor is not None else ""
     tables = [prefix + "readout"] if spec.readout_points is not None else []
     if spec.partner is not None and spec.partner.readout_points is not None:
         tables.append("parts.1.readout")
@@ -747,6 +785,12 @@ def _check_values(d: Path, state: dict, spec: _Spec) -> None:
         if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-5:
             raise _damaged(d, f"{_WEIGHTS}: the blend's weights must be finite, non-negative and sum to 1, "
                               f"got {[round(float(v), 6) for v in w]}")
+    if spec.anchor is not None:
+        w, image = state["weight"], state["anchor"]
+        if not bool(torch.isfinite(w)) or not 0.0 <= float(w) <= 1.0:
+            raise _damaged(d, f"{_WEIGHTS}: the anchor's weight must be in [0, 1], got {float(w)!r}")
+        if not bool(torch.isfinite(image).all()) or bool((image < 0).any()) or bool((image > 1).any()):
+            raise _damaged(d, f"{_WEIGHTS}: the anchor image must hold finite values in [0, 1]")
 
 
 def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
@@ -804,6 +848,8 @@ def load_run(directory: Union[str, os.PathLike]) -> LoadedRun:
         net = _skeleton(spec)
         if spec.partner is not None:
             net = BlendedNetwork([net, _skeleton(spec.partner)], [torch.zeros(spec.partner.z_shape)])
+        if spec.anchor is not None:
+            net = AnchoredNetwork(net, torch.zeros(1, spec.out_channels, *spec.z_shape[2:]), 0.0, spec.anchor)
         net.load_state_dict(state, strict=True)
     except (InputError, RuntimeError) as exc:
         why = " ".join(str(exc).split())

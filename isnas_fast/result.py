@@ -161,6 +161,8 @@ class RestoreResult:
             rep["restarts"] = [dict(r) for r in d.restarts]
         if d.blended:
             rep["blended"] = [dict(r) for r in d.blended]
+        if d.anchored:
+            rep["anchored"] = dict(d.anchored)
         if self.task.name == "denoise":
             rep["noise"] = ({"estimated": True, **self.noise} if self.noise is not None
                             else {"estimated": False, "sigma": self.task.params()["sigma"], "method": "given"})

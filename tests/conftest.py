@@ -13,15 +13,17 @@ from isnas_fast.search import settings as search_settings
 
 @pytest.fixture(scope="session", autouse=True)
 def quick_preset_without_blend():
-    """The quick preset without its blend, in this process, for every test.
+    """The quick preset without its blend and its anchor, in this process, for every test.
 
     The blend trains a width-128 DIP-skip beside every small denoise, which would
-    triple the suite's time on a 2-core CPU; tests that are not about it run the pick
-    alone.  The blend's own tests (``test_blend.py``) ask for it by name, through the
-    same code path, and check in a fresh interpreter that the shipped preset has it.
+    triple the suite's time on a 2-core CPU, and the anchor a second start of every
+    super-resolution; tests that are not about them run the pick alone.  Their own
+    tests (``test_blend.py``, ``test_anchor.py``) ask for them by name, through the
+    same code path, and check in a fresh interpreter that the shipped preset has them.
     Subprocesses (the CLI run as a program, Ray's workers) see the preset as shipped."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(search_settings.PRESETS, "quick", replace(search_settings.PRESETS["quick"], blend="none"))
+        mp.setitem(search_settings.PRESETS, "quick",
+                   replace(search_settings.PRESETS["quick"], blend="none", anchor="none"))
         yield
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import isnas_fast
-from isnas_fast.bundle import LoadedRun, as_trained_run, export_report, load_run, save_run
+from isnas_fast.bundle import FORMAT_VERSION, LoadedRun, as_trained_run, export_report, load_run, save_run
 from isnas_fast.network import batch_statistics_only
 from isnas_fast.errors import InputError
 
@@ -74,7 +74,7 @@ def test_round_trip_reproduces_final_output(result, bundle):
 
 def test_manifest_contents(bundle, result):
     m = json.loads((bundle / "manifest.json").read_text())
-    assert m["format"] == "isnas-fast-run" and m["format_version"] == 4
+    assert m["format"] == "isnas-fast-run" and m["format_version"] == FORMAT_VERSION == 5
     assert m["members"] == len(result.dip.network.members)
     assert m["sizes"] == {"z": [1, 3, 64, 64], "output": [1, 3, 64, 64]}
     assert set(m["files"]) == {"weights.pt", "z.pt", "report.json"}

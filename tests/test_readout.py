@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from isnas_fast.bundle import load_run, save_run
+from isnas_fast.bundle import FORMAT_VERSION, load_run, save_run
 from isnas_fast.device import seeded
 from isnas_fast.dip import DIPSettings, EarlyStopping, RunOptions, fit_group
 from isnas_fast.dip.averaging import AveragedNetwork, network_output
@@ -151,7 +151,7 @@ def test_bundle_and_onnx_serve_the_read_image(runs, tmp_path):
                      task="denoise", task_params={"sigma": 25.0}, dip=read)
     path = save_run(run, tmp_path / "run", ground_truth=clean)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == 4 and manifest["readout_points"] == read.network.readout.shape[0]
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["readout_points"] == read.network.readout.shape[0]
     loaded = load_run(path)
     assert torch.equal(loaded.network.readout, read.network.readout)
     assert float((loaded.output() - read.output.cpu()).abs().max()) <= 1e-6

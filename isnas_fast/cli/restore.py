@@ -128,9 +128,11 @@ def _restore_one(args: argparse.Namespace, run: tuple, source: Any, out: Optiona
         report["run_dir"] = str(save_run(result, args.save_run))
     if not args.quiet:
         print_cohorts(result)
-        starts, blended = report.get("restarts"), report.get("blended")
+        starts, blended, anchored = report.get("restarts"), report.get("blended"), report.get("anchored")
         msg = (f"restored image written to {report['output']} (architecture {result.genotype}, "
-               + (f"the mean of {len(starts)} random starts, " if starts else "")
+               + (f"the mean of {len(starts)} random starts, " if starts and not anchored else "")
+               + (f"{anchored['anchor']} upsampling plus {anchored['weight']:.2f} of {len(starts)} random starts' "
+                  f"difference from it, " if anchored else "")
                + (f"blended with {blended[1]['architecture']} (weight {blended[1]['weight']:.2g}), "
                   if blended else "")
                + f"{time.perf_counter() - t0:.1f} s")

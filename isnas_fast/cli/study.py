@@ -36,7 +36,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_json_argument(p, "the analysis")
     # every network of a study is trained at the search's width: the final run's size rule is not its knob
     add_knob_arguments(p.add_argument_group("search knobs (override the preset)"),
-                       skip=("final_width", "by_size", "restarts", "blend"))
+                       skip=("final_width", "by_size", "restarts", "blend", "anchor"))
     p.set_defaults(func=cmd_study)
 
 

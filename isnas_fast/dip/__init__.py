@@ -18,6 +18,8 @@ Rooms, each with one job:
   architecture merged into one served network.
 * :mod:`~isnas_fast.dip.blend` -- runs of different architectures served
   as the mean of their images.
+* :mod:`~isnas_fast.dip.anchor` -- starts of one architecture shrunk toward a
+  classical image (bicubic upsampling) by how much they agree.
 """
 from __future__ import annotations
 

@@ -56,6 +56,10 @@ class DIPResult:
     the other fields then describe the first run, ``output`` and ``network``
     the mean of all.  ``blended``: likewise, with runs of different
     architectures averaged (:func:`~isnas_fast.dip.blend.blend_results`).
+    ``anchored``: with the starts' mean shrunk toward a classical image
+    (:func:`~isnas_fast.dip.anchor.anchor_results`), its name, the weight
+    kept and the number of starts; ``output`` and ``network`` are then the
+    shrunk image's.
     """
 
     output: Tensor
@@ -82,6 +86,7 @@ class DIPResult:
     averaged_over: str = ""
     restarts: list[dict] = field(default_factory=list)
     blended: list[dict] = field(default_factory=list)
+    anchored: dict = field(default_factory=dict)
 
 
 def probe_name(settings: EarlyStopping) -> str:

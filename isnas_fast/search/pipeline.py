@@ -16,9 +16,10 @@ import torch
 from torch import Tensor
 
 from ..dip import DIPResult, blend_results, check_step_options, merge_restarts
+from ..dip.anchor import anchor_results
 from ..genotype import Genotype
 from ..network import baseline_input_channels, resolve_architecture
-from ..tasks import Observation
+from ..tasks import Observation, bicubic_upsample
 from ..trained import TrainedRun
 from .candidates import candidate_list, restart_seed
 from .cohort import CohortMember, rank_cohort, select_in_cohort, train_cohort
@@ -107,6 +108,7 @@ def train_finals(
     device: torch.device | None = None,
     quiet: bool = False,
     desc: str = "restore",
+    anchor: Optional[str] = None,
 ) -> list[TrainedRun]:
     """Train ``architectures`` at full size, together, with the settings'
     final-run knobs (``final_iterations``, ``early_stopping``, ``final_width``
@@ -122,7 +124,10 @@ def train_finals(
     threads it runs on).  With ``restarts`` R > 1 each architecture trains R
     times from different starts (:func:`~isnas_fast.search.candidates.restart_seed`;
     the first is the one-start run), one start after another, and its run is
-    their merge (:func:`~isnas_fast.dip.restarts.merge_restarts`).
+    their merge (:func:`~isnas_fast.dip.restarts.merge_restarts`).  ``anchor``
+    (``"bicubic"``, super-resolution only): at least two starts, their merge shrunk
+    toward bicubic upsampling of the observation by their agreement
+    (:func:`~isnas_fast.dip.anchor.anchor_results`).
     """
     archs = [resolve_architecture(a) for a in architectures]
     device = torch.device(device or observation.y.device)
@@ -131,7 +136,9 @@ def train_finals(
     c = search_input_channels(obs)
     # a baseline by name takes its own code (32 channels), as ``restore(arch=name)`` runs it
     in_chs = [in_channels or baseline_input_channels(name, c) for name in architectures]
-    starts = settings.restarts
+    if anchor is not None and (anchor != "bicubic" or obs.task.name != "sr"):
+        raise ValueError(f"no anchor {anchor!r} for {obs.task.name}")
+    starts = max(settings.restarts, 2) if anchor else settings.restarts
     seeds = [[restart_seed(seed, arch, r) for r in range(starts)] for arch in archs]
     results: list[list[DIPResult]] = [[] for _ in archs]
     for r in range(starts):  # one start of every architecture at a time: one run's memory
@@ -147,7 +154,12 @@ def train_finals(
     def measure(out: Tensor) -> float:
         return float(obs.task.psnr(obs.crop_output(out), obs.crop_output(gt))[0])
 
-    merged = [merge_restarts(runs, s, measure if gt is not None else None) for runs, s in zip(results, seeds)]
+    m = measure if gt is not None else None
+    if anchor:
+        image = bicubic_upsample(obs.y, obs.task.factor)
+        merged = [anchor_results(runs, s, image, anchor, m) for runs, s in zip(results, seeds)]
+    else:
+        merged = [merge_restarts(runs, s, m) for runs, s in zip(results, seeds)]
     return [TrainedRun(network=res.network, z=res.z, genotype=str(arch), width=settings.width_of(arch),
                        in_channels=in_ch, out_channels=c, task=obs.task.name, task_params=dict(obs.task.params()),
                        dip=res, crop=obs.padding.box if obs.padding is not None else None)
@@ -396,9 +408,13 @@ def run_search(
     restored = restored_genotypes(search, settings)
     iters = settings.final_iterations or TASK_ITERATIONS[observation.task.name]
     say(f"restoring with {', '.join(map(str, restored))} for {iters} steps")
+    anchor = settings.anchor_for(observation.task.name)
+    if anchor:
+        say(f"{settings.starts_for(observation.task.name)} random starts, their mean shrunk toward {anchor} "
+            "upsampling by their agreement")
     runs = train_finals(restored, observation, search.final_settings(settings), seed=seed,
                         ground_truth=ground_truth, device=device,
-                        quiet=quiet)
+                        quiet=quiet, anchor=anchor)
     partner = settings.partner(observation.task.name, observation.output_size)
     blended = None
     if partner is not None:

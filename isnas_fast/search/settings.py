@@ -27,6 +27,7 @@ __all__ = [
     "DIP_SKIP_WIDTH",
     "BLENDS",
     "BLEND_WEIGHT",
+    "ANCHORS",
     "FAST_FIT_STEPS",
     "DEFAULT_METRIC",
     "SearchSettings",
@@ -46,6 +47,8 @@ DEFAULT_METRIC = "psd_db_strip_mse"
 DIP_SKIP_WIDTH = 128
 #: What ``blend`` may name: no partner, or DIP-skip.
 BLENDS = ("none", "dip-skip")
+#: What ``anchor`` may name: no anchor, or bicubic upsampling (super-resolution).
+ANCHORS = ("none", "bicubic")
 #: The partner's weight in a blend (the final run's image weighs the rest): chosen on the tuning
 #: crops as the largest mean gain among 1/2, 0.6, 2/3 and 3/4 that kept every crop within 0.5 dB
 #: of NAS-DIP (bench/README.md, "Blending NAS-DIP with DIP-skip").
@@ -160,6 +163,12 @@ class SearchSettings:
         f"code, stop and starts, as --arch dip-skip runs it) and returns the final run's image and DIP-skip's "
         f"averaged with weights 2/3 and 1/3, served as one network (not with --ensemble above 1, which "
         f"averages cohort members instead); none: the final run alone", kind="choice", choices=BLENDS)
+    anchor: str = knob(
+        "none", "super-resolution: bicubic trains the final network from at least two random starts (restarts) "
+        "and returns bicubic upsampling plus the part of the starts' mean difference from it that the starts "
+        "agree on (a pattern the downsampler cannot see differs between starts and falls back to bicubic), "
+        "served as one network (not in tiles or with --ensemble above 1); none: the starts' mean",
+        kind="choice", choices=ANCHORS)
     final_iterations: Optional[int] = knob(
         None, f"DIP steps of the final run (the paper's counts: {_PAPER_COUNTS})", api="iterations",
         flag="--iterations", metavar="N",
@@ -218,6 +227,18 @@ class SearchSettings:
             return None
         return self.blend
 
+    def anchor_for(self, task: str) -> Optional[str]:
+        """The classical image a ``task``'s final run is shrunk toward (``anchor``), or None:
+        super-resolution only, and not with an ensemble (``ensemble`` > 1)."""
+        if self.anchor == "none" or task != "sr" or self.ensemble > 1:
+            return None
+        return self.anchor
+
+    def starts_for(self, task: str) -> int:
+        """Random starts of each full-size network for ``task``: ``restarts``, and at least
+        two where :meth:`anchor_for` names an anchor (its weight needs two starts)."""
+        return max(self.restarts, 2) if self.anchor_for(task) else self.restarts
+
     def for_image(self, task: str, output_size: tuple[int, int]) -> "SearchSettings":
         """These settings for one image whose network output is ``output_size`` (H, W) px:
         with ``by_size``, a denoise of :data:`LARGE_DENOISE`'s size or more gets its final
@@ -256,6 +277,8 @@ class SearchSettings:
             raise InputError(f"restarts must be an integer from 1 to {MAX_RESTARTS}, got {self.restarts!r}")
         if self.blend not in BLENDS:
             raise InputError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
+        if self.anchor not in ANCHORS:
+            raise InputError(f"anchor must be one of {', '.join(ANCHORS)}, got {self.anchor!r}")
         if self.score_batch < 1:
             raise InputError(f"score batch must be >= 1, got {self.score_batch}")
         resolve_precision(self.precision, torch.device("cpu"))  # checks the name; None resolves per run
@@ -307,10 +330,12 @@ PRESETS: dict[str, SearchSettings] = {
     # gets LARGE_DENOISE's wider network and longer budget), stops by
     # the discrepancy principle and reads a denoised output through the
     # clipped-noise readout; a denoise under LARGE_DENOISE's size is blended with
-    # DIP-skip's image (bench/README.md: the measurements behind each choice).
+    # DIP-skip's image; a super-resolution is the mean of two starts shrunk toward bicubic
+    # upsampling by their agreement (bench/README.md: the measurements behind each choice).
     "quick": SearchSettings(
         width=16, num_candidates=32, cohort_size=4, cohort_iterations=300,
         early_stopping=EarlyStopping(), selection="validated", by_size=True, clip_readout=True, blend="dip-skip",
+        anchor="bicubic",
     ),
 }
 

@@ -129,7 +129,8 @@ class RunRecord:
     output; ``seconds``: training wall time (a share of the group's when
     trained together); ``trained_with``: how many runs trained in its group
     (1: alone); ``restarts``: each random start's entry when several were
-    averaged; ``blended``: each blended run's entry (the pick's and its partner's).
+    averaged; ``blended``: each blended run's entry (the pick's and its partner's);
+    ``anchored``: the anchor, weight and starts when the starts' mean was shrunk toward one.
     """
 
     output: Tensor
@@ -152,6 +153,7 @@ class RunRecord:
     restarts: Optional[list] = None
     trained_with: int = 1
     blended: Optional[list] = None
+    anchored: Optional[dict] = None
 
 
 def _rounded(curve: Optional[list[float]]) -> Optional[list[float]]:
@@ -168,7 +170,7 @@ def _record(dip: DIPResult, output: Tensor, quality: tuple[float, float, bool], 
         early_stopped=dip.early_stopped, psnr_at_stop=dip.psnr_at_stop,
         curve=_rounded(dip.psnr_curve), curve_raw=_rounded(dip.psnr_raw_curve), seconds=seconds,
         precision=dip.precision, compiled=dip.compiled, restarts=[dict(r) for r in dip.restarts] or None,
-        blended=[dict(r) for r in dip.blended] or None)
+        blended=[dict(r) for r in dip.blended] or None, anchored=dict(dip.anchored) or None)
 
 
 def _from_restore(res: RestoreResult, architecture: Architecture) -> RunRecord:
@@ -220,12 +222,12 @@ def random_index(image: str, seed: int, pool_size: int) -> int:
 def batchable(inp: JobInput) -> bool:
     """Whether the job's full-size runs can be trained beside other jobs' (an ``isnas``
     job with ``final="all"``, an ensemble or a blend restores several runs and goes alone, as
-    does every job with restarts; a
+    does every job with restarts or an anchor; a
     reference trains nothing and goes alone)."""
     if inp.job.reference:
         return False
     settings = inp.settings
-    if settings.restarts > 1:
+    if settings.restarts > 1 or inp.job.method == "isnas" and settings.anchor_for(inp.task):
         return False
     return inp.job.method != "isnas" or (settings.final == "first" and settings.ensemble == 1
                                          and settings.blend == "none")
@@ -308,6 +310,8 @@ def finish_job(inp: JobInput, plan: Plan, records: Sequence[RunRecord], *, devic
         row["restarts"] = rec.restarts
     if rec.blended:
         row["blended"] = rec.blended
+    if rec.anchored:
+        row["anchored"] = rec.anchored
     curves = {} if rec.curve is None else {"psnr": rec.curve, "psnr_raw": rec.curve_raw,
                                            "stopped_at": rec.stopped_at, "psnr_at_stop": rec.psnr_at_stop}
     return JobOutcome(row, rec.output, curves)

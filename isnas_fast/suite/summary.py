@@ -244,7 +244,9 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         + ("; every DIP output read through the clipped-noise readout" if st.clip_readout and tk.name == "denoise"
            else "")
         + (f"; isnas blends its image with {st.blend}'s (weights 2/3 and 1/3) below {LARGE_DENOISE.size_text}"
-           if st.blend != "none" and tk.name == "denoise" else ""),
+           if st.blend != "none" and tk.name == "denoise" else "")
+        + (f"; isnas trains {st.starts_for(tk.name)} random starts and shrinks their mean toward {st.anchor} "
+           "upsampling by how much they agree" if st.anchor_for(tk.name) else ""),
         f"- early stopping: {early_stopping_note(st, tk)}",
         f"- search: {st.num_candidates or 'all'} candidates of {st.candidates}, cohort of {st.cohort_size} "
         f"trained {st.cohort_iterations or TASK_ITERATIONS[tk.name]} steps at {st.small_side} px, metric {st.metric}, "
@@ -268,8 +270,8 @@ def _markdown(tables: SummaryTables, context: SummaryContext) -> str:
         "",
     ]
     if tables.restarts:
-        parts += ["## The mean of the random starts against the first start alone (paired by image and seed)", "",
-                  _table(["method", "runs", "starts", "first start (dB)", "mean of the starts (dB)", "gain (dB)",
+        parts += ["## The image from several random starts against the first start alone (paired by image and seed)",
+                  "", _table(["method", "runs", "starts", "first start (dB)", "from the starts (dB)", "gain (dB)",
                           "95 % CI", "wins / losses"],
                          [[r["method"], str(r["n"]), str(r["starts"]), f"{r['first_start_mean']:.2f}",
                            f"{r['mean_of_starts_mean']:.2f}", f"{r['gain_mean']:+.2f}",
