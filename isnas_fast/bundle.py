@@ -24,10 +24,14 @@ length; format version 3).  A blended run (``blend``; format version 4)
 holds two averaged networks side by side, the run's own on ``z`` and its
 partner's (the manifest's ``partner``: architecture, width, channels,
 members) on its own code, stored with the weights as ``code_1``, and
-serves their weighted mean (``weights``).  The manifest's ``reproduction`` section says so and records how
-far the served image is from the returned one (0 for one run; an ensemble
-of several runs, ``ensemble`` > 1, returns their weighted mean, which one
-exported network does not compute).  Format version 1 bundles, whose
+serves their weighted mean (``weights``).  An anchored super-resolution
+(``anchor``; format version 5) holds its starts' merged averaged network,
+the bicubic image ``anchor`` and the weight ``weight``, and serves
+``weight * network(z) + (1 - weight) * anchor``.  The manifest's
+``reproduction`` section says so and records how far the served image is
+from the returned one (0 for one run; an ensemble of several runs,
+``ensemble`` > 1, returns their weighted mean, which one exported network
+does not compute).  Format version 1 bundles, whose
 network is the last step's and reproduces its raw output f(z), still load.
 """
 from __future__ import annotations
@@ -614,7 +618,8 @@ def _check_manifest(d: Path, manifest: Any) -> _Spec:
         entry = manifest["anchor"]
         anchor = entry.get("name") if isinstance(entry, dict) else None
         if anchor not in ANCHOR_NAMES:
-            raise _damaged(d, f"manifest field 'anchor' must name one of {', '.join(ANCHOR_NAMES)}, got {_short(entry)}")
+            raise _damaged(d, f"manifest field 'anchor' must name one of {', '.join(ANCHOR_NAMES)}, "
+                              f"got {_short(entry)}")
         if task != "sr" or members is None or partner is not None:
             raise _damaged(d, "manifest field 'anchor' applies only to a super-resolution run's averaged network")
     return _Spec(genotype=genotype, arch=arch, width=width, in_channels=in_ch, out_channels=out_ch, task=task,
