@@ -154,11 +154,13 @@ def test_onnx_export_serves_the_blend(blended_restore, tmp_path):
     assert float((served - res.tensor).abs().max()) <= 1e-5
 
 
-def test_the_quick_preset_blends_with_dip_skip_as_shipped():
-    # a fresh interpreter: the test session runs the quick preset without its blend (conftest.py)
-    code = "from isnas_fast.search import preset; print(preset('quick').blend, preset('paper').blend)"
+def test_the_quick_preset_blends_and_anchors_as_shipped():
+    # a fresh interpreter: the test session runs the quick preset without its blend and its
+    # super-resolution anchor (conftest.py)
+    code = ("from isnas_fast.search import preset; q, p = preset('quick'), preset('paper'); "
+            "print(q.blend, p.blend, q.anchor, p.anchor)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["dip-skip", "none"]
+    assert out == ["dip-skip", "none", "bicubic", "none"]
 
 
 def test_the_partner_is_kept_to_small_denoises_without_an_ensemble():

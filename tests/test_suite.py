@@ -211,10 +211,10 @@ def test_batch_rows_equal_one_by_one_rows(tmp_path, sample):
 
 
 def _suite_command(images: Path, out: Path) -> list[str]:
-    # --blend named: the killed program (the preset as shipped) and this process (the preset
-    # without its blend, conftest.py) then run the same settings
+    # --blend and --anchor named: the killed program (the preset as shipped) and this process (the
+    # preset without its blend and anchor, conftest.py) then run the same settings
     return ["suite", str(images), "--task", "denoise", "--out", str(out), "--methods", "nasdip,random",
-            "--seeds", "2", "--no-plots", "--blend", "none", *TINY_ARGS]
+            "--seeds", "2", "--no-plots", "--blend", "none", "--anchor", "none", *TINY_ARGS]
 
 
 def test_resume_after_sigkill(tmp_path, sample):
