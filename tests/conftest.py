@@ -1,8 +1,11 @@
 """Shared fixtures: small images cut from the bundled sample (no downloads)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,3 +51,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def reseal_weights():
+    """``reseal(folder, state=None)``: write ``state`` (a state_dict) as the bundle's weights.pt
+    when given, then record that file's sha256 and size in its manifest, so that a crafted
+    bundle passes the checksum check and is refused (or not) for what it holds; returns the
+    manifest."""
+    def reseal(folder: Path, state: dict | None = None) -> dict:
+        if state is not None:
+            torch.save(state, folder / "weights.pt")
+        m = json.loads((folder / "manifest.json").read_text())
+        m["files"]["weights.pt"]["sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+        m["files"]["weights.pt"]["bytes"] = (folder / "weights.pt").stat().st_size
+        (folder / "manifest.json").write_text(json.dumps(m))
+        return m
+    return reseal

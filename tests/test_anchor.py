@@ -1,7 +1,6 @@
 """Super-resolution's anchor: two starts' mean shrunk toward bicubic by how much the starts agree."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 
@@ -107,7 +106,7 @@ def test_restore_shrinks_two_starts_toward_bicubic(anchored_restore):
     assert rep["psnr"] == pytest.approx(float(SuperResolve.psnr(res.tensor, clean)[0]), abs=1e-3)
 
 
-def test_bundle_serves_the_anchored_image_and_refuses_bad_anchors(anchored_restore, tmp_path):
+def test_bundle_serves_the_anchored_image_and_refuses_bad_anchors(anchored_restore, tmp_path, reseal_weights):
     _, _, res = anchored_restore
     d = save_run(res, tmp_path / "b")
     manifest = json.loads((d / "manifest.json").read_text())
@@ -121,24 +120,16 @@ def test_bundle_serves_the_anchored_image_and_refuses_bad_anchors(anchored_resto
     again = load_run(save_run(loaded, tmp_path / "again"))
     assert torch.equal(again.output(), res.tensor)
 
-    def rewrite(folder, state=None, manifest=None):
-        if state is not None:
-            torch.save(state, folder / "weights.pt")
-        m = manifest or json.loads((folder / "manifest.json").read_text())
-        m["files"]["weights.pt"]["sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
-        m["files"]["weights.pt"]["bytes"] = (folder / "weights.pt").stat().st_size
-        (folder / "manifest.json").write_text(json.dumps(m))
-
     bad = tmp_path / "bad"
     save_run(res, bad)
     state = torch.load(bad / "weights.pt", weights_only=True)
-    rewrite(bad, {**state, "weight": torch.tensor(1.5)})
+    reseal_weights(bad, {**state, "weight": torch.tensor(1.5)})
     with pytest.raises(InputError, match="anchor's weight must be in"):
         load_run(bad)
-    rewrite(bad, {**state, "anchor": torch.full_like(state["anchor"], float("nan"))})
+    reseal_weights(bad, {**state, "anchor": torch.full_like(state["anchor"], float("nan"))})
     with pytest.raises(InputError, match="anchor image must hold finite values"):
         load_run(bad)
-    rewrite(bad, state)
+    reseal_weights(bad, state)
     m = json.loads((bad / "manifest.json").read_text())
     for entry in ({"name": "lanczos"}, "bicubic", {"name": ["bicubic"]}):
         m["anchor"] = entry

@@ -102,7 +102,7 @@ def test_restore_blends_the_pick_with_dip_skip_as_arch_dip_skip_restores_it(blen
     assert rep["psnr"] == pytest.approx(float(Denoise.psnr(res.tensor, clean)[0]), abs=1e-3)
 
 
-def test_bundle_serves_the_blend_and_refuses_bad_weights(blended_restore, tmp_path):
+def test_bundle_serves_the_blend_and_refuses_bad_weights(blended_restore, tmp_path, reseal_weights):
     _, _, res = blended_restore
     d = save_run(res, tmp_path / "b")
     manifest = json.loads((d / "manifest.json").read_text())
@@ -118,16 +118,11 @@ def test_bundle_serves_the_blend_and_refuses_bad_weights(blended_restore, tmp_pa
     assert torch.equal(again.output(), res.tensor)
 
     # weights that do not sum to 1, rewritten with a matching checksum: refused by name
-    import hashlib
     bad = tmp_path / "bad"
     save_run(res, bad)
     state = torch.load(bad / "weights.pt", weights_only=True)
     state["weights"] = torch.tensor([0.9, 0.9])
-    torch.save(state, bad / "weights.pt")
-    m = json.loads((bad / "manifest.json").read_text())
-    m["files"]["weights.pt"]["sha256"] = hashlib.sha256((bad / "weights.pt").read_bytes()).hexdigest()
-    m["files"]["weights.pt"]["bytes"] = (bad / "weights.pt").stat().st_size
-    (bad / "manifest.json").write_text(json.dumps(m))
+    m = reseal_weights(bad, state)
     with pytest.raises(InputError, match="weights must be finite, non-negative and sum to 1"):
         load_run(bad)
     # a partner that claims other input channels: the weights file is larger than such a network's
