@@ -52,6 +52,8 @@ writes the per-run outcomes to ``--out``.  The rules:
 
     .venv/bin/python bench/stop_curves.py run --set tuning|held_out|fresh|fresh2|fresh3|fresh4|fresh5 [--size 128] [--sigmas 5,10] [--images N]
     .venv/bin/python bench/stop_curves.py rules --cache DIR [--size 128] [--grid] --out results/stop-curves-...json
+    .venv/bin/python bench/stop_curves.py run --set fresh5 --size 128 --only colorwheel,logo --cache DIR2
+    .venv/bin/python bench/stop_curves.py rules --cache DIR2 --size 128 --merge results/X.json --out results/X.json
 """
 from __future__ import annotations
 
@@ -212,6 +214,8 @@ def run(args: argparse.Namespace) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     # images smaller than the crop are left out
     todo = [c for c in crops(args.set) if min(crop(*c, size=args.size).shape[-2:]) >= args.size][: args.images]
+    if args.only:
+        todo = [c for c in todo if c[0] in args.only.split(",")]
     jobs = [(c, int(s)) for c in todo for s in args.sigmas.split(",")]
     names = [n for n, _, _ in todo]
     for (name, top, left), s in (reversed(jobs) if args.reverse else jobs):
@@ -317,6 +321,13 @@ def grid(runs: list[dict]) -> None:
               f"worst {worst:+.2f}")
 
 
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two rows of a results file are of one run: set, source and sigma, and the crop
+    where both name it (older files name it only for a source cropped twice in one set)."""
+    return ((a["set"], a["image"], a["sigma"]) == (b["set"], b["image"], b["sigma"])
+            and ("crop" not in a or "crop" not in b or a["crop"] == b["crop"]))
+
+
 def rules(args: argparse.Namespace) -> None:
     rows, runs = [], []
     for path in sorted(Path(args.cache).glob("*.npz")):
@@ -343,6 +354,11 @@ def rules(args: argparse.Namespace) -> None:
                      **({"crop": [float(z["top"]), float(z["left"])]} if "top" in z else {}), "sigma": int(sigma),
                      "estimate": round(est, 3), "noisy": round(float(z["noisy_psnr"]), 4),
                      **{k: {"step": i + start, "psnr": round(float(p[i]), 4)} for k, i in picks.items()}})
+    if args.merge:
+        kept = [r for r in json.loads(Path(args.merge).read_text())["rows"]
+                if not any(_same_run(r, n) for n in rows)]
+        print(f"{len(rows)} runs read again from {args.cache}, {len(kept)} kept from {args.merge}")
+        rows = kept + rows
     by_sigma = sorted({r["sigma"] for r in rows})
     out = {"rows": rows, "summary": {}}
     print(f"{len(rows)} runs ({args.cache}); - told the true sigma, dB")
@@ -384,6 +400,7 @@ def main() -> int:
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--size", type=int, default=64, help="crop side (px)")
     r.add_argument("--reverse", action="store_true", help="the runs in reverse order (a second process)")
+    r.add_argument("--only", default=None, help="only the crops of these sources (comma-separated names)")
     r.add_argument("--cache", default="/tmp/stop-curves")
     u = sub.add_parser("rules")
     u.add_argument("--cache", default="/tmp/stop-curves")
@@ -392,6 +409,9 @@ def main() -> int:
                         "(0: the estimate kept with the run)")
     u.add_argument("--grid", action="store_true", help="also print a grid of the bracket's constants")
     u.add_argument("--out", default=None, help="write the per-run outcomes and the summary here (JSON)")
+    u.add_argument("--merge", default=None,
+                   help="a results file of an earlier read: its rows for runs the cache does not hold are kept, "
+                        "and the summary is of both")
     args = ap.parse_args()
     if args.cmd == "run":
         run(args)
