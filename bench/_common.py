@@ -9,6 +9,7 @@ rows ``{"name", "reference_ms", "fast_ms", "ratio", "device", ...}``
 """
 from __future__ import annotations
 
+import json
 import platform
 import re
 import statistics
@@ -168,3 +169,13 @@ def median_of_steps(runs: list[list[float]], warmup: int) -> float:
     """Median of the per-step times (ms) of several runs, each after its first ``warmup`` steps
     (at least each run's last step is kept)."""
     return statistics.median([t for steps in runs for t in steps[min(warmup, len(steps) - 1):]])
+
+
+def record_study(out: Path, name: str, entry: dict, runs: list[dict]) -> None:
+    """Keep ``entry`` and the per-run rows (floats to 4 decimals) under ``name`` in the JSON file
+    ``out``, beside what other names hold there, and say so."""
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data[name] = {**entry, "runs": [{k: (round(x, 4) if isinstance(x, float) else x) for k, x in r.items()}
+                                    for r in runs]}
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print("wrote", out)

@@ -38,6 +38,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _common import record_study  # noqa: E402
 
 #: NAS-DIP's weight in the blends scored (DIP-skip's is the rest); 2/3 is the package's.
 WEIGHTS = (0.5, 0.6, 2 / 3, 0.75)
@@ -107,12 +108,8 @@ def judge(args: argparse.Namespace) -> None:
               f"{s['minus_better_fixed'][1]:+.2f} [{s['minus_better_fixed'][2]:+.2f}, {s['minus_better_fixed'][3]:+.2f}]"
               f" {s['wins_losses_vs_better_fixed'][0]}/{s['wins_losses_vs_better_fixed'][1]}"
               f"  worst image {worst} {img[worst]:+.2f}; below -0.5: {len(s['images_below_nasdip_by_0.5'])}")
-    out = HERE / "results" / "blend-cpu.json"
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data[args.name] = {"suite": str(suite), "better_fixed": better, "summary": summary,
-                       "runs": [{k: (round(x, 4) if isinstance(x, float) else x) for k, x in r.items()} for r in runs]}
-    out.write_text(json.dumps(data, indent=1) + "\n")
-    print("wrote", out)
+    record_study(HERE / "results" / "blend-cpu.json", args.name,
+                 {"suite": str(suite), "better_fixed": better, "summary": summary}, runs)
 
 
 def crops(args: argparse.Namespace) -> None:

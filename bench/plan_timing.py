@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _common import median_of_steps, step_times  # noqa: E402
 from size_study import clean_crop  # noqa: E402
 
 from isnas_fast.dip import DIPSettings, fit_dip  # noqa: E402
@@ -49,16 +48,9 @@ def time_steps(arch: str, side: int, width: int, in_channels: int, steps: int, w
     obs = Denoise(25.0).corrupt(clean, seed=0)
     a = arch if arch == "nasdip-denoise" else Genotype.parse(arch)
     net = build_network(a, in_channels, 3, width)
-    times: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick(it: int, loss: float) -> None:
-        now = time.perf_counter()
-        times.append(now - last[0])
-        last[0] = now
-
-    fit_dip(net, obs, DIPSettings(steps + warmup), seed=0, quiet=True, callback=tick)
-    measured = statistics.median(times[warmup:])
+    _, ms = step_times(lambda cb: fit_dip(net, obs, DIPSettings(steps + warmup), seed=0, quiet=True, callback=cb),
+                       torch.device("cpu"))
+    measured = median_of_steps([ms], warmup) / 1e3
     est = estimate_run(profile_network(a, width, in_channels, 3), [side * side], "cpu", channels=3, iterations=2400)
     return {"arch": arch, "cell": a.describe() if isinstance(a, Genotype) else arch, "side": side, "width": width,
             "in_channels": in_channels, "steps": steps, "threads": torch.get_num_threads(),

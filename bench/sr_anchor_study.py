@@ -29,7 +29,6 @@ the suite measures it; the images are the suite's 8-bit PNGs.  Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -40,6 +39,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _common import record_study  # noqa: E402
 from blend_study import _ci, _image, _load  # noqa: E402
 
 from isnas_fast.quality import rgb_to_y  # noqa: E402
@@ -114,13 +114,8 @@ def judge(args: argparse.Namespace) -> None:
               f"{entry['worst_vs_one'][1]:+.2f}  - bicubic {entry['minus_bicubic'][0]:+.2f} "
               f"[{entry['minus_bicubic'][1]:+.2f}, {entry['minus_bicubic'][2]:+.2f}] worst "
               f"{entry['worst_vs_bicubic'][0]} {entry['worst_vs_bicubic'][1]:+.2f}")
-    out = HERE / "results" / "sr-anchor-cpu.json"
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data[args.name] = {"suite": str(suite), "factor": args.factor, "summary": summary,
-                       "runs": [{k: (round(x, 4) if isinstance(x, float) else x) for k, x in r.items()}
-                                for r in runs]}
-    out.write_text(json.dumps(data, indent=1) + "\n")
-    print("wrote", out)
+    record_study(HERE / "results" / "sr-anchor-cpu.json", args.name,
+                 {"suite": str(suite), "factor": args.factor, "summary": summary}, runs)
 
 
 def main() -> None:
