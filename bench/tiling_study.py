@@ -3,7 +3,9 @@
 ``calibrate``: the constants of :mod:`isnas_fast.resources` -- peak resident
 memory (VmHWM of a fresh process per point) and seconds per step of short DIP
 runs (nasdip-denoise and dip-skip, widths 16-64, 1-4 members, 128-1024 px
-sides), fitted against the per-pixel counts of :func:`profile_network`.
+sides, and a searched pick's skips under bicubic, bilinear and nearest
+upsampling), fitted against the counts of :func:`profile_network`; held-out
+rows (other sizes and cells) only report the fit's error.
 
 ``study``: (1) peak RSS against image size (256² to 2048², two steps, whole
 up to 1024² and tiled where a 1200-step run would not fit a 3.5 GiB
@@ -74,7 +76,8 @@ def worker(spec: dict) -> dict:
         nets = []
         for i in range(k):
             with seeded(i):
-                nets.append(build_network(spec["arch"], spec["in_channels"], 3, spec["width"], task="denoise"))
+                nets.append(build_network(_arch(spec["arch"]), spec["in_channels"], 3, spec["width"],
+                                          task="denoise"))
         base = _vm("VmRSS")
         fit_dip_group(nets, obs, DIPSettings(spec["steps"]), seeds=list(range(k)), early_stopping=es, quiet=True,
                       callback=lambda it, loss: times.append(time.perf_counter()))
@@ -90,57 +93,99 @@ def worker(spec: dict) -> dict:
         # the whole restore (networks built, every step, the blend) over its steps
         return {"base_rss": base, "peak_rss": _vm("VmHWM"), "seconds": seconds,
                 "seconds_per_step": seconds / spec["steps"], "steps_timed": spec["steps"]}
-    # the median of the steps after the first (which sets up): robust to other processes' bursts
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    # the median of the steps after the first two (which set up): robust to other processes' bursts
+    gaps = sorted(b - a for a, b in zip(times[1:], times[2:]))
     return {"base_rss": base, "peak_rss": _vm("VmHWM"), "seconds_per_step": gaps[len(gaps) // 2],
             "steps_timed": len(gaps)}
 
 
+#: Candidate sizes of :data:`isnas_fast.resources.CPU_CACHE_BYTES`; the fit keeps the one with the least error.
+CACHE_CANDIDATES = [2**20 * m for m in (4, 8, 12, 16, 24, 32, 48)]
+FEATURES = ("members", "flops", "touched", "spilled", "tap_bytes")
+
+
+def _time_fit(rows: list[dict], cache: int) -> tuple[list[float], float]:
+    """Non-negative least squares of seconds per step on the features (relative error): the
+    coefficients and the fit's median absolute relative error."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    a = np.array([[r["features"][str(cache)][f] for f in FEATURES] for r in rows])
+    b = np.array([r["seconds_per_step"] for r in rows])
+    scale = a.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(a / scale / b[:, None], np.ones_like(b))
+    coef = coef / scale
+    return [float(c) for c in coef], float(np.median(np.abs(a @ coef / b - 1)))
+
+
 def fit_rows(rows: list[dict]) -> dict:
-    """The constants of isnas_fast.resources from the calibration rows (adds each row's fitted values)."""
+    """The constants of isnas_fast.resources from the calibration rows marked ``fit`` (adds each
+    row's fitted values, held-out rows included)."""
     import numpy as np
 
+    train = [r for r in rows if r.get("fit", True)]
     # peak - monitor - state = base + factor * saved, least squares over the cross-scale U-Nets (every
     # searched network); dip-skip's factor is the largest its rows imply with that base
-    unet = [r for r in rows if r["arch"] != "dip-skip"]
+    unet = [r for r in train if r["arch"] != "dip-skip"]
     a = np.array([[1.0, r["saved_bytes"]] for r in unet])
     b = np.array([r["peak_rss"] - r["monitor_bytes"] - r["state_bytes"] for r in unet])
     (base, factor), *_ = np.linalg.lstsq(a, b, rcond=None)
     skip = max((r["peak_rss"] - base - r["monitor_bytes"] - r["state_bytes"]) / r["saved_bytes"]
-               for r in rows if r["arch"] == "dip-skip")
-    # seconds = per_member * K + per_byte * saved + flops / rate, least squares on the relative error
-    a = np.array([[r["members"], r["saved_bytes"], r["flops"]] for r in rows])
-    b = np.array([r["seconds_per_step"] for r in rows])
-    (per_member, per_byte, per_flop), *_ = np.linalg.lstsq(a / b[:, None], np.ones_like(b), rcond=None)
+               for r in train if r["arch"] == "dip-skip")
+    # seconds = per_member * K + flops / rate + per_byte * touched + per_spilled * spilled + per_tap * taps,
+    # the cache size the one of CACHE_CANDIDATES that fits best
+    cache, (coef, _) = min(((c, _time_fit(train, c)) for c in CACHE_CANDIDATES), key=lambda t: t[1][1])
     for r in rows:
         f = skip if r["arch"] == "dip-skip" else factor
         r["peak_fit"] = float(base + f * r["saved_bytes"] + r["monitor_bytes"] + r["state_bytes"])
-        r["seconds_fit"] = float(per_member * r["members"] + per_byte * r["saved_bytes"] + per_flop * r["flops"])
+        r["seconds_fit"] = float(sum(c * r["features"][str(cache)][k] for c, k in zip(coef, FEATURES)))
+    per_member, per_flop, per_byte, per_spilled, per_tap = coef
     return {"base_bytes": float(base), "saved_factor": float(factor), "saved_factor_dip_skip": float(skip),
-            "seconds_per_member": float(per_member), "seconds_per_saved_byte": float(per_byte),
-            "flops_per_second": float(1 / per_flop)}
+            "seconds_per_member": per_member, "flops_per_second": 1 / per_flop if per_flop else None,
+            "seconds_per_touched_byte": per_byte, "seconds_per_spilled_byte": per_spilled,
+            "seconds_per_tap_byte": per_tap, "cache_bytes": cache}
+
+
+#: The pick of a 512 px Grace Hopper denoise: its skips under three upsampling cells (each followed by a
+#: 5x5 convolution) -- full-size convolutions after an interpolation, which NAS-DIP's genotype has not.
+PICK_SKIPS = "0100001111001111111000000"
+PICK = {"bicubic": f"71,{PICK_SKIPS}", "bilinear": f"8,{PICK_SKIPS}", "nearest": f"134,{PICK_SKIPS}"}
+
+
+def calibrate_grid() -> list[tuple]:
+    """(arch, width, side_h, side_w, members, steps, fit): the rows the constants are fitted on
+    (``fit``) and held-out rows, other sizes and networks, that only report the fit's error."""
+    return [
+        ("nasdip-denoise", 16, 128, 128, 1, 10, True), ("nasdip-denoise", 16, 256, 256, 1, 8, True),
+        ("nasdip-denoise", 16, 512, 512, 1, 6, True), ("nasdip-denoise", 16, 1024, 1024, 1, 5, True),
+        ("nasdip-denoise", 16, 256, 256, 4, 6, True), ("nasdip-denoise", 16, 512, 512, 2, 5, True),
+        ("nasdip-denoise", 32, 256, 256, 1, 6, True), ("nasdip-denoise", 32, 512, 512, 1, 6, True),
+        ("nasdip-denoise", 64, 256, 256, 1, 6, True), ("dip-skip", 128, 256, 256, 1, 6, True),
+        ("dip-skip", 128, 512, 512, 1, 5, True),
+        (PICK["bicubic"], 32, 256, 256, 1, 6, True), (PICK["bicubic"], 32, 512, 512, 1, 6, True),
+        (PICK["nearest"], 32, 512, 512, 1, 6, True), (PICK["bilinear"], 32, 256, 256, 1, 6, True),
+        # held out
+        (PICK["bilinear"], 32, 512, 512, 1, 6, False), ("nasdip-denoise", 32, 384, 384, 1, 6, False),
+        ("nasdip-denoise", 32, 768, 768, 1, 5, False), ("dip-skip", 128, 384, 384, 1, 6, False),
+        (PICK["bicubic"], 32, 384, 384, 1, 6, False), ("nasdip-denoise", 16, 768, 768, 1, 5, False),
+        (f"296,{PICK_SKIPS}", 32, 512, 512, 1, 5, False),
+    ]
 
 
 def calibrate(args) -> dict:
-    from isnas_fast.resources import _averaging_bytes, _monitor_bytes_per_pixel, profile_network
+    from isnas_fast.resources import _averaging_bytes, _monitor_bytes_per_pixel, profile_network, step_features
     from isnas_fast.dip import EarlyStopping
 
-    grid = [  # (arch, width, side_h, side_w, members, steps)
-        ("nasdip-denoise", 16, 128, 128, 1, 8), ("nasdip-denoise", 16, 256, 256, 1, 6),
-        ("nasdip-denoise", 16, 512, 512, 1, 4), ("nasdip-denoise", 16, 1024, 1024, 1, 4),
-        ("nasdip-denoise", 16, 256, 256, 4, 4), ("nasdip-denoise", 16, 512, 512, 2, 4),
-        ("nasdip-denoise", 32, 256, 256, 1, 4), ("nasdip-denoise", 32, 512, 512, 1, 4),
-        ("nasdip-denoise", 64, 256, 256, 1, 4), ("dip-skip", 128, 256, 256, 1, 4),
-        ("dip-skip", 128, 512, 512, 1, 4),
-    ]
     rows = []
-    for arch, width, h, w, k, steps in grid:
-        prof = profile_network(arch, width, 32, 3, "denoise")
+    for arch, width, h, w, k, steps, fit in calibrate_grid():
+        prof = profile_network(_arch(arch), width, 32, 3, "denoise")
         m = _run("worker", {"kind": "group", "arch": arch, "width": width, "in_channels": 32, "size": [h, w],
                          "members": k, "steps": steps, "es": True})
         px = h * w
-        row = {"arch": arch, "width": width, "size": [h, w], "members": k, "steps": steps,
+        row = {"arch": arch, "width": width, "size": [h, w], "members": k, "steps": steps, "fit": fit,
                "saved_bytes": k * prof.saved_bytes(px), "flops": k * prof.flops_per_pixel * px,
+               "features": {str(c): step_features(prof, [px] * k, c) for c in CACHE_CANDIDATES},
                "monitor_bytes": k * (px * _monitor_bytes_per_pixel(3, steps, EarlyStopping())
                                      + _averaging_bytes(prof, px, steps)),
                "state_bytes": 16 * prof.parameters * k, **m}
@@ -149,7 +194,18 @@ def calibrate(args) -> dict:
               f"{m['seconds_per_step']:.3f} s/step", flush=True)
     fit = fit_rows(rows)
     print(json.dumps(fit), flush=True)
+    for r in rows:
+        print(f"{'fit ' if r['fit'] else 'held'} {r['arch']:<30} w{r['width']:<3} {r['size'][1]:>4}px x{r['members']}: "
+              f"{r['seconds_per_step']:.3f} s/step, model {r['seconds_fit']:.3f} "
+              f"({r['seconds_fit'] / r['seconds_per_step']:.2f}x)", flush=True)
     return {"fit": fit, "rows": rows}
+
+
+def _arch(name: str):
+    """A baseline's name as is; a genotype string parsed."""
+    from isnas_fast.genotype import Genotype
+
+    return Genotype.parse(name) if name[:1].isdigit() else name
 
 
 def _crop(name: str) -> torch.Tensor:

@@ -3,14 +3,21 @@ and whether (and how) to tile the image so it fits.
 
 The estimate is a measured model in two parts.
 
-* **Per architecture, counted now**: forward passes of the network on
-  small inputs on the meta device (:func:`profile_network`) count the bytes autograd
-  keeps for the backward pass per output pixel (every feature map of the
-  U-Net is a full-size or ×2^-k map, so they grow exactly with the pixels)
-  and the floating-point operations of a step per output pixel.
+* **Per architecture, counted now**: passes of the network on small inputs
+  on the meta device (:func:`profile_network`) count, per output pixel, the
+  bytes autograd keeps for the backward pass (every feature map of the
+  U-Net is a full-size or ×2^-k map, so they grow exactly with the pixels),
+  the floating-point operations of a training step, the bytes every
+  operation of the step reads and writes (each tensor on its own, so that
+  the ones larger than the processor's cache can be told apart at a given
+  size) and the bytes of the interpolating upsamplings weighted by their
+  taps (4 bilinear, 16 bicubic: slow per byte on the CPU, and not counted
+  as floating-point operations).
 * **Per device, measured once**: how the process's peak resident memory and
   the step time follow those counts -- ``peak = base + factor · saved +
-  monitor`` and ``seconds = per_member · K + per_byte · saved + flops / rate`` -- fitted by
+  monitor`` and ``seconds = per_member · K + flops / rate + per_byte ·
+  traffic in tensors up to the cache size + per_spilled_byte · traffic in
+  larger tensors + per_tap_byte · interpolation`` -- fitted by
   ``bench/tiling_study.py calibrate`` on the CPU (the constants below; the
   numbers behind them are in bench/README.md and bench/results/tiling-cpu.json).
   ``monitor`` is what the DIP monitor keeps per member, counted from
@@ -23,12 +30,15 @@ measured on a GPU) and the time per step is not estimated.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from .dip import EarlyStopping
 from .errors import InputError
@@ -39,27 +49,36 @@ from .tasks import Observation
 from .tiling import DEFAULT_OVERLAP, TILE_MULTIPLE, TilePlan, plan_tiles
 
 __all__ = ["NetworkProfile", "ResourceEstimate", "ResourcePlan", "profile_network", "estimate_run",
+           "step_features", "cpu_step_seconds",
            "available_memory", "plan_resources", "plan_restore", "SEARCH_STAND_IN", "AVERAGING_BLOCKS",
            "CPU_BASE_BYTES", "CPU_SAVED_FACTOR", "CPU_SAVED_FACTOR_DIP_SKIP", "CPU_SECONDS_PER_MEMBER",
-           "CPU_SECONDS_PER_SAVED_BYTE", "CPU_FLOPS_PER_SECOND", "DEFAULT_MEMORY_FRACTION", "GIB"]
+           "CPU_FLOPS_PER_SECOND", "CPU_SECONDS_PER_TOUCHED_BYTE", "CPU_SECONDS_PER_SPILLED_BYTE",
+           "CPU_SECONDS_PER_TAP_BYTE", "CPU_CACHE_BYTES", "DEFAULT_MEMORY_FRACTION", "GIB"]
 
 GIB = 2**30
 
-# Fitted by `bench/tiling_study.py calibrate` (nasdip-denoise at widths 16-64 and dip-skip, 1-4 members,
-# 128-1024 px sides, 4-8 steps each; peak RSS read from /proc/self/status VmHWM in a fresh process per point,
-# the median step time) on a 2-core CPU shared with other work: bench/README.md, bench/results/tiling-cpu.json.
+# Fitted by `bench/tiling_study.py calibrate` (nasdip-denoise at widths 16-64, dip-skip, and one searched
+# pick's skips under bicubic, bilinear and nearest upsampling; 1-4 members, 128-1024 px sides, 5-10 steps each;
+# peak RSS read from /proc/self/status VmHWM in a fresh process per point, the median step after two) on a
+# 2-core CPU with a 32 MiB L3 cache: bench/README.md, bench/results/tiling-cpu.json.
 #: Resident bytes of a process that has imported torch and the package, before the per-pixel part.
-CPU_BASE_BYTES = 534e6
+CPU_BASE_BYTES = 501e6
 #: Peak resident bytes per byte autograd saves, cross-scale U-Nets (activation gradients, oneDNN buffers,
 #: the allocator); dip-skip keeps fewer of its saved maps alive at once.
-CPU_SAVED_FACTOR = 1.92
-CPU_SAVED_FACTOR_DIP_SKIP = 1.21
+CPU_SAVED_FACTOR = 1.18
+CPU_SAVED_FACTOR_DIP_SKIP = 1.05
 #: Seconds per step per group member that do not grow with the pixels (Python, Adam, launch).
-CPU_SECONDS_PER_MEMBER = 0.0059
-#: Seconds per step per byte autograd saves (the narrow networks are bound by memory traffic) ...
-CPU_SECONDS_PER_SAVED_BYTE = 0.72e-9
-#: ... and floating-point operations per second (the wide ones by arithmetic).
-CPU_FLOPS_PER_SECOND = 276e9
+CPU_SECONDS_PER_MEMBER = 0.0225
+#: Floating-point operations per second of the convolutions ...
+CPU_FLOPS_PER_SECOND = 112e9
+#: ... seconds per byte an operation reads or writes in a tensor that fits the cache ...
+CPU_SECONDS_PER_TOUCHED_BYTE = 5.19e-11
+#: ... and in a tensor larger than :data:`CPU_CACHE_BYTES` (memory traffic, not cache) ...
+CPU_SECONDS_PER_SPILLED_BYTE = 2.63e-10
+#: ... and per tap-weighted byte of a bilinear or bicubic upsampling (forward and backward).
+CPU_SECONDS_PER_TAP_BYTE = 3.13e-10
+#: Size of a tensor above which its traffic is counted as spilled from the cache (fitted).
+CPU_CACHE_BYTES = 24 * 2**20
 
 #: Share of the available memory a run may plan to use when no budget is given.
 DEFAULT_MEMORY_FRACTION = 0.5
@@ -76,7 +95,13 @@ class NetworkProfile:
     weights); ``flops_per_pixel``: floating-point operations of one training
     step (forward and backward) per output pixel; ``parameters``: count;
     ``saved_factor``: peak resident bytes per saved byte (measured per
-    family of networks, see the constants); ``in_channels``: the input code's.
+    family of networks, see the constants); ``in_channels``: the input code's;
+    ``touch_slopes``: for every tensor an operation of a training step reads
+    or writes (views left out) that grows with the image, its bytes per
+    output pixel, ascending; ``fixed_touched_bytes``: the bytes of the
+    tensors that do not grow (weights, statistics); ``tap_bytes_per_pixel``:
+    bytes the bilinear and bicubic upsamplings write (forward and backward)
+    per output pixel, times their taps (4 and 16).
     """
 
     saved_bytes_per_pixel: float
@@ -85,23 +110,70 @@ class NetworkProfile:
     parameters: int
     saved_factor: float = CPU_SAVED_FACTOR
     in_channels: int = 32
+    touch_slopes: tuple[float, ...] = ()
+    fixed_touched_bytes: float = 0.0
+    tap_bytes_per_pixel: float = 0.0
 
     def saved_bytes(self, pixels: int) -> float:
         """Bytes autograd keeps during one step of a network of ``pixels`` output pixels."""
         return self.fixed_saved_bytes + self.saved_bytes_per_pixel * pixels
 
+    def touched_bytes(self, pixels: int, cache_bytes: float = CPU_CACHE_BYTES) -> tuple[float, float]:
+        """Bytes one training step of a ``pixels``-pixel network reads and writes:
+        (in tensors of at most ``cache_bytes``, in larger ones)."""
+        slopes = self.touch_slopes
+        cut = bisect.bisect_right(slopes, cache_bytes / max(1, pixels))
+        small = self.fixed_touched_bytes + pixels * math.fsum(slopes[:cut])
+        return small, pixels * math.fsum(slopes[cut:])
 
-def _saved_bytes(net: torch.nn.Module, z: torch.Tensor) -> int:
+
+#: Taps per output value of the interpolating upsamplings (2-D).
+_TAPS = {"upsample_bilinear2d": 4, "upsample_bilinear2d_backward": 4,
+         "upsample_bicubic2d": 16, "upsample_bicubic2d_backward": 16}
+
+
+class _Touches(TorchDispatchMode):
+    """Records, for every operation that is not a view, the bytes of each tensor it
+    reads or writes, and the tap-weighted bytes the interpolating upsamplings write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.tap_bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+            self.sizes.extend(t.numel() * t.element_size() for t in tensors)
+            taps = _TAPS.get(func.overloadpacket.__name__)
+            if taps:
+                self.tap_bytes += taps * sum(t.numel() * t.element_size() for t in tree_flatten(out)[0]
+                                             if isinstance(t, torch.Tensor))
+        return out
+
+
+def _step_counts(net: torch.nn.Module, z: torch.Tensor) -> tuple[int, float, _Touches]:
+    """Bytes autograd saves, FLOPs, and touched bytes of one forward and backward pass of
+    ``net`` on ``z`` (meta)."""
+    # imported here: torch's FLOP counter imports Triton and Inductor, which the package leaves
+    # unimported until something compiles
+    from torch.utils.flop_counter import FlopCounterMode
+
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        storages[s._cdata] = s.nbytes()  # one entry per storage, however many views of it are saved
+        st = t.untyped_storage()
+        storages[st._cdata] = st.nbytes()  # one entry per storage, however many views of it are saved
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        net(z)
-    return sum(storages.values())
+    net.zero_grad(set_to_none=True)  # each pass starts from no gradients, so both run the same operations
+    touches = _Touches()
+    with FlopCounterMode(display=False) as counter, touches:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(z)
+        out.sum().backward()
+    return sum(storages.values()), counter.get_total_flops(), touches
 
 
 @functools.lru_cache(maxsize=64)
@@ -113,21 +185,21 @@ def _profile(arch: Union[Genotype, str], width: int, in_channels: int, out_chann
         net = build_network(arch, in_channels, out_channels, width, task=task, device=meta)
     fmt = torch.channels_last  # the CPU layout (docs/design.md §7); the byte counts do not depend on it
     s = _PROFILE_SIDE
-    small = _saved_bytes(net, torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt))
-    large = _saved_bytes(net, torch.empty(1, in_channels, s, 2 * s, device=meta).contiguous(memory_format=fmt))
+    small, flops, one = _step_counts(net, torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt))
+    large, _, two = _step_counts(net, torch.empty(1, in_channels, s, 2 * s, device=meta).contiguous(
+        memory_format=fmt))
     per_px = (large - small) / (s * s)
-    z = torch.empty(1, in_channels, s, s, device=meta).contiguous(memory_format=fmt)
-    # imported here: torch's FLOP counter imports Triton and Inductor, which the package leaves
-    # unimported until something compiles
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        net(z).sum().backward()
+    if len(one.sizes) != len(two.sizes):
+        raise RuntimeError("a network's operations depend on the input size; cannot profile it")
+    # the same operations on twice the pixels: each tensor's growth is its bytes per pixel
+    slopes = [(b - a) / (s * s) for a, b in zip(one.sizes, two.sizes)]
+    fixed = math.fsum(a for a, d in zip(one.sizes, slopes) if d == 0)
     return NetworkProfile(saved_bytes_per_pixel=per_px, fixed_saved_bytes=max(0.0, small - per_px * s * s),
-                          flops_per_pixel=counter.get_total_flops() / (s * s),
+                          flops_per_pixel=flops / (s * s),
                           parameters=sum(p.numel() for p in net.parameters()),
                           saved_factor=CPU_SAVED_FACTOR_DIP_SKIP if arch == "dip-skip" else CPU_SAVED_FACTOR,
-                          in_channels=in_channels)
+                          in_channels=in_channels, touch_slopes=tuple(sorted(d for d in slopes if d > 0)),
+                          fixed_touched_bytes=fixed, tap_bytes_per_pixel=(two.tap_bytes - one.tap_bytes) / (s * s))
 
 
 def profile_network(architecture: Union[Genotype, str], width: int, in_channels: int, out_channels: int,
@@ -233,12 +305,31 @@ def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: 
     working = profile.saved_factor * saved + monitor + state + retained_bytes
     if device.type == "cpu":
         peak = CPU_BASE_BYTES + working
-        seconds = groups * (CPU_SECONDS_PER_MEMBER * k + CPU_SECONDS_PER_SAVED_BYTE * saved
-                            + profile.flops_per_pixel * pixels / CPU_FLOPS_PER_SECOND)
+        seconds = groups * cpu_step_seconds(profile, member_pixels)
     else:
         peak, seconds = working, None
     return ResourceEstimate(peak_bytes=peak, working_bytes=working, seconds_per_step=seconds,
                             iterations=int(iterations), members=k, pixels=pixels)
+
+
+def step_features(profile: NetworkProfile, member_pixels: Sequence[int],
+                  cache_bytes: float = CPU_CACHE_BYTES) -> dict[str, float]:
+    """The counts the CPU time model weighs for one step of a group: ``members``,
+    ``flops``, ``touched`` and ``spilled`` bytes (tensors up to / over
+    ``cache_bytes``) and ``tap_bytes``, summed over the members."""
+    touched = [profile.touched_bytes(p, cache_bytes) for p in member_pixels]
+    return {"members": float(len(member_pixels)), "flops": profile.flops_per_pixel * sum(member_pixels),
+            "touched": math.fsum(t for t, _ in touched), "spilled": math.fsum(s for _, s in touched),
+            "tap_bytes": profile.tap_bytes_per_pixel * sum(member_pixels)}
+
+
+def cpu_step_seconds(profile: NetworkProfile, member_pixels: Sequence[int]) -> float:
+    """Estimated seconds of one CPU training step of a group of members with
+    ``member_pixels`` output pixels each (the fitted constants above)."""
+    f = step_features(profile, member_pixels)
+    return (CPU_SECONDS_PER_MEMBER * f["members"] + f["flops"] / CPU_FLOPS_PER_SECOND
+            + CPU_SECONDS_PER_TOUCHED_BYTE * f["touched"] + CPU_SECONDS_PER_SPILLED_BYTE * f["spilled"]
+            + CPU_SECONDS_PER_TAP_BYTE * f["tap_bytes"])
 
 
 def _meminfo(key: str) -> Optional[int]:

@@ -27,6 +27,51 @@ def test_profile_counts_grow_with_width():
     assert profile_network("nasdip-denoise", 16, 32, 3, "denoise") is narrow  # cached
 
 
+def test_touched_bytes_split_at_the_cache_size_and_grow_with_the_pixels():
+    prof = profile_network("nasdip-denoise", 32, 32, 3, "denoise")
+    assert prof.touch_slopes == tuple(sorted(prof.touch_slopes)) and min(prof.touch_slopes) > 0
+    assert prof.fixed_touched_bytes > 0  # the weights and the normalisations' statistics
+    px = 256 * 256
+    small, spilled = prof.touched_bytes(px, cache_bytes=16 * 2**20)
+    # however the tensors are split, the total is the same
+    for cache in (0, 2**20, 2**40):
+        assert sum(prof.touched_bytes(px, cache_bytes=cache)) == pytest.approx(small + spilled, rel=1e-12)
+    assert prof.touched_bytes(px, cache_bytes=2**40)[1] == 0
+    assert prof.touched_bytes(px, cache_bytes=0)[0] == pytest.approx(prof.fixed_touched_bytes)
+    # a 32-channel float32 full-size map is 128 bytes per pixel: 8 MiB at 256 px fits 16 MiB, 32 MiB at 512 not
+    assert spilled == 0 < prof.touched_bytes(512 * 512, cache_bytes=16 * 2**20)[1]
+    # the part that grows, grows exactly with the pixels
+    total = sum(prof.touched_bytes(4 * px))
+    assert total - prof.fixed_touched_bytes == pytest.approx(4 * (small + spilled - prof.fixed_touched_bytes))
+
+
+def test_interpolating_upsamplings_are_counted_by_their_taps():
+    from isnas_fast.genotype import Genotype
+
+    skips = "0100001111001111111000000"
+    nearest, bilinear, bicubic = (profile_network(Genotype.parse(f"{u},{skips}"), 32, 32, 3, "denoise")
+                                  for u in (134, 8, 71))
+    assert nearest.tap_bytes_per_pixel == 0
+    # the same cells and shapes: only the taps differ (4 bilinear, 16 bicubic)
+    assert bilinear.tap_bytes_per_pixel > 0
+    assert bicubic.tap_bytes_per_pixel == pytest.approx(4 * bilinear.tap_bytes_per_pixel)
+    assert profile_network("nasdip-denoise", 32, 32, 3, "denoise").tap_bytes_per_pixel == 0  # nearest only
+
+
+def test_cpu_time_per_pixel_grows_once_maps_outgrow_the_cache_and_counts_interpolation():
+    from isnas_fast.genotype import Genotype
+    from isnas_fast.resources import cpu_step_seconds
+
+    nasdip = profile_network("nasdip-denoise", 32, 32, 3, "denoise")
+    # 32-channel full-size maps are 8 MiB at 256 px and 32 MiB at 512 px: four times the pixels cost more
+    # than four times the time (measured 0.39 and 2.67 s: bench/README.md, "Tiles and the resource estimate")
+    assert cpu_step_seconds(nasdip, [512 * 512]) > 4.5 * cpu_step_seconds(nasdip, [256 * 256])
+    # the same skips and cells, bicubic rather than nearest before the 5x5 convolution: slower
+    skips = "0100001111001111111000000"
+    bicubic, nearest = (profile_network(Genotype.parse(f"{u},{skips}"), 32, 32, 3, "denoise") for u in (71, 134))
+    assert cpu_step_seconds(bicubic, [512 * 512]) > 1.1 * cpu_step_seconds(nearest, [512 * 512])
+
+
 def test_estimate_grows_with_pixels_members_and_the_early_stopping_window():
     prof = profile_network("nasdip-denoise", 16, 32, 3, "denoise")
 
