@@ -109,3 +109,31 @@ def test_early_stopping_stops_after_patience(small):
 def test_bad_settings(bad):
     with pytest.raises(InputError):
         DIPSettings(**bad)
+
+
+def test_a_run_logged_to_a_file_writes_progress_lines(small, capsys, monkeypatch):
+    import isnas_fast.dip.progress as progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 0.0)  # a line after every step
+    obs = Denoise(25).corrupt(small, seed=1)
+    fit_dip(_net(), obs, DIPSettings(3), seed=0, desc="final")  # pytest's stderr is not a terminal
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("final: step")]
+    assert [l.split(",")[0] for l in lines] == ["final: step 1/3", "final: step 2/3", "final: step 3/3"]
+    assert "elapsed, at most" in lines[0] and lines[-1].endswith("at most 0 s left at this pace")
+    fit_dip(_net(), obs, DIPSettings(3), seed=0, desc="final", quiet=True)
+    assert "final: step" not in capsys.readouterr().err
+
+
+def test_progress_lines_keep_their_interval():
+    import io
+
+    from isnas_fast.dip.progress import LogLines
+
+    out = io.StringIO()
+    lines = LogLines(100, "final", enabled=True, stream=out, every=3600.0)
+    for it in range(1, 101):
+        lines.update(it)
+    assert out.getvalue() == ""  # not an hour yet
+    off = LogLines(100, "final", enabled=False, stream=out, every=0.0)
+    off.update(1)
+    assert out.getvalue() == ""

@@ -31,6 +31,7 @@ from ..tasks import Observation
 from .monitor import DIPResult, Monitor
 from .readout import clipped_noise_readout
 from .plan import StepPlan, plan_step
+from .progress import LogLines
 from .settings import DIPSettings, EarlyStopping, RunOptions, precision_context
 from .steps import build_step
 
@@ -197,6 +198,7 @@ def _run_steps(plan: StepPlan, networks: Sequence[nn.Module], observations: Sequ
     t0 = time.perf_counter()
     compile_seconds = 0.0
     bar = tqdm(total=settings.iterations, desc=desc, disable=True if quiet else None, leave=False, unit="it")
+    lines = LogLines(settings.iterations, desc, enabled=bool(bar.disable) and not quiet)  # a log has no bar
     # BatchNorm normalises with the batch statistics throughout DIP; its running
     # statistics are never read, so the fit does not update them.
     with precision_context(plan.precision, device), contextlib.ExitStack() as stack:
@@ -229,6 +231,7 @@ def _run_steps(plan: StepPlan, networks: Sequence[nn.Module], observations: Sequ
             if callback is not None:
                 callback(it, values[0])
             bar.update(1)
+            lines.update(it)
             if it % 25 == 0:
                 bar.set_postfix(loss=f"{values[0]:.2e}", refresh=False)
     bar.close()
