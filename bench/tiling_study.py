@@ -76,8 +76,7 @@ def worker(spec: dict) -> dict:
         nets = []
         for i in range(k):
             with seeded(i):
-                nets.append(build_network(_arch(spec["arch"]), spec["in_channels"], 3, spec["width"],
-                                          task="denoise"))
+                nets.append(build_network(spec["arch"], spec["in_channels"], 3, spec["width"], task="denoise"))
         base = _vm("VmRSS")
         fit_dip_group(nets, obs, DIPSettings(spec["steps"]), seeds=list(range(k)), early_stopping=es, quiet=True,
                       callback=lambda it, loss: times.append(time.perf_counter()))
@@ -179,7 +178,7 @@ def calibrate(args) -> dict:
 
     rows = []
     for arch, width, h, w, k, steps, fit in calibrate_grid():
-        prof = profile_network(_arch(arch), width, 32, 3, "denoise")
+        prof = profile_network(arch, width, 32, 3, "denoise")
         m = _run("worker", {"kind": "group", "arch": arch, "width": width, "in_channels": 32, "size": [h, w],
                          "members": k, "steps": steps, "es": True})
         px = h * w
@@ -199,13 +198,6 @@ def calibrate(args) -> dict:
               f"{r['seconds_per_step']:.3f} s/step, model {r['seconds_fit']:.3f} "
               f"({r['seconds_fit'] / r['seconds_per_step']:.2f}x)", flush=True)
     return {"fit": fit, "rows": rows}
-
-
-def _arch(name: str):
-    """A baseline's name as is; a genotype string parsed."""
-    from isnas_fast.genotype import Genotype
-
-    return Genotype.parse(name) if name[:1].isdigit() else name
 
 
 def _crop(name: str) -> torch.Tensor:

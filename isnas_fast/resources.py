@@ -41,6 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .dip import EarlyStopping
+from .dip.progress import format_duration
 from .errors import InputError
 from .genotype import Genotype
 from .network import build_network, resolve_architecture
@@ -267,17 +268,9 @@ class ResourceEstimate:
         """One line: ``"about 2.1 GiB peak, 3.4 s per step (1200 steps: about 1.1 h) (estimated)"``."""
         text = f"about {self.peak_bytes / GIB:.1f} GiB peak"
         if self.seconds_per_step is not None:
-            text += f", {_duration(self.seconds_per_step)} per step ({self.iterations} steps: about " \
-                    f"{_duration(self.seconds)})"
+            text += f", {format_duration(self.seconds_per_step)} per step ({self.iterations} steps: about " \
+                    f"{format_duration(self.seconds)})"
         return text + " (estimated)"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def estimate_run(profile: NetworkProfile, member_pixels: Sequence[int], device: torch.device | str, *,
